@@ -1,0 +1,8 @@
+"""rtkin: real-time streaming markerless 3D human kinematics.
+
+Conventions (see calib/README.md and the design notes): SI units inside (m, rad, s; timestamps
+in integer nanoseconds with an ``_ns`` suffix), 2D points in pixels of the original (distorted)
+image, extrinsics world->camera (``X_cam = R X_world + t``), cameras by name in an explicit order.
+"""
+
+__version__ = "0.1.0"
