@@ -1,14 +1,11 @@
-"""``rtkin`` command line: ``rtkin --version``, ``rtkin calib ...``, ``rtkin demo``."""
+"""``rtkin`` command line: ``--version``, ``calib``, ``run``, ``replay``, ``demo``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Sequence
-
-import numpy as np
 
 from . import __version__
 
@@ -67,43 +64,71 @@ def _cmd_calib_show(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- demo
+# ----------------------------------------------------------------------------- run / replay / demo
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .demo import format_summary
+    from .runner import Runner
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        raise CliError(str(e)) from e
+    print(f"rtkin run {args.config}: {cfg.source.kind} source, outputs on {cfg.transport.outputs}; Ctrl-C to stop")
+    result = Runner(cfg).run(duration_s=args.duration)
+    print(format_summary({"reports": result.reports, "errors": result.errors}))
+    return 1 if result.errors else 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .recording import RecordingError
+    from .replay import replay
+
+    path = Path(args.recording)
+    if not path.is_file():
+        raise CliError(f"recording not found: {path}")
+    publisher = None
+    if args.publish:
+        import zmq
+
+        from .transport import Publisher
+
+        publisher = Publisher(zmq.Context.instance(), args.publish, bind=True)
+    try:
+        res = replay(path, realtime=args.realtime, on_output=publisher.send if publisher else None)
+    except RecordingError as e:
+        raise CliError(str(e)) from e
+    print(f"replayed {res.inputs} KeypointFrames -> {len(res.outputs)} Skeleton3D"
+          + (f" (file cut: {res.tail_bytes_ignored} trailing bytes ignored)" if res.truncated else ""))
+    if res.recorded_outputs:
+        same, n = res.matches_recorded()
+        print(f"identical to the live outputs: {same}/{n}")
+    for stage, t in res.status["timing_ms"].items():
+        if t.get("n"):
+            print(f"stage {stage:<12} p50 {t['p50']:.3f} ms  p99 {t['p99']:.3f} ms")
+    if args.trc and res.outputs:
+        from .trc import skeleton3d_to_trc
+
+        pid = next((int(sk.person_ids[0]) for sk in res.outputs if sk.n_people), None)
+        if pid is not None:
+            out = skeleton3d_to_trc(args.trc, res.outputs, pid, res.config.rig.skeleton, rate_hz=res.config.sync.fps_hz)
+            print(f"TRC: {out}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Virtual subject -> 2D corruption -> triangulation, with a summary against the truth."""
-    from . import virtual
-    from .triangulation import Triangulator
+    from .demo import format_summary, run_synthetic_demo, synthetic_config
 
     if not args.synthetic:
         print("rtkin demo: the real-video demo needs the capture stage (not built yet); "
               "running the synthetic demo (rtkin demo --synthetic).")
-    t0 = time.perf_counter()
-    print(f"virtual subject: {args.duration:.0f} s at {args.fps:.0f} Hz, seed {args.seed} (forward kinematics, cached)")
-    subject = virtual.simulate_subject(virtual.MotionSettings(duration_s=args.duration, fps=args.fps, seed=args.seed))
-    rig = virtual.demo_rig()
-    cs = virtual.CorruptionSettings(noise_px=args.noise_px, outlier_rate=args.outliers, dropout_rate=args.dropouts)
-    views = virtual.render_views(rig, subject, corruption=cs, seed=args.seed)
-    print(f"rendered {views.n_frames} frames x {len(rig)} cameras ({', '.join(rig.names)}): "
-          f"noise {cs.noise_px} px, outliers {cs.outlier_rate:.0%}, dropouts {cs.dropout_rate:.0%}")
-    tri = Triangulator(rig)
-    kp = views.keypoints_of(0)
-    tri(kp[:, 0])  # load compiled kernels before timing
-    lat = np.empty(views.n_frames)
-    pts = np.empty_like(views.truth_3d[:, 0])
-    err_px = np.empty(pts.shape[:2])
-    for t in range(views.n_frames):
-        s = time.perf_counter()
-        res = tri(kp[:, t])
-        lat[t] = time.perf_counter() - s
-        pts[t], err_px[t] = res.points, res.reproj_error_px
-    err = np.linalg.norm(pts - views.truth_3d[:, 0], axis=-1) * 1e3
-    print(f"triangulated: {np.isfinite(err).mean():.1%} of keypoints; 3D error vs truth "
-          f"median {np.nanmedian(err):.1f} mm, p95 {np.nanpercentile(err, 95):.1f} mm; "
-          f"reprojection median {np.nanmedian(err_px):.2f} px")
-    print(f"triangulation latency per frame: p50 {np.percentile(lat, 50) * 1e6:.0f} us, "
-          f"p99 {np.percentile(lat, 99) * 1e6:.0f} us; total {time.perf_counter() - t0:.1f} s")
-    return 0
+    cfg = synthetic_config(args.output, duration_s=args.duration, realtime=not args.fast, seed=args.seed,
+                           bystander=not args.no_bystander)
+    result, summary = run_synthetic_demo(cfg)
+    print(format_summary(summary))
+    return 1 if result.errors else 0
 
 
 # ----------------------------------------------------------------------------- parser
@@ -127,14 +152,25 @@ def _parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_cmd_calib_show)
     calib.set_defaults(func=lambda a: _usage(calib))
 
-    demo = sub.add_parser("demo", help="run the demo (for now: the virtual subject through triangulation)")
+    run = sub.add_parser("run", help="start every process of a run configuration (Ctrl-C stops cleanly)")
+    run.add_argument("config", help="run configuration TOML (see rtkin/configs/run_example.toml)")
+    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("replay", help="replay a recording through the same stages")
+    rep.add_argument("recording", help="a .rtkrec file")
+    rep.add_argument("--realtime", action="store_true", help="at the recorded pace (default: as fast as possible)")
+    rep.add_argument("--publish", metavar="ENDPOINT", help="publish the Skeleton3D outputs on this ZMQ endpoint")
+    rep.add_argument("--trc", metavar="FILE", help="export the subject's 3D keypoints as TRC")
+    rep.set_defaults(func=_cmd_replay)
+
+    demo = sub.add_parser("demo", help="run the whole chain on the virtual subject and summarise")
     demo.add_argument("--synthetic", action="store_true", help="use the virtual subject instead of the demo videos")
     demo.add_argument("--duration", type=float, default=12.0, help="seconds of motion (default 12)")
-    demo.add_argument("--fps", type=float, default=60.0, help="frame rate, Hz (default 60)")
     demo.add_argument("--seed", type=int, default=0, help="motion and corruption seed")
-    demo.add_argument("--noise-px", type=float, default=3.0, help="2D noise std, px (default 3)")
-    demo.add_argument("--outliers", type=float, default=0.02, help="fraction of outlier 2D points (default 0.02)")
-    demo.add_argument("--dropouts", type=float, default=0.05, help="fraction of missing 2D points (default 0.05)")
+    demo.add_argument("--fast", action="store_true", help="as fast as possible instead of real time")
+    demo.add_argument("--no-bystander", action="store_true", help="without the bystander in cam01/cam02")
+    demo.add_argument("--output", default="rtkin_out", help="output folder (default rtkin_out)")
     demo.set_defaults(func=_cmd_demo)
     return p
 

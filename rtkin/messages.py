@@ -327,8 +327,9 @@ class Skeleton3D(_Message):
             triangulated) or all-finite.
         scores: ``(N, K)`` float32 confidence per point, finite, >= 0.
         reproj_error_px: ``(N, K)`` float32 mean reprojection error in pixels, finite >= 0 where the
-            point is finite; NaN or finite >= 0 where it is NaN.
-        n_views: ``(N, K)`` uint8 number of cameras used per point; 0 where the point is NaN.
+            point was triangulated (``n_views > 0``); NaN or finite >= 0 where ``n_views == 0``.
+        n_views: ``(N, K)`` uint8 number of cameras used per point; 0 where the point is NaN, and 0
+            for a finite point that a filter held or predicted through a gap (no measurement).
     """
 
     time_ns: int
@@ -365,10 +366,10 @@ class Skeleton3D(_Message):
     def _check_values(self) -> None:
         missing = np.isnan(self.points[..., 0])  # (N, K); points are all-NaN or all-finite
         _require_all("Skeleton3D.scores", np.isfinite(self.scores) & (self.scores >= 0), "must be finite and >= 0")
-        err = self.reproj_error_px
-        ok = (np.isfinite(err) & (err >= 0)) | (missing & np.isnan(err))
-        _require_all("Skeleton3D.reproj_error_px", ok, "must be finite >= 0 (NaN only where the point is NaN)")
         _require_all("Skeleton3D.n_views", ~missing | (self.n_views == 0), "must be 0 where the point is NaN")
+        err = self.reproj_error_px
+        ok = (np.isfinite(err) & (err >= 0)) | ((self.n_views == 0) & np.isnan(err))
+        _require_all("Skeleton3D.reproj_error_px", ok, "must be finite >= 0 (NaN only where n_views is 0)")
 
     @property
     def n_people(self) -> int:

@@ -49,6 +49,7 @@ __all__ = [
     "ring_rig",
     "demo_rig",
     "bystander",
+    "orbiting_group",
     "DEMO_BYSTANDER_CENTER",
     "OBSERVABLE_COORDINATES",
 ]
@@ -99,6 +100,10 @@ class MotionSettings:
         segments_s: durations of the segments, s.
         ramp_s: blend time between segments, s.
         amplitude: global scale of the joint excursions (1 = nominal).
+        orbit_radius_m: > 0: walk around ``center_m`` on a circle of this radius, m, facing the
+            direction of travel (replaces the drift and heading oscillation).
+        orbit_period_s: time for one lap, s; negative laps clockwise.
+        orbit_phase_rad: starting angle on the circle, rad (0 = +x of the centre).
     """
 
     duration_s: float = 12.0
@@ -112,8 +117,13 @@ class MotionSettings:
     segments_s: tuple[float, ...] = (4.0, 3.0, 3.0)
     ramp_s: float = 0.6
     amplitude: float = 1.0
+    orbit_radius_m: float = 0.0
+    orbit_period_s: float = 12.0
+    orbit_phase_rad: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.orbit_radius_m > 0 and self.orbit_period_s == 0:
+            raise ValueError("orbit_period_s must be non-zero")
         if self.duration_s <= 0 or self.fps <= 0:
             raise ValueError("duration_s and fps must be > 0")
         if len(self.segments) != len(self.segments_s) or not self.segments:
@@ -279,9 +289,17 @@ def generate_motion(settings: MotionSettings = MotionSettings(), names: Sequence
 def _add_path(vals, t, rng, s: MotionSettings) -> None:
     """Heading oscillation and a slow drift around ``center_m`` (world), in OpenSim ground."""
     ph = rng.uniform(0, 2 * np.pi, size=3)
-    vals["pelvis_rotation"] = vals["pelvis_rotation"] + s.heading_rad + s.turn_rad * np.sin(2 * np.pi * t / 9.0 + ph[0])
-    dx = s.wander_m * np.sin(2 * np.pi * t / 7.0 + ph[1])
-    dy = s.wander_m * np.sin(2 * np.pi * t / 11.0 + ph[2])
+    if s.orbit_radius_m > 0:
+        ang = s.orbit_phase_rad + 2 * np.pi * t / s.orbit_period_s
+        dx = s.orbit_radius_m * np.cos(ang)
+        dy = s.orbit_radius_m * np.sin(ang)
+        # facing the direction of travel: heading h faces world (-sin h, cos h)
+        heading = ang if s.orbit_period_s > 0 else ang + np.pi
+        vals["pelvis_rotation"] = vals["pelvis_rotation"] + heading
+    else:
+        vals["pelvis_rotation"] = vals["pelvis_rotation"] + s.heading_rad + s.turn_rad * np.sin(2 * np.pi * t / 9.0 + ph[0])
+        dx = s.wander_m * np.sin(2 * np.pi * t / 7.0 + ph[1])
+        dy = s.wander_m * np.sin(2 * np.pi * t / 11.0 + ph[2])
     osim = OSIM_FROM_WORLD @ np.array([s.center_m[0], s.center_m[1], 0.0])
     off = OSIM_FROM_WORLD @ np.stack([dx, dy, np.zeros_like(t)])
     vals["pelvis_tx"] = osim[0] + off[0]
@@ -444,6 +462,21 @@ def bystander(seed: int = 7, duration_s: float = 12.0, fps: float = 60.0,
                                            wander_m=0.05, turn_rad=0.2, segments=("stand",), segments_s=(5.0,)))
 
 
+def orbiting_group(n: int = 3, duration_s: float = 12.0, fps: float = 60.0, seed: int = 0,
+                   center_m: tuple[float, float] = (0.0, 0.0)) -> list[SubjectTruth]:
+    """``n`` subjects walking around each other: alternate laps in opposite directions on circles
+    of 0.7 / 1.6 / 2.5 m..., so they pass each other (closest ~0.9 m) every few seconds."""
+    out = []
+    for i in range(n):
+        radius = 0.7 + 0.9 * (i % 3) + 0.3 * (i // 3)
+        period = (10.0 + 2.0 * i) * (1 if i % 2 == 0 else -1)
+        out.append(simulate_subject(MotionSettings(
+            duration_s=duration_s, fps=fps, seed=seed + 101 * i, center_m=center_m, orbit_radius_m=radius,
+            orbit_period_s=period, orbit_phase_rad=2 * np.pi * i / n, segments=("walk", "arm_raise", "walk"),
+            segments_s=(5.0, 2.0, 5.0))))
+    return out
+
+
 # ============================================================================ rigs
 
 
@@ -454,7 +487,7 @@ def demo_rig() -> Rig:
     return read_qca(assets.demo_qca_path())
 
 
-def ring_rig(n: int = 8, radius_m: float = 4.0, height_m: float = 1.8, target_m=(0.0, 0.0, 1.0),
+def ring_rig(n: int = 8, radius_m: float = 5.0, height_m: float = 1.8, target_m=(0.0, 0.0, 1.0),
              size=(1920, 1080), focal_px: float = 1400.0, dist=(0.0, 0.0, 0.0, 0.0)) -> Rig:
     """A ring of ``n`` cameras around ``target_m`` (world, z up), all looking at it."""
     from .calibration import Camera, rodrigues_inv

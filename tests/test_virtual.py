@@ -163,7 +163,7 @@ def test_bystander_only_in_the_stated_views_and_identities_are_kept(demo_rig, su
 
 
 def test_ring_rig_sees_a_subject_at_its_centre():
-    rig = virtual.ring_rig(8, radius_m=4.0)
+    rig = virtual.ring_rig(8, radius_m=4.0)  # tighter than the default 5 m
     s = virtual.simulate_subject(virtual.MotionSettings(duration_s=2.0, center_m=(0.0, 0.0)))
     v = virtual.render_views(rig, s, corruption=virtual.CorruptionSettings.clean())
     kp = v.keypoints_of(0)

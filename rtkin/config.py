@@ -1,0 +1,286 @@
+"""Run configuration: frozen settings dataclasses, mapped 1:1 from TOML; unknown keys are errors.
+
+Every default lives in the dataclasses (here and in each stage's module); a TOML file only
+overrides. ``rtkin/configs/run_example.toml`` is a complete, commented example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .association import AssociationSettings
+from .filters import FilterSettings
+from .sync import SyncSettings
+from .tracking import TrackingSettings
+from .triangulation import TriangulationSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "ConfigError",
+    "RunSettings",
+    "RigSettings",
+    "TransportSettings",
+    "VirtualSourceSettings",
+    "OpenPoseSourceSettings",
+    "SourceSettings",
+    "RecordingSettings",
+    "ReconstructionSettings",
+    "RunConfig",
+    "load_config",
+    "config_from_dict",
+    "EXAMPLE_CONFIG",
+]
+
+EXAMPLE_CONFIG = Path(__file__).with_name("configs") / "run_example.toml"
+
+
+class ConfigError(ValueError):
+    """A run configuration is invalid: unknown key, wrong type or bad value (message says where)."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Attributes:
+        name: session name (file names in the output folder).
+        output_dir: folder for the recording and exports (created).
+        duration_s: stop after this many seconds; 0 runs until Ctrl-C / SIGTERM / end of the source.
+    """
+
+    name: str = "session"
+    output_dir: str = "rtkin_out"
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class RigSettings:
+    """Attributes:
+        calibration: Calib.toml or .qca.txt path ("" = the Pose2Sim demo rig), relative to the config.
+        cameras: camera names in pipeline order (empty = the calibration's order).
+        skeleton: keypoint set of the 2D streams (HALPE_26, COCO_17, COCO_133).
+    """
+
+    calibration: str = ""
+    cameras: tuple[str, ...] = ()
+    skeleton: str = "HALPE_26"
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    """ZeroMQ endpoints; loopback unless set otherwise.
+
+    Attributes:
+        keypoints: the sync node binds a SUB here; camera sources connect PUBs to it.
+        outputs: the sync node binds a PUB here (Skeleton3D ``sk3d/``, recorded inputs ``tap/``,
+            status ``status/``); recorder, IK and viewers connect.
+        sndhwm: send high-water mark per subscriber, messages (beyond it messages are dropped,
+            a publisher never blocks).
+        rcvhwm: receive high-water mark of the sync node's input, messages.
+    """
+
+    keypoints: str = "tcp://127.0.0.1:5550"
+    outputs: str = "tcp://127.0.0.1:5551"
+    sndhwm: int = 1000
+    rcvhwm: int = 1000
+
+
+@dataclass(frozen=True)
+class VirtualSourceSettings:
+    """The virtual subject played live as one stream per camera (see ``rtkin.virtual``).
+
+    Attributes:
+        duration_s: length of the motion, s. seed: motion and corruption seed.
+        noise_px, outlier_rate, dropout_rate, swap_rate: 2D corruption (px, fractions).
+        bystander: add a standing bystander (seen by the cameras that see the back of the room).
+        people: number of subjects (>1: they walk around each other).
+    """
+
+    duration_s: float = 12.0
+    seed: int = 0
+    noise_px: float = 3.0
+    outlier_rate: float = 0.02
+    dropout_rate: float = 0.05
+    swap_rate: float = 0.0
+    bystander: bool = False
+    people: int = 1
+
+
+@dataclass(frozen=True)
+class OpenPoseSourceSettings:
+    """OpenPose-JSON folders as Pose2Sim writes them, one per camera.
+
+    Attributes:
+        root: folder holding the per-camera folders, relative to the config.
+        folder_pattern: per-camera folder name, ``{camera}`` replaced (Pose2Sim: ``{camera}_json``).
+    """
+
+    root: str = ""
+    folder_pattern: str = "{camera}_json"
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Attributes:
+        kind: ``"virtual"`` or ``"openpose"`` (``"none"``: sources are started elsewhere).
+        fps_hz: frame rate the sources play at, Hz.
+        realtime: play at the frame rate (True) or as fast as possible (False).
+        restart: restart a source process that dies.
+    """
+
+    kind: str = "virtual"
+    fps_hz: float = 60.0
+    realtime: bool = True
+    restart: bool = False
+    virtual: VirtualSourceSettings = VirtualSourceSettings()
+    openpose: OpenPoseSourceSettings = OpenPoseSourceSettings()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("virtual", "openpose", "none"):
+            raise ValueError(f"source.kind must be 'virtual', 'openpose' or 'none', got {self.kind!r}")
+        if not self.fps_hz > 0:
+            raise ValueError(f"source.fps_hz must be > 0, got {self.fps_hz}")
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    """Attributes:
+        enabled: record every KeypointFrame the sync node receives (crash-safe log).
+        path: recording file ("" = ``<output_dir>/<name>.rtkrec``).
+        outputs: also record the Skeleton3D outputs.
+    """
+
+    enabled: bool = True
+    path: str = ""
+    outputs: bool = True
+
+
+@dataclass(frozen=True)
+class ReconstructionSettings:
+    """Everything between FrameSets and Skeleton3D."""
+
+    association: AssociationSettings = AssociationSettings()
+    triangulation: TriangulationSettings = TriangulationSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    filter: FilterSettings = FilterSettings()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: ``rtkin run CONFIG.toml``. ``base_dir`` resolves relative paths."""
+
+    run: RunSettings = RunSettings()
+    rig: RigSettings = RigSettings()
+    transport: TransportSettings = TransportSettings()
+    source: SourceSettings = SourceSettings()
+    sync: SyncSettings = SyncSettings()
+    reconstruction: ReconstructionSettings = ReconstructionSettings()
+    recording: RecordingSettings = RecordingSettings()
+    base_dir: str = field(default=".", metadata={"toml": False})
+
+    def path(self, p: str) -> Path:
+        """A config path resolved against the config file's folder."""
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else Path(self.base_dir) / q
+
+    def recording_path(self) -> Path:
+        if self.recording.path:
+            return self.path(self.recording.path)
+        return self.path(self.run.output_dir) / f"{self.run.name}.rtkrec"
+
+    def to_dict(self) -> dict:
+        """Plain dict (TOML-able) of every setting, defaults included."""
+        return _to_dict(self)
+
+
+# ----------------------------------------------------------------------------- generic mapping
+
+
+def _to_dict(obj) -> dict:
+    out = {}
+    for f in dataclasses.fields(obj):
+        if not f.metadata.get("toml", True):
+            continue
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            out[f.name] = _to_dict(v)
+        elif isinstance(v, tuple):
+            out[f.name] = list(v)
+        elif v is not None:
+            out[f.name] = v
+    return out
+
+
+def _convert(tp, value, where: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        item = args[0] if args else str
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported setting type {tp}")  # pragma: no cover
+
+
+def _build(cls, data: dict, where: str):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("toml", True)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where or 'config'}: {e}") from e
+
+
+def config_from_dict(data: dict, base_dir: str | Path = ".") -> RunConfig:
+    """Build a RunConfig from a TOML-like dict (unknown keys -> ConfigError)."""
+    cfg = _build(RunConfig, data, "")
+    return dataclasses.replace(cfg, base_dir=str(base_dir))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a run configuration TOML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    return config_from_dict(data, base_dir=path.resolve().parent)
