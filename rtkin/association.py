@@ -1,9 +1,10 @@
 """Associate people across views: which detection in each camera is the same person.
 
-Pairwise affinity: for detections i (view a) and j (view b), the score-weighted mean symmetric
-epipolar distance over the keypoints both see (undistorted px): how far each keypoint lies from
-the epipolar line of its counterpart, averaged both ways. Same person -> a few px; different
-people -> tens to hundreds.
+Pairwise affinity: for detections i (view a) and j (view b), the median symmetric epipolar
+distance over the keypoints both see with a score above ``min_score`` (undistorted px): how far
+each keypoint lies from the epipolar line of its counterpart, averaged both ways. The median
+ignores a few wrong keypoints (a swapped limb, an outlier) that would dominate a mean. Same person
+-> a few px; different people -> tens to hundreds.
 
 Multi-person mode groups detections greedily: pairs sorted by affinity are merged into groups when
 the merge keeps at most one detection per view and the groups agree (mean pairwise distance under
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from numba import njit
 
 from .calibration import Rig
 
@@ -32,18 +34,21 @@ class AssociationSettings:
     Attributes:
         mode: ``"single"`` (one subject; bystanders rejected) or ``"multi"``.
         min_score: keypoints below this score are ignored (0..1).
-        max_epipolar_px: two detections can be the same person if their mean symmetric epipolar
+        max_epipolar_px: two detections can be the same person if their median symmetric epipolar
             distance is below this, px.
         min_common_keypoints: keypoints both detections must see for their distance to count.
         prior_gate_px: single mode: a group whose median reprojection distance to the tracked
             subject's last pose is above this is not the subject, px.
+        duplicate_m: multi mode: two groups whose triangulated keypoints are closer than this
+            (mean distance) are one person split in two; the one seen by fewer views is dropped, m.
     """
 
     mode: str = "single"
     min_score: float = 0.3
-    max_epipolar_px: float = 25.0
+    max_epipolar_px: float = 40.0
     min_common_keypoints: int = 4
     prior_gate_px: float = 80.0
+    duplicate_m: float = 0.35
 
     def __post_init__(self) -> None:
         if self.mode not in ("single", "multi"):
@@ -52,9 +57,39 @@ class AssociationSettings:
             raise ValueError("association thresholds must be > 0")
 
 
+@njit(cache=True)
+def _epipolar_kernel(F, ua, wa, ub, wb, min_common, out):  # pragma: no cover - compiled
+    """out (Pa, Pb) median symmetric epipolar distance over keypoints seen in both, px."""
+    K = ua.shape[1]
+    buf = np.empty(K)
+    la = np.empty((K, 3))
+    for i in range(ua.shape[0]):
+        for k in range(K):  # epipolar lines in b of a's points: F @ x_a
+            for r in range(3):
+                la[k, r] = F[r, 0] * ua[i, k, 0] + F[r, 1] * ua[i, k, 1] + F[r, 2]
+        for j in range(ub.shape[0]):
+            n = 0
+            for k in range(K):
+                if wa[i, k] <= 0.0 or wb[j, k] <= 0.0:
+                    continue
+                xb, yb = ub[j, k, 0], ub[j, k, 1]
+                # line in a of b's point: F^T @ x_b
+                l0 = F[0, 0] * xb + F[1, 0] * yb + F[2, 0]
+                l1 = F[0, 1] * xb + F[1, 1] * yb + F[2, 1]
+                l2 = F[0, 2] * xb + F[1, 2] * yb + F[2, 2]
+                d_a = abs(l0 * ua[i, k, 0] + l1 * ua[i, k, 1] + l2) / (np.sqrt(l0 * l0 + l1 * l1) + 1e-12)
+                d_b = abs(la[k, 0] * xb + la[k, 1] * yb + la[k, 2]) / (np.sqrt(la[k, 0] ** 2 + la[k, 1] ** 2) + 1e-12)
+                buf[n] = 0.5 * (d_a + d_b)
+                n += 1
+            if n < min_common or n == 0:
+                out[i, j] = np.inf
+            else:
+                out[i, j] = np.median(buf[:n])
+
+
 def pairwise_epipolar_distance(F: np.ndarray, ua: np.ndarray, wa: np.ndarray, ub: np.ndarray, wb: np.ndarray,
                                min_common: int) -> np.ndarray:
-    """Score-weighted mean symmetric epipolar distance between detections of two views.
+    """Median symmetric epipolar distance between detections of two views.
 
     Args:
         F: (3, 3) fundamental matrix, ``x_b^T F x_a = 0`` (undistorted px).
@@ -63,22 +98,13 @@ def pairwise_epipolar_distance(F: np.ndarray, ua: np.ndarray, wa: np.ndarray, ub
         min_common: fewer common keypoints than this -> inf.
 
     Returns:
-        (Pa, Pb) mean distance, px (inf where not comparable).
+        (Pa, Pb) median distance over the keypoints both see, px (inf where not comparable).
     """
-    ha = np.concatenate([ua, np.ones(ua.shape[:-1] + (1,))], axis=-1)  # (Pa, K, 3)
-    hb = np.concatenate([ub, np.ones(ub.shape[:-1] + (1,))], axis=-1)
-    la = ha @ F.T  # epipolar lines in b of a's points (Pa, K, 3)
-    lb = hb @ F  # epipolar lines in a of b's points (Pb, K, 3)
-    na = np.linalg.norm(la[..., :2], axis=-1) + 1e-12
-    nb = np.linalg.norm(lb[..., :2], axis=-1) + 1e-12
-    d_b = np.abs(np.einsum("jkc,ikc->ijk", hb, la)) / na[:, None, :]  # point j of b to line of i
-    d_a = np.abs(np.einsum("ikc,jkc->ijk", ha, lb)) / nb[None, :, :]
-    w = np.minimum(wa[:, None, :], wb[None, :, :])  # (Pa, Pb, K)
-    count = (w > 0).sum(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dist = (w * 0.5 * (d_a + d_b)).sum(-1) / w.sum(-1)
-    dist[count < min_common] = np.inf
-    return dist
+    out = np.empty((ua.shape[0], ub.shape[0]))
+    _epipolar_kernel(np.ascontiguousarray(F, dtype=np.float64), np.ascontiguousarray(ua, dtype=np.float64),
+                     np.ascontiguousarray(wa, dtype=np.float64), np.ascontiguousarray(ub, dtype=np.float64),
+                     np.ascontiguousarray(wb, dtype=np.float64), int(min_common), out)
+    return out
 
 
 class Associator:

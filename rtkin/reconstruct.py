@@ -59,7 +59,8 @@ class Reconstructor:
             for c, i in group.items():
                 kp[c, g] = views[c][i]
         res = self.triangulator(kp)
-        ids = self.tracker.update(res.points)
+        points = _drop_duplicates(res.points, res.n_views, self.settings.association.duplicate_m)
+        ids = self.tracker.update(points)
         for pid in self.tracker.retired:
             self._filters.pop(pid, None)
         return self._output(fs, res, kp, ids)
@@ -95,3 +96,26 @@ class Reconstructor:
             reproj_error_px=err,
             n_views=n_views,
         )
+
+
+def _drop_duplicates(points: np.ndarray, n_views: np.ndarray, min_dist_m: float) -> np.ndarray:
+    """(G, K, 3) points with groups that repeat a better-seen group (mean distance over common
+    keypoints < ``min_dist_m``) set to NaN, so they are not tracked as a second person."""
+    G = points.shape[0]
+    if G < 2:
+        return points
+    order = np.argsort(-n_views.sum(-1), kind="stable")
+    out = points.copy()
+    kept: list[int] = []
+    for g in order:
+        dup = False
+        for h in kept:
+            ok = np.isfinite(out[g]).all(-1) & np.isfinite(out[h]).all(-1)
+            if ok.sum() >= 3 and np.linalg.norm(out[g][ok] - out[h][ok], axis=-1).mean() < min_dist_m:
+                dup = True
+                break
+        if dup:
+            out[g] = np.nan
+        else:
+            kept.append(g)
+    return out

@@ -111,6 +111,8 @@ class Synchronizer:
         self._next_index = 0  # slots below this were emitted
         self._watermark = [-1] * len(self.cameras)  # highest slot delivered per camera
         self._last_recv = [None] * len(self.cameras)  # receive time of each camera's last frame
+        self._start_ns: int | None = None  # receive time of the first frame (never-seen cameras are
+        # waited for until stale_ms after it, so the first slots are not emitted with one view)
 
     # ------------------------------------------------------------------ input
     def push(self, frame: KeypointFrame, now_ns: int) -> list[FrameSet]:
@@ -125,6 +127,8 @@ class Synchronizer:
             self.counters.wrong_skeleton += 1
             return out
         self._last_recv[c] = now_ns
+        if self._start_ns is None:
+            self._start_ns = now_ns
         if self._origin_ns is None:
             self._origin_ns = frame.capture_ns
         s = self._slot_of(frame.capture_ns)
@@ -187,7 +191,8 @@ class Synchronizer:
 
     def _live(self, now_ns: int) -> list[int]:
         stale = int(self.settings.stale_ms * 1e6)
-        return [c for c, t in enumerate(self._last_recv) if t is not None and now_ns - t < stale]
+        start = now_ns if self._start_ns is None else self._start_ns
+        return [c for c, t in enumerate(self._last_recv) if now_ns - (start if t is None else t) < stale]
 
     def _emit_ready(self, now_ns: int) -> list[FrameSet]:
         """Emit leading slots that every live camera has moved past (or that overflow)."""
