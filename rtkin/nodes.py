@@ -92,6 +92,7 @@ def sync_node(cfg: RunConfig, ctx: NodeContext) -> None:
     rx = Receiver(zctx, cfg.transport.keypoints, [b"kp/"], bind=True, rcvhwm=cfg.transport.rcvhwm)
     tx = Publisher(zctx, cfg.transport.outputs, bind=True, sndhwm=cfg.transport.sndhwm)
     _warm_up(pipe)
+    tx.settle(0.05)
     ctx.ready.set()
     wrong_type = 0
     next_status = time.monotonic() + STATUS_INTERVAL_S
@@ -165,7 +166,7 @@ def recorder_node(cfg: RunConfig, ctx: NodeContext) -> None:
     rx = Receiver(zctx, cfg.transport.outputs, topics, bind=False, rcvhwm=100_000)
     counts = {"inputs": 0, "outputs": 0}
     writer = RecordingWriter(path, meta, flush_interval_s=0.1, overwrite=True)
-    time.sleep(0.2)  # let the subscription reach the publisher before declaring ready
+    rx.settle(0.2)  # let the subscription reach the publisher before declaring ready
     ctx.ready.set()
     try:
         while True:
@@ -203,6 +204,7 @@ def source_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
     error = None
     zctx = zmq.Context()
     tx = Publisher(zctx, cfg.transport.keypoints, bind=False, sndhwm=cfg.transport.sndhwm)
+    tx.settle(0.2)
     try:
         if src.kind == "virtual":
             frames = virtual_frames(virtual_scene(src.virtual, src.fps_hz), rig, camera, cfg.rig.skeleton)

@@ -60,6 +60,7 @@ class Runner:
         self._interrupted = False
         self.rig = load_rig(cfg)
         self._go = self.mp.Event()
+        self._reported_dead: set[str] = set()
         self._t0 = self.mp.Value("q", 0)
 
     @property
@@ -150,6 +151,12 @@ class Runner:
                     proc.restarts += 1
                     proc.start()
                 continue
+            if name == "recorder":
+                if name not in self._reported_dead:
+                    self._reported_dead.add(name)
+                    result.errors.append(f"recorder exited with code {code}; the recording ends there "
+                                         "(it stays readable up to its last whole record)")
+                continue  # the live pipeline goes on without it
             result.errors.append(f"{name} exited with code {code}")
             return True
         return False

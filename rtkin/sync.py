@@ -113,6 +113,8 @@ class Synchronizer:
         self._last_recv = [None] * len(self.cameras)  # receive time of each camera's last frame
         self._start_ns: int | None = None  # receive time of the first frame (never-seen cameras are
         # waited for until stale_ms after it, so the first slots are not emitted with one view)
+        self._last_capture = [None] * len(self.cameras)
+        self._period_est = [None] * len(self.cameras)  # smoothed frame interval per camera, ns
 
     # ------------------------------------------------------------------ input
     def push(self, frame: KeypointFrame, now_ns: int) -> list[FrameSet]:
@@ -127,6 +129,7 @@ class Synchronizer:
             self.counters.wrong_skeleton += 1
             return out
         self._last_recv[c] = now_ns
+        self._track_rate(c, frame.capture_ns)
         if self._start_ns is None:
             self._start_ns = now_ns
         if self._origin_ns is None:
@@ -189,6 +192,27 @@ class Synchronizer:
         slot.frames[c] = frame
         self._watermark[c] = max(self._watermark[c], s)
 
+    def _track_rate(self, c: int, capture_ns: int) -> None:
+        last = self._last_capture[c]
+        self._last_capture[c] = capture_ns
+        if last is None or capture_ns <= last:
+            return
+        dt = capture_ns - last
+        est = self._period_est[c]
+        self._period_est[c] = dt if est is None else 0.8 * est + 0.2 * dt
+
+    def _done_with(self, c: int, slot: _Slot) -> bool:
+        """Camera c will not improve this slot: it moved past it, or it has a frame there and is
+        not faster than the slot rate (a faster camera may still send a closer frame)."""
+        if self._watermark[c] > slot.index:
+            return True
+        f = slot.frames.get(c)
+        if f is None:
+            return False
+        est = self._period_est[c]
+        fast = est is not None and est < 0.75 * self.settings.period_ns
+        return not fast or f.capture_ns >= self._slot_time(slot.index)
+
     def _live(self, now_ns: int) -> list[int]:
         stale = int(self.settings.stale_ms * 1e6)
         start = now_ns if self._start_ns is None else self._start_ns
@@ -200,8 +224,7 @@ class Synchronizer:
         live = self._live(now_ns)
         while self._pending:
             s = min(self._pending)
-            complete = all(self._watermark[c] > s or c in self._pending[s].frames for c in live)
-            if complete and live and all(self._watermark[c] >= s for c in live):
+            if live and all(self._done_with(c, self._pending[s]) for c in live):
                 out.extend(self._emit_through(s))
             elif len(self._pending) > self.settings.max_pending_slots:
                 out.extend(self._emit_through(s))

@@ -13,6 +13,7 @@ the publisher does not stall). Serialize first, then send; one socket per thread
 from __future__ import annotations
 
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -21,7 +22,7 @@ import zmq
 
 from .codec import DEFAULT_LIMITS, DecodeError, DecodeLimits, decode, encode
 
-__all__ = ["Publisher", "Receiver", "Received", "topic_base", "STATUS_TOPIC"]
+__all__ = ["Publisher", "Receiver", "Received", "topic_base", "settle", "STATUS_TOPIC"]
 
 STATUS_TOPIC = b"status/"
 _SEQ = struct.Struct(">Q")
@@ -52,6 +53,10 @@ class Publisher:
         (self.socket.bind if bind else self.socket.connect)(endpoint)
         self._seq: dict[bytes, int] = {}
         self.sent = 0
+
+    def settle(self, seconds: float = 0.2) -> None:
+        """Give subscribers time to connect and subscribe before the first message (see :func:`settle`)."""
+        settle(self.socket, seconds=seconds)
 
     def _topic(self, base: bytes, stamp_ns: int | None) -> bytes:
         seq = self._seq.get(base, 0)
@@ -115,6 +120,10 @@ class Receiver:
         self.counters = ReceiverCounters()
         self._last_seq: dict[bytes, int] = {}
 
+    def settle(self, seconds: float = 0.2) -> None:
+        """Let connections attach and the subscriptions reach the publishers (see :func:`settle`)."""
+        settle(self.socket, seconds=seconds)
+
     def recv(self, timeout_ms: int) -> Received | None:
         """Next message within ``timeout_ms`` (None on timeout or on a malformed message)."""
         if not self.socket.poll(timeout_ms):
@@ -146,6 +155,22 @@ class Receiver:
 
     def close(self) -> None:
         self.socket.close()
+
+
+def settle(*sockets: zmq.Socket, seconds: float = 0.2) -> None:
+    """Wait ``seconds`` while letting libzmq process the sockets' pending commands.
+
+    libzmq attaches new connections and forwards subscriptions only when the application uses a
+    socket, so a subscriber that sleeps has not subscribed yet, and a publisher's first message
+    after a plain sleep is lost. Polling the sockets' events while waiting avoids both.
+    """
+    end = time.monotonic() + seconds
+    while True:
+        for s in sockets:
+            s.getsockopt(zmq.EVENTS)
+        if time.monotonic() >= end:
+            break
+        time.sleep(0.005)
 
 
 def _parse_topic(topic: bytes) -> tuple[bytes, int, int | None]:

@@ -50,6 +50,7 @@ __all__ = [
     "demo_rig",
     "bystander",
     "orbiting_group",
+    "arrival_order",
     "DEMO_BYSTANDER_CENTER",
     "OBSERVABLE_COORDINATES",
 ]
@@ -675,3 +676,26 @@ def _corrupt(p: np.ndarray, inside: np.ndarray, skel, cs: CorruptionSettings, rn
     missing = ~inside | (rng.random(K) < cs.dropout_rate)
     det[missing] = 0.0
     return det
+
+
+def arrival_order(views: Views, delay_ms: tuple[float, float] = (1.0, 4.0), seed: int = 0,
+                  drop_cameras: Mapping[str, tuple[int, int]] | None = None) -> list[tuple[int, KeypointFrame]]:
+    """Every camera's frames as a receiver would get them: ``(recv_ns, frame)`` sorted by receive time.
+
+    Args:
+        views: rendered views.
+        delay_ms: uniform transport delay range after capture, ms.
+        seed: delay randomness.
+        drop_cameras: camera name -> (first, last) frame indices it does not deliver (a camera
+            that dies and comes back).
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for c, cam in enumerate(views.rig.names):
+        gap = (drop_cameras or {}).get(cam)
+        for f in views.frames[c]:
+            if gap is not None and gap[0] <= f.frame_index <= gap[1]:
+                continue
+            out.append((f.capture_ns + int(rng.uniform(*delay_ms) * 1e6), f))
+    out.sort(key=lambda e: e[0])
+    return out
