@@ -67,14 +67,16 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024
 
 
 class RecordKind(enum.IntEnum):
-    """Kind of a record: the header, a message a stage received, or one it produced."""
+    """Kind of a record: the header, a message a stage received, one it produced, or the end
+    marker that a writer closing cleanly appends (a killed writer leaves none)."""
 
     HEADER = 0
     INPUT = 1
     OUTPUT = 2
+    END = 3
 
 
-HEADER, INPUT, OUTPUT = RecordKind.HEADER, RecordKind.INPUT, RecordKind.OUTPUT
+HEADER, INPUT, OUTPUT, END = RecordKind.HEADER, RecordKind.INPUT, RecordKind.OUTPUT, RecordKind.END
 
 
 class RecordingError(ValueError):
@@ -232,10 +234,11 @@ class RecordingWriter:
         return self._file is None
 
     def close(self) -> None:
-        """Flush and close the file; further writes raise ValueError. Idempotent."""
+        """Append the end marker, flush and close the file; further writes raise ValueError. Idempotent."""
         if self._file is None:
             return
         try:
+            self._write_raw(_frame_record(END, time.monotonic_ns(), b""))
             self.flush()
         finally:
             self._file.close()
@@ -279,6 +282,8 @@ class RecordingReader:
         truncated: True if the last iteration stopped before the end of the file.
         tail_bytes_ignored: bytes from the first untrusted record to the end of the file.
         stop_reason: why the iteration stopped early, or None.
+        complete: True if the last iteration met the end marker of a cleanly closed writer (a
+            killed writer's file ends on whole records but without it).
 
     Raises:
         RecordingError: missing/bad magic, or a missing, truncated or corrupt header record.
@@ -296,6 +301,7 @@ class RecordingReader:
         self.n_records = 0
         self.n_malformed = 0
         self.truncated = False
+        self.complete = False
         self.tail_bytes_ignored = 0
         self.stop_reason: str | None = None
         with open(self.path, "rb") as f:
@@ -339,7 +345,7 @@ class RecordingReader:
 
     def __iter__(self) -> Iterator[Record]:
         self.n_records = self.n_malformed = self.tail_bytes_ignored = 0
-        self.truncated, self.stop_reason = False, None
+        self.truncated, self.stop_reason, self.complete = False, None, False
         with open(self.path, "rb") as f:
             f.seek(self._data_start)
             pos = self._data_start
@@ -352,6 +358,9 @@ class RecordingReader:
                     self._stop(f, pos, problem)
                     return
                 pos += _FRAME.size + len(payload)
+                if _PREFIX.unpack_from(payload)[0] == END:
+                    self.complete = True  # the writer closed cleanly; nothing follows
+                    continue
                 record = self._decode(payload)
                 if record is None:
                     self.n_malformed += 1

@@ -66,7 +66,8 @@ def replay(path: str | Path, realtime: bool = False, on_output: Callable[[Skelet
         path: recording file (a file cut anywhere replays up to its last whole record).
         realtime: sleep so inputs are fed at their recorded pace; otherwise as fast as possible.
         on_output: called with each Skeleton3D as it is produced (e.g. to publish it).
-        flush_at_end: emit the slots still pending at the end (as the live node does on stop).
+        flush_at_end: emit the slots still pending at the end, as the live node does on stop --
+            only for a recording that was closed cleanly (its end marker is there).
     """
     reader = RecordingReader(path)
     cfg, rig = recording_config(reader)
@@ -90,7 +91,7 @@ def replay(path: str | Path, realtime: bool = False, on_output: Callable[[Skelet
             res.outputs.append(sk)
             if on_output is not None:
                 on_output(sk)
-    if flush_at_end and not reader.truncated:
+    if flush_at_end and reader.complete:  # a killed live run did not flush its last slots either
         for sk in pipe.flush():
             res.outputs.append(sk)
             if on_output is not None:

@@ -20,6 +20,7 @@ from hypothesis.extra import numpy as hnp
 from rtkin import codec
 from rtkin.messages import KeypointFrame, Skeleton3D
 from rtkin.recording import (
+    END,
     HEADER,
     INPUT,
     MAGIC,
@@ -115,6 +116,10 @@ def test_write_packed_equals_write_and_file_layout(tmp_path):
     assert zlib.crc32(hpayload) == hcrc and hpayload[0] == HEADER
     assert msgpack.unpackb(hpayload[9:])["meta"] == {}
     start = len(MAGIC) + 8 + hlen
+    end_size = 8 + 9  # the end marker a clean close appends: length, crc, kind=END, recv_ns
+    end_a = da[-end_size:]
+    assert struct.unpack_from("<IIB", end_a)[::2] == (9, END)
+    da, db = da[:-end_size], db[:-end_size]
     tail_a = da[start:]
     assert tail_a == db[len(db) - len(tail_a) :]  # identical message records
     length, crc = struct.unpack_from("<II", tail_a)
@@ -239,7 +244,7 @@ def small_recording(tmp_path):
     ends = [len(MAGIC) + 8 + hlen]
     while ends[-1] < len(data):
         ends.append(ends[-1] + 8 + struct.unpack_from("<I", data, ends[-1])[0])
-    assert ends[-1] == len(data) and len(ends) == len(items) + 1
+    assert ends[-1] == len(data) and len(ends) == len(items) + 2  # + the end marker of a clean close
     return path, data, items, ends
 
 
@@ -255,14 +260,15 @@ def test_cut_at_every_byte(small_recording, tmp_path):
             continue
         reader = RecordingReader(cut_path)
         records = list(reader)
-        n_whole = sum(e <= cut for e in ends[1:])
+        n_whole = sum(e <= cut for e in ends[1:-1])
         assert_records_equal(records, items[:n_whole])
         assert reader.meta == {"rig": "tiny"}
         assert reader.n_records == n_whole and reader.n_malformed == 0
         at_boundary = cut in ends
         assert reader.truncated == (not at_boundary), cut
-        assert reader.tail_bytes_ignored == cut - ends[n_whole], cut
+        assert reader.tail_bytes_ignored == cut - max(e for e in ends if e <= cut), cut
         assert (reader.stop_reason is None) == at_boundary
+        assert reader.complete == (cut == len(data))  # only the untouched file has the end marker
 
 
 def test_flipped_byte_in_middle_record_stops_there(small_recording, tmp_path):
