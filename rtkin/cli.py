@@ -119,14 +119,22 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import format_summary, run_synthetic_demo, synthetic_config
+    from .demo import format_summary, run_synthetic_demo, run_video_demo, synthetic_config, video_config
 
-    if not args.synthetic:
-        print("rtkin demo: the real-video demo needs the capture stage (not built yet); "
-              "running the synthetic demo (rtkin demo --synthetic).")
-    cfg = synthetic_config(args.output, duration_s=args.duration, realtime=not args.fast, seed=args.seed,
-                           bystander=not args.no_bystander)
-    result, summary = run_synthetic_demo(cfg)
+    if args.synthetic:
+        cfg = synthetic_config(args.output, duration_s=args.duration, realtime=not args.fast, seed=args.seed,
+                               bystander=not args.no_bystander)
+        result, summary = run_synthetic_demo(cfg)
+    else:
+        from .pose import ModelNotAvailableError
+
+        cfg = video_config(args.output, realtime=args.realtime, pose_model=args.pose_model or "",
+                           det_model=args.det_model or "", mode=args.mode, providers=tuple(args.provider or ()))
+        try:
+            result, summary = run_video_demo(cfg)
+        except ModelNotAvailableError as e:
+            raise CliError(f"{e}\n  use --pose-model PATH (and --det-model PATH) for local RTMPose ONNX files, "
+                           "or run `rtkin demo --synthetic` (no pose model needed)") from e
     print(format_summary(summary))
     return 1 if result.errors else 0
 
@@ -164,13 +172,21 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--trc", metavar="FILE", help="export the subject's 3D keypoints as TRC")
     rep.set_defaults(func=_cmd_replay)
 
-    demo = sub.add_parser("demo", help="run the whole chain on the virtual subject and summarise")
+    demo = sub.add_parser("demo", help="the Pose2Sim demo videos (or --synthetic: the virtual subject) through the whole chain")
     demo.add_argument("--synthetic", action="store_true", help="use the virtual subject instead of the demo videos")
     demo.add_argument("--duration", type=float, default=12.0, help="seconds of motion (default 12)")
     demo.add_argument("--seed", type=int, default=0, help="motion and corruption seed")
     demo.add_argument("--fast", action="store_true", help="as fast as possible instead of real time")
     demo.add_argument("--no-bystander", action="store_true", help="without the bystander in cam01/cam02")
     demo.add_argument("--output", default="rtkin_out", help="output folder (default rtkin_out)")
+    demo.add_argument("--pose-model", metavar="PATH", help="local RTMPose ONNX (default: rtmlib's, downloaded once)")
+    demo.add_argument("--det-model", metavar="PATH", help="local person detector ONNX (YOLOX / RTMDet)")
+    demo.add_argument("--mode", default="balanced", choices=["lightweight", "balanced", "performance"],
+                      help="RTMPose models as in Pose2Sim (default balanced)")
+    demo.add_argument("--provider", action="append", metavar="NAME",
+                      help="execution provider preference, repeatable: tensorrt, cuda, openvino, cpu")
+    demo.add_argument("--realtime", action="store_true",
+                      help="videos: play at 60 fps, skipping frames a slow machine cannot process")
     demo.set_defaults(func=_cmd_demo)
     return p
 

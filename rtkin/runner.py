@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from .config import RunConfig
-from .nodes import NodeContext, load_rig, recorder_node, source_node, sync_node
+from .nodes import NodeContext, capture_models, capture_node, load_rig, recorder_node, source_node, sync_node
 
 __all__ = ["Runner", "RunResult"]
 
@@ -72,12 +72,21 @@ class Runner:
         return NodeContext(self.mp.Event(), self.mp.Event(), self.results, self._go, self._t0)
 
     def start(self, timeout_s: float = 120.0) -> None:
-        """Start the sync node, the recorder and the sources; start the stream once all are ready."""
+        """Start the sync node, the recorder and the sources; start the stream once all are ready.
+
+        Raises:
+            ModelNotAvailableError: a capture run whose RTMPose weights are not available (checked
+                before any process starts, so it fails in seconds with the way out).
+        """
+        if self.cfg.source.kind == "capture":
+            self.log("checking the RTMPose models (rtmlib downloads them once when missing)...")
+            capture_models(self.cfg, allow_download=True)
         self._spawn("sync", sync_node, (self.cfg,))
         if self.cfg.recording.enabled:
             self._spawn("recorder", recorder_node, (self.cfg,))
         if self.cfg.source.kind != "none":
-            srcs = [self._spawn(f"source:{cam}", source_node, (self.cfg, cam), wait=False) for cam in self.rig.names]
+            node = capture_node if self.cfg.source.kind == "capture" else source_node
+            srcs = [self._spawn(f"source:{cam}", node, (self.cfg, cam), wait=False) for cam in self.rig.names]
             deadline = time.monotonic() + timeout_s
             for p in srcs:
                 while not p.ctx.ready.wait(0.1):

@@ -61,7 +61,7 @@ class _Listener(threading.Thread):
 
 
 def test_live_run_survives_a_camera_crash_and_a_recorder_kill(tmp_path):
-    cfg = _config(tmp_path, duration_s=5.0)
+    cfg = _config(tmp_path, duration_s=9.0)  # long enough for a restarted process to start on a busy machine
     runner = Runner(cfg, log=lambda *a: None)
     listener = _Listener(cfg.transport.outputs)
     listener.start()
@@ -72,10 +72,10 @@ def test_live_run_survives_a_camera_crash_and_a_recorder_kill(tmp_path):
         if t > 1.5 and "kill" not in events:
             r.kill_source("cam03")
             events["kill"] = time.monotonic_ns()
-        if t > 2.7 and "restart" not in events:
+        if t > 2.5 and "restart" not in events:
             r.restart_source("cam03")
             events["restart"] = time.monotonic_ns()
-        if t > 4.0 and "recorder" not in events:
+        if t > 7.0 and "recorder" not in events:
             r.procs["recorder"].p.kill()  # kill -9
             events["recorder"] = time.monotonic_ns()
 
@@ -87,7 +87,7 @@ def test_live_run_survives_a_camera_crash_and_a_recorder_kill(tmp_path):
 
     assert not [e for e in result.errors if not e.startswith("recorder exited")]
     live = [sk for _, sk in listener.outputs]
-    assert len(live) > 250 and listener.rx.counters.dropped == 0
+    assert len(live) > 450 and listener.rx.counters.dropped == 0
     # every slot came out: no gap in the Skeleton3D clock, dead camera or not
     gaps = np.diff([sk.time_ns for sk in live])
     assert np.all(np.abs(gaps - PERIOD_NS) < PERIOD_NS // 2)
@@ -102,7 +102,7 @@ def test_live_run_survives_a_camera_crash_and_a_recorder_kill(tmp_path):
     # the recorder was killed with SIGKILL: its file replays, equal to the live outputs up to its end
     rec = cfg.recording_path()
     res = replay(rec)
-    assert 100 < len(res.outputs) < len(live)
+    assert 200 < len(res.outputs) < len(live)
     assert res.outputs == live[: len(res.outputs)]
 
 
