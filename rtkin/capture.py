@@ -364,6 +364,15 @@ class _PlaybackSource(FrameSource):
                 return False
         return True
 
+    def skip_to(self, frame_no: int) -> None:
+        """Make ``frame_no`` (global, rounded up to the decimation grid) the next frame delivered,
+        decoding but not converting the frames in between (a player catching up with a clock)."""
+        step = self.decimate
+        target = max(self._next, -(-int(frame_no) // step) * step)
+        if target > self._next and self._grab_through(target - 1):
+            self._frames_dropped += (target - self._next) // step
+            self._next = target
+
     def _due_ns(self, frame_no: int) -> int:
         assert self._t0_ns is not None
         return self._t0_ns + int(round((frame_no - self._first) * 1e9 / self._fps))

@@ -144,6 +144,8 @@ class CaptureSettings:
             [] = the best one onnxruntime offers (TensorRT -> CUDA -> OpenVINO / CPU).
         engine_cache_dir: TensorRT engine cache ("" = ~/.cache/rtkin/trt_engines).
         decimate: keep every Nth frame of the source.
+        loop: replay video files / image folders from the start when they end.
+        fps: frame rate of video files / image folders, Hz (0 = the container's; folders: 30).
         preview: publish a low-resolution JPEG preview of each camera.
         preview_endpoint: where each camera's preview PUB binds; ``{port}`` (``preview_port`` +
             camera index), ``{index}`` (0-based) and ``{camera}`` are substituted.
@@ -159,6 +161,8 @@ class CaptureSettings:
     providers: tuple[str, ...] = ()
     engine_cache_dir: str = ""
     decimate: int = 1
+    loop: bool = False
+    fps: float = 0.0
     preview: bool = False
     preview_endpoint: str = "tcp://127.0.0.1:{port}"
     preview_port: int = 5560

@@ -312,7 +312,11 @@ def capture_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
         provider = est.provider
         print(f"rtkin capture {camera}: {spec_in} -> RTMPose on {provider}", flush=True)
         file_like = _is_file_like(spec_in)
-        src = open_source(spec_in, realtime=False, decimate=cap.decimate) if file_like else open_source(spec_in, threaded=True)
+        if file_like:
+            opts = {"fps": cap.fps} if cap.fps > 0 else {}
+            src = open_source(spec_in, realtime=False, decimate=cap.decimate, loop=cap.loop, **opts)
+        else:
+            src = open_source(spec_in, threaded=True)
         dx, dy, note = fit_to_calibration(src.size, rig[camera].size, name=camera)
         if note:
             print(f"rtkin capture {camera}: {note}", flush=True)
@@ -336,8 +340,10 @@ def capture_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
                 capture_ns = t0 + int(round(frame.index * 1e9 / fps))
                 if cfg.source.realtime:
                     late = (time.monotonic_ns() - capture_ns) / 1e9
-                    if late > 1.0 / fps:
-                        skipped += 1
+                    if late > 1.0 / fps:  # behind the shared clock (slow machine, or a restart):
+                        due = int((time.monotonic_ns() - t0) * fps / 1e9) + 1  # jump to the next due
+                        skipped += max(1, due - frame.index)  # frame, decoding without converting
+                        src.skip_to(due)
                         continue
                     if late < 0:
                         time.sleep(-late)
