@@ -16,6 +16,7 @@ from typing import Any
 
 from .association import AssociationSettings
 from .filters import FilterSettings
+from .health import HealthSettings
 from .sync import SyncSettings
 from .tracking import TrackingSettings
 from .triangulation import TriangulationSettings
@@ -222,6 +223,7 @@ class ReconstructionSettings:
     triangulation: TriangulationSettings = TriangulationSettings()
     tracking: TrackingSettings = TrackingSettings()
     filter: FilterSettings = FilterSettings()
+    health: HealthSettings = HealthSettings()
 
 
 @dataclass(frozen=True)

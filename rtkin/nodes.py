@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ def sync_node(cfg: RunConfig, ctx: NodeContext) -> None:
     tx.settle(0.05)
     ctx.ready.set()
     wrong_type = 0
+    seen_events = 0
     next_status = time.monotonic() + STATUS_INTERVAL_S
     try:
         while not stop():
@@ -111,6 +113,13 @@ def sync_node(cfg: RunConfig, ctx: NodeContext) -> None:
                 outs = []
             for sk in outs:
                 tx.send(sk)
+            health = pipe.reconstructor.health
+            if health is not None and len(health.events) > seen_events:
+                for cam, what in health.events[seen_events:]:
+                    print(f"rtkin: calibration check: {cam} reprojection error alarm {what} "
+                          f"({health.status()['cameras'][cam]})", file=sys.stderr, flush=True)
+                seen_events = len(health.events)
+                tx.send_status("sync", {**pipe.status(), "receiver": rx.counters.as_dict(), "wrong_type": wrong_type})
             if time.monotonic() >= next_status:
                 tx.send_status("sync", {**pipe.status(), "receiver": rx.counters.as_dict(), "wrong_type": wrong_type})
                 next_status = time.monotonic() + STATUS_INTERVAL_S

@@ -76,4 +76,5 @@ class Pipeline:
             "timing_ms": {k: w.summary() for k, w in self.timing.items()},
             "latency_ms": self.latency.summary(),
             "outputs": self.outputs,
+            "health": self.reconstructor.health.status() if self.reconstructor.health is not None else None,
         }

@@ -12,6 +12,7 @@ from .association import Associator
 from .calibration import Rig
 from .config import ReconstructionSettings
 from .filters import make_filter
+from .health import CameraHealth
 from .messages import FrameSet, Skeleton3D
 from .skeletons import get_skeleton
 from .tracking import Tracker
@@ -36,12 +37,15 @@ class Reconstructor:
         self.associator = Associator(rig, settings.association)
         self.triangulator = Triangulator(rig, settings.triangulation)
         self.tracker = Tracker(settings.tracking)
+        self.health = CameraHealth(rig, settings.health) if settings.health.enabled else None
         self.reset()
 
     def reset(self) -> None:
         """Forget tracks and filter states."""
         self.tracker.reset()
         self._filters: dict[int, object] = {}
+        if self.health is not None:
+            self.health.reset()
 
     def __call__(self, fs: FrameSet) -> Skeleton3D:
         if fs.cameras != self.rig.names:
@@ -59,6 +63,8 @@ class Reconstructor:
             for c, i in group.items():
                 kp[c, g] = views[c][i]
         res = self.triangulator(kp)
+        if self.health is not None:
+            self.health.update(views, groups, res.points)
         points = _drop_duplicates(res.points, res.n_views, self.settings.association.duplicate_m)
         ids = self.tracker.update(points)
         for pid in self.tracker.retired:
