@@ -1,0 +1,105 @@
+"""Incremental IK cost and accuracy: ms per person-frame, p50 / p99, on the virtual subject.
+
+The virtual subject (walk, squat, arm raise at 60 Hz) goes through the live 3D pipeline (Pose2Sim
+demo rig, 3 px noise, 2 % outliers, 5 % dropouts, One-Euro filter); the Skeleton3D stream is then
+fed to IKStage, as the IK process would run it. For each solver configuration it prints:
+
+- IKStage: the whole per-person call (usability masks, solve, quality and flags, JointAngles),
+  per person-frame, p50 / p99 (the first, cold frame included in p99 only as one sample);
+- solve: the bare IKSolver.solve_markers call on the same markers, warm-started;
+- clean: the bare solve on the clean keypoints (the truth markers), warm-started;
+- RMSE against the truth coordinates for the coordinates with accuracy targets (deg).
+
+Configurations: the default Gauss-Newton solver, and OpenSim's InverseKinematicsSolver (one-row
+TimeSeriesTableVec3 + MarkersReference + solver rebuilt per frame, assemble() warm-started) at
+accuracy 1e-3 and 1e-5.
+
+Usage: python benchmarks/bench_ik.py [--seconds 12] [--skip-opensim]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from rtkin import virtual
+from rtkin.ik import IKSettings, IKSolver, IKStage
+from rtkin.pipeline import Pipeline
+
+FPS = 60.0
+#: coordinate -> column label of the RMSE table
+REPORT = {"knee_angle_r": "knee", "hip_flexion_r": "hip", "ankle_angle_r": "ankle", "pelvis_tilt": "tilt",
+          "L5_S1_Flex_Ext": "lumb", "elbow_flex_r": "elbow", "arm_rot_r": "armrot"}
+
+
+def _stream(seconds: float):
+    truth = virtual.simulate_subject(virtual.MotionSettings(duration_s=seconds, fps=FPS))
+    rig = virtual.demo_rig()
+    cs = virtual.CorruptionSettings(noise_px=3.0, outlier_rate=0.02, dropout_rate=0.05)
+    views = virtual.render_views(rig, truth, corruption=cs, seed=11)
+    pipe = Pipeline(rig, "HALPE_26", clock_ns=None)
+    sks = []
+    for recv, frame in virtual.arrival_order(views, seed=2):
+        sks += pipe.push(frame, recv)
+    sks += pipe.flush()
+    frames = np.array([int(round((sk.time_ns - views.time_ns[0]) * FPS / 1e9)) for sk in sks])
+    return truth, sks, frames
+
+
+def _pct(samples_s) -> str:
+    p50, p99 = np.percentile(np.asarray(samples_s) * 1e3, [50, 99])
+    return f"{p50:6.2f} {p99:6.2f}"
+
+
+def _measure(settings: IKSettings, truth, sks, frames) -> None:
+    stage = IKStage(settings)
+    values, t_stage = [], []
+    for sk in sks:
+        t = time.perf_counter()
+        out = stage(sk)
+        t_stage.append(time.perf_counter() - t)
+        values.append(out[0].values if out else np.full(len(truth.motion.names), np.nan))
+    solver = IKSolver(settings)
+    t_solve = []
+    for sk in sks:
+        factor, _ = stage.usable(sk, 0)
+        x, w = solver.markers_from_points(sk.points[0], factor)
+        t = time.perf_counter()
+        solver.solve_markers(x, w, sk.time_ns * 1e-9)
+        t_solve.append(time.perf_counter() - t)
+    clean = IKSolver(settings)
+    t_clean = []
+    for f in range(truth.keypoints.shape[0]):
+        t = time.perf_counter()
+        clean.solve(truth.keypoints[f], None, f / FPS)
+        t_clean.append(time.perf_counter() - t)
+    est = np.array(values)
+    names = list(truth.motion.names)
+    err = np.degrees(np.sqrt(np.nanmean((est - truth.motion.values[frames]) ** 2, axis=0)))
+    label = settings.method if settings.method == "gauss_newton" else f"opensim acc {settings.accuracy:g}"
+    rmse = " ".join(f"{err[names.index(n)]:6.1f}" for n in REPORT)
+    print(f"{label:<22} {_pct(t_stage[1:]):>15}   {_pct(t_solve[1:]):>13}   {_pct(t_clean[1:]):>13}   {rmse}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=12.0, help="length of the virtual session, s")
+    ap.add_argument("--skip-opensim", action="store_true", help="only the Gauss-Newton solver")
+    args = ap.parse_args()
+    truth, sks, frames = _stream(args.seconds)
+    IKSolver()  # load the model once (template), as a running IK process would have
+    print(f"{len(sks)} Skeleton3D frames at {FPS:g} Hz, 1 person; times in ms per person-frame")
+    print(f"{'':<22} {'':>15}   {'':>13}   {'':>13}   RMSE vs truth (deg, noisy stream)")
+    print(f"{'solver':<22} {'IKStage p50/p99':>15}   {'solve p50/p99':>13}   {'clean p50/p99':>13}   "
+          f"{' '.join(f'{v:>6}' for v in REPORT.values())}")
+    configs = [IKSettings()]
+    if not args.skip_opensim:
+        configs += [IKSettings(method="opensim", accuracy=1e-3), IKSettings(method="opensim", accuracy=1e-5)]
+    for settings in configs:
+        _measure(settings, truth, sks, frames)
+
+
+if __name__ == "__main__":
+    main()
