@@ -17,6 +17,7 @@ from typing import Any
 from .association import AssociationSettings
 from .filters import FilterSettings
 from .health import HealthSettings
+from .ik import IKSettings
 from .sync import SyncSettings
 from .tracking import TrackingSettings
 from .triangulation import TriangulationSettings
@@ -38,6 +39,7 @@ __all__ = [
     "RecordingSettings",
     "ReconstructionSettings",
     "RunConfig",
+    "IKRunSettings",
     "load_config",
     "config_from_dict",
     "EXAMPLE_CONFIG",
@@ -84,6 +86,8 @@ class TransportSettings:
         keypoints: the sync node binds a SUB here; camera sources connect PUBs to it.
         outputs: the sync node binds a PUB here (Skeleton3D ``sk3d/``, recorded inputs ``tap/``,
             status ``status/``); recorder, IK and viewers connect.
+        angles: IK worker ``w`` binds a PUB here (JointAngles ``ja/<person>/``, status); ``{port}``
+            is ``angles_port + w``, ``{worker}`` is ``w``.
         sndhwm: send high-water mark per subscriber, messages (beyond it messages are dropped,
             a publisher never blocks).
         rcvhwm: receive high-water mark of the sync node's input, messages.
@@ -91,6 +95,8 @@ class TransportSettings:
 
     keypoints: str = "tcp://127.0.0.1:5550"
     outputs: str = "tcp://127.0.0.1:5551"
+    angles: str = "tcp://127.0.0.1:{port}"
+    angles_port: int = 5552
     sndhwm: int = 1000
     rcvhwm: int = 1000
 
@@ -227,6 +233,26 @@ class ReconstructionSettings:
 
 
 @dataclass(frozen=True)
+class IKRunSettings:
+    """Inverse kinematics in the run (TOML ``[ik]``; the solver's settings in ``[ik.solver]``).
+
+    Attributes:
+        enabled: run IK worker processes on the Skeleton3D stream.
+        workers: IK processes; person ``id`` goes to worker ``id % workers`` (several people use
+            several cores).
+        solver: the IK solver settings (``rtkin.ik.IKSettings``; its skeleton is the rig's).
+    """
+
+    enabled: bool = True
+    workers: int = 1
+    solver: IKSettings = IKSettings()
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"ik.workers must be >= 1, got {self.workers}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole run: ``rtkin run CONFIG.toml``. ``base_dir`` resolves relative paths."""
 
@@ -237,6 +263,7 @@ class RunConfig:
     sync: SyncSettings = SyncSettings()
     reconstruction: ReconstructionSettings = ReconstructionSettings()
     recording: RecordingSettings = RecordingSettings()
+    ik: IKRunSettings = IKRunSettings()
     base_dir: str = field(default=".", metadata={"toml": False})
 
     def path(self, p: str) -> Path:
@@ -257,6 +284,12 @@ class RunConfig:
 # ----------------------------------------------------------------------------- generic mapping
 
 
+def _plain(v):
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
 def _to_dict(obj) -> dict:
     out = {}
     for f in dataclasses.fields(obj):
@@ -265,10 +298,8 @@ def _to_dict(obj) -> dict:
         v = getattr(obj, f.name)
         if dataclasses.is_dataclass(v):
             out[f.name] = _to_dict(v)
-        elif isinstance(v, tuple):
-            out[f.name] = list(v)
         elif v is not None:
-            out[f.name] = v
+            out[f.name] = _plain(v)
     return out
 
 
@@ -287,6 +318,10 @@ def _convert(tp, value, where: str):
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        if args and args[-1] is not Ellipsis:  # fixed length, one type per position
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         item = args[0] if args else str
         return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
     if tp is float:
@@ -337,3 +372,9 @@ def load_config(path: str | Path) -> RunConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
     return config_from_dict(data, base_dir=path.resolve().parent)
+
+
+def angles_endpoints(cfg: RunConfig) -> list[str]:
+    """The JointAngles endpoint of every IK worker (subscribers connect to all of them)."""
+    t = cfg.transport
+    return [t.angles.format(port=t.angles_port + w, worker=w) for w in range(cfg.ik.workers)]

@@ -47,6 +47,31 @@ def video_config(output_dir: str | Path, realtime: bool = False, pose_model: str
                                recording=RecordingSettings(enabled=True, outputs=True))
 
 
+def _angles_summary(rec: Path, cfg: RunConfig, t0_ns: int, motion=None) -> dict:
+    """JointAngles of the first person: MOT export, and RMSE against the truth when given."""
+    from .ik import IKSolver
+    from .messages import JointAngles
+    from .mot import joint_angles_to_mot
+
+    angles = recorded_outputs(rec, JointAngles)
+    if not angles:
+        return {}
+    pid = angles[0].person_id
+    mine = [a for a in angles if a.person_id == pid]
+    out = {"angles": {"frames": len(mine), "person": pid, "last": {n: float(np.degrees(mine[-1].value(n)))
+                                                                     for n in REPORTED_COORDINATES if n in mine[-1].names}}}
+    rot = _rotational(mine[0].names)
+    out["mot"] = str(joint_angles_to_mot(rec.with_suffix(".mot"), mine, rot, t0_ns=mine[0].time_ns))
+    if motion is not None:
+        out["angles"]["rmse_deg"] = angles_vs_truth(mine, motion, t0_ns, cfg.source.fps_hz)
+    return out
+
+
+def _rotational(names) -> list[bool]:
+    """Which model coordinates are rotations (translations: the pelvis_t*)."""
+    return [not n.startswith("pelvis_t") for n in names]
+
+
 def run_video_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
     """Run the demo videos through the whole chain; summary and TRC export."""
     from .trc import skeleton3d_to_trc
@@ -66,12 +91,37 @@ def run_video_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
             pid = int(people[0].person_ids[0])
             summary["trc"] = str(skeleton3d_to_trc(rec.with_suffix(".trc"), outputs, pid, cfg.rig.skeleton,
                                                    rate_hz=cfg.sync.fps_hz))
+        summary.update(_angles_summary(rec, cfg, runner.t0_ns))
     return result, summary
 
 
-def recorded_outputs(path: Path) -> list:
-    """Skeleton3D outputs recorded live, in order."""
-    return [r.message for r in RecordingReader(path) if r.kind == OUTPUT]
+def recorded_outputs(path: Path, kind=None) -> list:
+    """Outputs recorded live, in order (Skeleton3D by default; ``kind=JointAngles`` for angles)."""
+    from .messages import Skeleton3D
+
+    kind = kind or Skeleton3D
+    return [r.message for r in RecordingReader(path) if r.kind == OUTPUT and isinstance(r.message, kind)]
+
+
+#: Coordinates reported against the truth (the acceptance list of the IK issue).
+REPORTED_COORDINATES = (
+    "pelvis_tilt", "pelvis_list", "pelvis_rotation", "hip_flexion_r", "hip_adduction_r", "hip_rotation_r",
+    "knee_angle_r", "ankle_angle_r", "L5_S1_Flex_Ext", "arm_flex_r", "arm_add_r", "elbow_flex_r",
+)
+
+
+def angles_vs_truth(angles, motion, t0_ns: int, fps_hz: float) -> dict[str, float]:
+    """RMSE in degrees of each reported coordinate of the JointAngles against the truth motion."""
+    period = 1e9 / fps_hz
+    err: dict[str, list[float]] = {n: [] for n in REPORTED_COORDINATES}
+    for ja in angles:
+        t = int(round((ja.time_ns - t0_ns) / period))
+        if not 0 <= t < motion.values.shape[0]:
+            continue
+        for n in REPORTED_COORDINATES:
+            if n in ja.names:
+                err[n].append(ja.value(n) - motion[n][t])
+    return {n: float(np.degrees(np.sqrt(np.mean(np.square(v))))) for n, v in err.items() if v}
 
 
 def error_vs_truth(outputs, truth_kp: np.ndarray, t0_ns: int, fps_hz: float) -> dict:
@@ -109,7 +159,7 @@ def run_synthetic_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
         f"{len(runner.rig)} cameras ({', '.join(runner.rig.names)}), noise {v.noise_px} px, "
         f"outliers {v.outlier_rate:.0%}, dropouts {v.dropout_rate:.0%}"
         + (", bystander in cam01/cam02" if v.bystander else ""))
-    log("starting processes (sync, recorder, one per camera)...")
+    log("starting processes (sync, IK, recorder, one per camera)...")
     result = runner.run()
     summary = {"errors": result.errors, "interrupted": result.interrupted}
     rec = cfg.recording_path()
@@ -117,6 +167,7 @@ def run_synthetic_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
         outputs = recorded_outputs(rec)
         truth = virtual_scene(v, cfg.source.fps_hz).subjects[0].keypoints_for(cfg.rig.skeleton)
         summary["accuracy"] = error_vs_truth(outputs, truth, runner.t0_ns, cfg.source.fps_hz)
+        summary.update(_angles_summary(rec, cfg, runner.t0_ns, virtual_scene(v, cfg.source.fps_hz).subjects[0].motion))
         if outputs and any(sk.n_people for sk in outputs):
             pid = next(int(sk.person_ids[0]) for sk in outputs if sk.n_people)
             trc = skeleton3d_to_trc(rec.with_suffix(".trc"), outputs, pid, cfg.rig.skeleton, rate_hz=cfg.sync.fps_hz)
@@ -158,8 +209,22 @@ def format_summary(summary: dict) -> str:
     rec = rep.get("recorder")
     if rec:
         lines.append(f"recording: {rec['path']} ({rec['inputs']} inputs, {rec['outputs']} outputs)")
+    ang = summary.get("angles")
+    if ang:
+        last = ", ".join(f"{n} {v:.0f}" for n, v in ang["last"].items())
+        lines.append(f"joint angles (person {ang['person']}, {ang['frames']} frames); last, deg: {last}")
+        if ang.get("rmse_deg"):
+            lines.append("joint angle RMSE vs truth, deg: " + ", ".join(f"{n} {v:.1f}" for n, v in ang["rmse_deg"].items()))
+    ik = {k: v for k, v in rep.items() if k.startswith("ik:")}
+    for k, v in sorted(ik.items()):
+        t, lat = v["timing_ms"], v["latency_ms"]
+        if t.get("n"):
+            lines.append(f"{k}: IK p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms per frame; capture -> JointAngles "
+                         f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms")
     if summary.get("trc"):
         lines.append(f"TRC: {summary['trc']}")
+    if summary.get("mot"):
+        lines.append(f"MOT: {summary['mot']}")
     for e in summary.get("errors", []):
         lines.append(f"error: {e}")
     return "\n".join(lines)

@@ -151,13 +151,75 @@ def _warm_up(pipe) -> None:
     pipe.reconstructor.triangulator(np.zeros((C, 1, K, 3)))
 
 
+# ----------------------------------------------------------------------------- IK
+
+
+def ik_node(cfg: RunConfig, worker: int, ctx: NodeContext) -> None:
+    """SUB Skeleton3D -> IKStage for the people of this worker -> PUB JointAngles ``ja/<id>/``."""
+    import dataclasses
+
+    from .config import angles_endpoints
+    from .ik import IKStage
+    from .messages import Skeleton3D
+    from .stats import Window
+    from .transport import Publisher, Receiver
+
+    stop = _Stopper(ctx)
+    n_workers = cfg.ik.workers
+    stage = IKStage(dataclasses.replace(cfg.ik.solver, skeleton=cfg.rig.skeleton))
+    zctx = zmq.Context()
+    rx = Receiver(zctx, cfg.transport.outputs, [b"sk3d/"], bind=False, rcvhwm=cfg.transport.rcvhwm)
+    tx = Publisher(zctx, angles_endpoints(cfg)[worker], bind=True, sndhwm=cfg.transport.sndhwm)
+    timing, latency = Window(), Window()
+    rx.settle(0.2)
+    ctx.ready.set()
+    outputs = 0
+    next_status = time.monotonic() + STATUS_INTERVAL_S
+    try:
+        while not stop():
+            got = rx.recv(50)
+            if got is not None and isinstance(got.message, Skeleton3D):
+                sk = got.message
+                mine = [i for i, pid in enumerate(sk.person_ids) if int(pid) % n_workers == worker]
+                if mine:
+                    if len(mine) < sk.n_people:
+                        sk = _people(sk, mine)
+                    t = time.perf_counter()
+                    angles = stage(sk)
+                    timing.add(time.perf_counter() - t)
+                    for ja in angles:
+                        tx.send(ja)
+                        latency.add((time.monotonic_ns() - ja.capture_ns) * 1e-9)
+                        outputs += 1
+            if time.monotonic() >= next_status:
+                tx.send_status(f"ik{worker}", {"counters": dict(stage.counters), "timing_ms": timing.summary(),
+                                               "latency_ms": latency.summary()})
+                next_status = time.monotonic() + STATUS_INTERVAL_S
+        time.sleep(0.05)
+    finally:
+        _report(ctx, f"ik:{worker}", {"outputs": outputs, "counters": dict(stage.counters),
+                                      "timing_ms": timing.summary(), "latency_ms": latency.summary(),
+                                      "receiver": rx.counters.as_dict()})
+        rx.close()
+        tx.close()
+        zctx.term()
+
+
+def _people(sk, idx):
+    """Skeleton3D restricted to the people at indices ``idx``."""
+    from .messages import Skeleton3D
+
+    return Skeleton3D(sk.time_ns, sk.capture_ns, sk.skeleton, sk.person_ids[idx], sk.points[idx], sk.scores[idx],
+                      sk.reproj_error_px[idx], sk.n_views[idx])
+
+
 # ----------------------------------------------------------------------------- recorder
 
 
 def recorder_node(cfg: RunConfig, ctx: NodeContext) -> None:
     """SUB ``tap/`` (+ ``sk3d/``) -> RecordingWriter. Flushes periodically; closes on stop."""
     from .calibration import write_calib_toml
-    from .messages import KeypointFrame, Skeleton3D
+    from .messages import JointAngles, KeypointFrame, Skeleton3D
     from .recording import INPUT, OUTPUT, RecordingWriter
     from .transport import Receiver
 
@@ -170,9 +232,14 @@ def recorder_node(cfg: RunConfig, ctx: NodeContext) -> None:
     meta = {"config": cfg.to_dict(), "calibration_toml": tmp_calib.read_text(), "cameras": list(rig.names),
             "skeleton": cfg.rig.skeleton}
     tmp_calib.unlink()
-    topics = [b"tap/"] + ([b"sk3d/"] if cfg.recording.outputs else [])
+    topics = [b"tap/"] + ([b"sk3d/", b"ja/"] if cfg.recording.outputs else [])
     zctx = zmq.Context()
     rx = Receiver(zctx, cfg.transport.outputs, topics, bind=False, rcvhwm=100_000)
+    if cfg.recording.outputs and cfg.ik.enabled:
+        from .config import angles_endpoints
+
+        for ep in angles_endpoints(cfg):
+            rx.socket.connect(ep)
     counts = {"inputs": 0, "outputs": 0}
     writer = RecordingWriter(path, meta, flush_interval_s=0.1, overwrite=True)
     rx.settle(0.2)  # let the subscription reach the publisher before declaring ready
@@ -188,7 +255,7 @@ def recorder_node(cfg: RunConfig, ctx: NodeContext) -> None:
             if got.base == b"tap/" and isinstance(got.message, KeypointFrame):
                 writer.write(got.message, got.stamp_ns, INPUT)
                 counts["inputs"] += 1
-            elif isinstance(got.message, Skeleton3D):
+            elif isinstance(got.message, (Skeleton3D, JointAngles)):
                 writer.write(got.message, time.monotonic_ns(), OUTPUT)
                 counts["outputs"] += 1
     finally:

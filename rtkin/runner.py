@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from .config import RunConfig
-from .nodes import NodeContext, capture_models, capture_node, load_rig, recorder_node, source_node, sync_node
+from .nodes import NodeContext, capture_models, capture_node, ik_node, load_rig, recorder_node, source_node, sync_node
 
 __all__ = ["Runner", "RunResult"]
 
@@ -82,6 +82,9 @@ class Runner:
             self.log("checking the RTMPose models (rtmlib downloads them once when missing)...")
             capture_models(self.cfg, allow_download=True)
         self._spawn("sync", sync_node, (self.cfg,))
+        if self.cfg.ik.enabled:
+            for w in range(self.cfg.ik.workers):
+                self._spawn(f"ik:{w}", ik_node, (self.cfg, w))
         if self.cfg.recording.enabled:
             self._spawn("recorder", recorder_node, (self.cfg,))
         if self.cfg.source.kind != "none":
@@ -160,11 +163,12 @@ class Runner:
                     proc.restarts += 1
                     proc.start()
                 continue
-            if name == "recorder":
+            if name == "recorder" or name.startswith("ik:"):
                 if name not in self._reported_dead:
                     self._reported_dead.add(name)
-                    result.errors.append(f"recorder exited with code {code}; the recording ends there "
-                                         "(it stays readable up to its last whole record)")
+                    why = ("the recording ends there (it stays readable up to its last whole record)"
+                           if name == "recorder" else "no joint angles from it any more")
+                    result.errors.append(f"{name} exited with code {code}; {why}")
                 continue  # the live pipeline goes on without it
             result.errors.append(f"{name} exited with code {code}")
             return True
@@ -172,11 +176,15 @@ class Runner:
 
     def stop(self, result: RunResult | None = None) -> None:
         """Stop sources, then sync, then recorder; escalate to SIGTERM/SIGKILL if needed."""
-        order = [n for n in self.procs if n.startswith("source:")] + [n for n in ("sync", "recorder") if n in self.procs]
+        iks = [n for n in self.procs if n.startswith("ik:")]
+        order = ([n for n in self.procs if n.startswith("source:")] + [n for n in ("sync",) if n in self.procs]
+                 + iks + [n for n in ("recorder",) if n in self.procs])
         for name in order:
             proc = self.procs[name]
+            if name.startswith("ik:"):
+                time.sleep(0.1)  # the last Skeleton3D the sync flushed reach the IK workers
             proc.ctx.stop.set()
-            if name in ("sync", "recorder"):
+            if not name.startswith("source:"):
                 proc.p.join(5.0)
         for name in order:
             proc = self.procs[name]
