@@ -64,6 +64,138 @@ def _cmd_calib_show(args: argparse.Namespace) -> int:
     return 0
 
 
+import numpy as np  # noqa: E402  (used by the calibration commands)
+
+
+def _parse_board(spec: str):
+    """``checkerboard:COLSxROWS:SQUARE_M`` (inner corners) or ``charuco:COLSxROWS:SQUARE_M:MARKER_M[:DICT]``."""
+    from .calib_board import Checkerboard, CharucoBoard
+
+    parts = spec.split(":")
+    try:
+        kind, grid = parts[0].lower(), tuple(int(v) for v in parts[1].lower().split("x"))
+        if kind == "checkerboard" and len(parts) == 3:
+            return Checkerboard(grid, float(parts[2]))
+        if kind == "charuco" and len(parts) in (4, 5):
+            return CharucoBoard(grid, float(parts[2]), float(parts[3]), *(parts[4:]))
+    except (IndexError, ValueError) as e:
+        raise CliError(f"bad --board {spec!r}: {e}") from e
+    raise CliError(f"bad --board {spec!r}: use checkerboard:4x7:0.060 (inner corners, square in m) "
+                   "or charuco:5x7:0.04:0.03[:DICT_4X4_50]")
+
+
+def _parse_cameras(items: Sequence[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or ():
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise CliError(f"bad --camera {item!r}: use NAME=PATH (images folder, video or image)")
+        out[name] = path
+    if not out:
+        raise CliError("give at least one --camera NAME=PATH")
+    return out
+
+
+def _progress(done: int, total: int | None, label: str) -> None:
+    print(f"  {done}/{total if total is not None else '?'} {label}", flush=True)
+
+
+def _cmd_calib_intrinsics(args: argparse.Namespace) -> int:
+    from .calib_board import calibrate_intrinsics, intrinsics_rig
+    from .calibration import CalibrationError, write_calib_toml
+
+    board = _parse_board(args.board)
+    cams = _parse_cameras(args.camera)
+    _check_output(args.output, args.force)
+    results = {}
+    for name, src in cams.items():
+        print(f"{name}: detecting the board in {src} ...", flush=True)
+        try:
+            res = calibrate_intrinsics(src if Path(src).is_dir() or Path(src).suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff") else [src],
+                                       board, model="fisheye" if args.fisheye else "pinhole", progress=_progress)
+        except (CalibrationError, FileNotFoundError) as e:
+            raise CliError(f"{name}: {e}") from e
+        print(res.report(name))
+        results[name] = res
+    write_calib_toml(intrinsics_rig(results), args.output)
+    print(f"wrote {args.output} (intrinsics; extrinsics are identity until `rtkin calib extrinsics`)")
+    return 0
+
+
+def _check_output(path: str, force: bool) -> None:
+    p = Path(path)
+    if p.suffix.lower() != ".toml":
+        raise CliError(f"output must be a .toml file (Pose2Sim Calib.toml format), got {p}")
+    if p.exists() and not force:
+        raise CliError(f"{p} exists; pass --force to overwrite")
+
+
+def _load_intrinsics(path: str):
+    from .calibration import CalibrationError, load_calib
+
+    try:
+        return load_calib(path)
+    except (FileNotFoundError, CalibrationError) as e:
+        raise CliError(f"intrinsics: {e}") from e
+
+
+def _cmd_calib_extrinsics(args: argparse.Namespace) -> int:
+    from .calibration import CalibrationError, write_calib_toml
+
+    if bool(args.board) == bool(args.people):
+        raise CliError("give exactly one of --board SPEC (with --camera NAME=IMAGE...) or --people SOURCE")
+    _check_output(args.output, args.force)
+    intr = _load_intrinsics(args.intrinsics)
+    try:
+        if args.board:
+            from .calib_board import solve_extrinsics_board
+
+            board = _parse_board(args.board)
+            cams = _parse_cameras(args.camera)
+            print(f"board extrinsics: {len(cams)} cameras ...", flush=True)
+            res = solve_extrinsics_board(cams, intr, board, cameras=list(cams), z_up=args.z_up)
+            print(res.report())
+            rig = res.rig
+        else:
+            rig = _people_extrinsics(args, intr)
+    except (CalibrationError, FileNotFoundError) as e:
+        raise CliError(str(e)) from e
+    write_calib_toml(rig, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _people_extrinsics(args, intr):
+    """Extrinsics from a person moving: OpenPose-JSON folders (``{camera}_json``), one per camera.
+
+    Views that also see bystanders are resolved by :func:`rtkin.calib_people.select_subject`
+    (cameras that see only the subject anchor it; no extrinsics needed).
+    """
+    from .calib_people import NotEnoughDataError, calibrate_from_people, select_subject
+    from .openpose import read_openpose_folder
+    from .skeletons import get_skeleton
+
+    src = Path(args.people)
+    if not src.is_dir():
+        raise CliError(f"--people must be a folder holding one OpenPose-JSON folder per camera: {src}")
+    cams = list(intr.names)
+    if len(cams) < 2:
+        raise CliError(f"people extrinsics need at least 2 cameras; {args.intrinsics} has {len(cams)} ({', '.join(cams)})")
+    K = get_skeleton(args.skeleton).n_keypoints
+    data = {c: read_openpose_folder(src / args.folder_pattern.format(camera=c), K) for c in cams}
+    frames = sorted(set().union(*[set(d) for d in data.values()]))
+    empty = np.zeros((0, K, 3), np.float32)
+    detections = [[data[c].get(f, empty) for f in frames] for c in cams]
+    print(f"people extrinsics: {len(cams)} cameras x {len(frames)} frames ({args.skeleton}) ...", flush=True)
+    try:
+        kp = select_subject(detections, intr)
+        rig, report = calibrate_from_people(kp, cams, intr, skeleton=args.skeleton, height_m=args.height)
+    except NotEnoughDataError as e:
+        raise CliError(str(e)) from e
+    print(report.summary())
+    return rig
+
+
 # ----------------------------------------------------------------------------- run / replay / demo
 
 
@@ -158,6 +290,25 @@ def _parser() -> argparse.ArgumentParser:
     show = csub.add_parser("show", help="print each camera: size, focal, position and viewing direction")
     show.add_argument("file", help="Calib.toml or .qca.txt")
     show.set_defaults(func=_cmd_calib_show)
+    intr = csub.add_parser("intrinsics", help="intrinsics from checkerboard / ChArUco views (images, folder or video)")
+    intr.add_argument("--board", required=True, help="checkerboard:4x7:0.060 (inner corners, m) or charuco:5x7:0.04:0.03")
+    intr.add_argument("--camera", action="append", metavar="NAME=PATH", help="a camera's views (repeatable)")
+    intr.add_argument("--fisheye", action="store_true", help="fisheye model instead of pinhole k1,k2,p1,p2")
+    intr.add_argument("-o", "--output", required=True, help="Calib.toml to write")
+    intr.add_argument("--force", action="store_true")
+    intr.set_defaults(func=_cmd_calib_intrinsics)
+    ext = csub.add_parser("extrinsics", help="extrinsics from a board seen by all cameras, or from a person moving")
+    ext.add_argument("--intrinsics", required=True, help="Calib.toml with every camera's intrinsics (rig order)")
+    ext.add_argument("--board", help="board spec (see intrinsics); with --camera NAME=IMAGE per camera")
+    ext.add_argument("--camera", action="append", metavar="NAME=PATH", help="a camera's board image(s)")
+    ext.add_argument("--z-up", action="store_true", help="board: world z up (board on the floor)")
+    ext.add_argument("--people", metavar="SOURCE", help="folder of OpenPose-JSON folders, one per camera")
+    ext.add_argument("--folder-pattern", default="{camera}_json", help="per-camera folder name (default {camera}_json)")
+    ext.add_argument("--skeleton", default="HALPE_26", help="keypoint set of the JSON files")
+    ext.add_argument("--height", type=float, default=None, help="subject height, m (sets the scale)")
+    ext.add_argument("-o", "--output", required=True, help="Calib.toml to write")
+    ext.add_argument("--force", action="store_true")
+    ext.set_defaults(func=_cmd_calib_extrinsics)
     calib.set_defaults(func=lambda a: _usage(calib))
 
     run = sub.add_parser("run", help="start every process of a run configuration (Ctrl-C stops cleanly)")
