@@ -1,0 +1,144 @@
+"""Subject scaling: known factors recovered from the virtual subject's keypoints, scaled model IK."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtkin import virtual
+from rtkin.ik import IKSettings, IKSolver
+from rtkin.messages import Skeleton3D
+from rtkin.scaling import (BODY_SEGMENTS, OnlineScaler, ScalingSettings, model_segment_lengths, scale_factors,
+                           scale_model, segment_lengths)
+from rtkin.virtual_scaled import simulate_scaled_subject
+
+FPS = 30.0
+MOTION = virtual.MotionSettings(duration_s=10.0, fps=FPS, seed=0)
+#: Known body dimensions of the scaled virtual subject (bodies not named keep 1).
+TRUE = {"pelvis": 0.95, "sacrum": 0.95, "femur_r": 1.08, "femur_l": 1.08, "tibia_r": 1.05, "tibia_l": 1.05,
+        "humerus_r": 1.08, "humerus_l": 1.08, "torso": 1.03, "ulna_r": 0.97, "radius_r": 0.97, "hand_r": 0.97,
+        "ulna_l": 0.97, "radius_l": 0.97, "hand_l": 0.97}
+
+
+@pytest.fixture(scope="module")
+def scaled_truth():
+    return simulate_scaled_subject(TRUE, MOTION)
+
+
+@pytest.fixture(scope="module")
+def scaled_result(scaled_truth):
+    return scale_factors(scaled_truth.keypoints)
+
+
+def test_generic_subject_gives_unit_factors():
+    truth = virtual.simulate_subject(MOTION)
+    res = scale_factors(truth.keypoints)
+    assert res.n_frames > 100 and not res.missing
+    for body, f in res.factors.items():
+        assert f == pytest.approx(1.0, abs=0.01), body
+
+
+def test_model_lengths_are_neutral_pose():
+    L = model_segment_lengths()
+    # arms down: the shoulder-marker-to-elbow distance of the neutral pose, not the default
+    # (arms-out) pose's 0.27 m
+    assert L["humerus_r"] == pytest.approx(0.298, abs=0.002)
+    assert L["humerus_l"] == pytest.approx(L["humerus_r"], rel=1e-6)
+    assert L["femur_r"] == pytest.approx(0.383, abs=0.002)
+    assert L["pelvis_width"] == pytest.approx(0.2108, abs=0.001)
+
+
+def test_known_factors_recovered_within_3_percent(scaled_result):
+    for body in BODY_SEGMENTS:
+        assert scaled_result.factors[body] == pytest.approx(TRUE.get(body, 1.0), rel=0.03), body
+    # and in fact much closer on clean keypoints
+    err = max(abs(scaled_result.factors[b] / TRUE.get(b, 1.0) - 1) for b in BODY_SEGMENTS)
+    assert err < 0.01
+
+
+def test_segment_lengths_skip_flexed_frames(scaled_truth):
+    s = ScalingSettings()
+    L = segment_lengths(scaled_truth.keypoints, "HALPE_26", s)
+    assert all(np.isfinite(v) for v in L.values())
+    # with every frame (squat included) the knee-ankle distance shrinks (marker off the knee axis)
+    loose = segment_lengths(scaled_truth.keypoints, "HALPE_26", ScalingSettings(max_flexion_deg=180))
+    assert loose["tibia_r"] < L["tibia_r"]
+
+
+def test_scaled_model_ik_fits_scaled_subject(scaled_truth, scaled_result, tmp_path):
+    path = scale_model(None, scaled_result.factors, tmp_path / "scaled.osim")
+    assert path.is_file()
+    solver = IKSolver(IKSettings(model=str(path)))
+    rms = []
+    for f in range(0, scaled_truth.keypoints.shape[0], 3):
+        rms.append(solver.solve(scaled_truth.keypoints[f], time_s=f / FPS).marker_rms_m)
+    assert np.median(rms) < 0.002 and np.percentile(rms, 95) < 0.002
+    # the generic model cannot fit this subject as well
+    generic = IKSolver(IKSettings())
+    g = [generic.solve(scaled_truth.keypoints[f], time_s=f / FPS).marker_rms_m
+         for f in range(0, scaled_truth.keypoints.shape[0], 3)]
+    assert np.median(g) > 3 * np.median(rms)
+
+
+def test_scale_model_mass(tmp_path):
+    import opensim as osim
+
+    path = scale_model(None, TRUE, tmp_path / "m.osim", mass_kg=80.0)
+    m = osim.Model(str(path))
+    s = m.initSystem()
+    assert m.getTotalMass(s) == pytest.approx(80.0, rel=1e-6)
+    assert m.getMarkerSet().contains("RElbow")
+
+
+def _messages(points, fps, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    T, K, _ = points.shape
+    for f in range(T):
+        p = points[f] + rng.normal(0, noise, (K, 3))
+        yield Skeleton3D(time_ns=int(f * 1e9 / fps), capture_ns=int(f * 1e9 / fps), skeleton="HALPE_26",
+                         person_ids=np.array([3]), points=p[None], scores=np.full((1, K), 0.9, np.float32),
+                         reproj_error_px=np.full((1, K), 2.0, np.float32), n_views=np.full((1, K), 4, np.uint8))
+
+
+def test_online_scaler(scaled_truth, tmp_path):
+    stage = OnlineScaler(ScalingSettings(seconds=3.0), out_path=tmp_path / "online.osim")
+    assert stage.status()["state"] == "collecting"
+    out = None
+    for msg in _messages(scaled_truth.keypoints, FPS, noise=0.003):
+        r = stage(msg)
+        if r is not None:
+            out = r
+            break
+    assert out is not None and out.is_file()
+    st = stage.status()
+    assert st["state"] == "done" and st["frames"] == st["needed"] == 90 and st["person_id"] == 3
+    for body in BODY_SEGMENTS:
+        assert st["factors"][body] == pytest.approx(TRUE.get(body, 1.0), rel=0.03), body
+
+
+@pytest.fixture(scope="module")
+def live_skeletons(scaled_truth):
+    """The scaled subject through the live pipeline: demo rig, 3 px noise, 2 % outliers, 5 % dropouts."""
+    from rtkin.pipeline import Pipeline
+
+    rig = virtual.demo_rig()
+    cs = virtual.CorruptionSettings(noise_px=3.0, outlier_rate=0.02, dropout_rate=0.05)
+    views = virtual.render_views(rig, scaled_truth, corruption=cs, seed=11)
+    pipe = Pipeline(rig, "HALPE_26", clock_ns=None)
+    sks = []
+    for recv, frame in virtual.arrival_order(views, seed=2):
+        sks += pipe.push(frame, recv)
+    return sks + pipe.flush()
+
+
+def test_live_pipeline_scaling(live_skeletons, tmp_path):
+    stage = OnlineScaler(ScalingSettings(seconds=3.0), out_path=tmp_path / "live.osim")
+    out = None
+    for sk in live_skeletons:
+        out = stage(sk) or out
+    st = stage.status()
+    assert out is not None and st["state"] == "done", st
+    errs = {b: st["factors"][b] / TRUE.get(b, 1.0) - 1 for b in BODY_SEGMENTS}
+    print("\nlive scaling, factor / truth - 1 [%]:", {b: round(100 * e, 2) for b, e in errs.items()})
+    for body, e in errs.items():
+        assert abs(e) < 0.03, body
