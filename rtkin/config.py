@@ -240,16 +240,25 @@ class IKRunSettings:
         enabled: run IK worker processes on the Skeleton3D stream.
         workers: IK processes; person ``id`` goes to worker ``id % workers`` (several people use
             several cores).
+        scaling: scale the model to each person from their first ``scaling_seconds`` of good
+            frames (``rtkin.scaling.OnlineScaler``); the scaled model is saved in the output folder.
+        until_scaled: ``"generic"`` (joint angles on the generic model meanwhile, flagged
+            UNSCALED) or ``"wait"`` (no joint angles until the person is scaled).
         solver: the IK solver settings (``rtkin.ik.IKSettings``; its skeleton is the rig's).
     """
 
     enabled: bool = True
     workers: int = 1
+    scaling: bool = True
+    scaling_seconds: float = 3.0
+    until_scaled: str = "generic"
     solver: IKSettings = IKSettings()
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"ik.workers must be >= 1, got {self.workers}")
+        if self.until_scaled not in ("generic", "wait"):
+            raise ValueError(f"ik.until_scaled must be 'generic' or 'wait', got {self.until_scaled!r}")
 
 
 @dataclass(frozen=True)

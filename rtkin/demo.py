@@ -69,7 +69,7 @@ def _angles_summary(rec: Path, cfg: RunConfig, t0_ns: int, motion=None) -> dict:
 
 def _rotational(names) -> list[bool]:
     """Which model coordinates are rotations (translations: the pelvis_t*)."""
-    return [not n.startswith("pelvis_t") for n in names]
+    return [n not in ("pelvis_tx", "pelvis_ty", "pelvis_tz") for n in names]
 
 
 def run_video_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:

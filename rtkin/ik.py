@@ -878,6 +878,14 @@ class IKStage:
             self.counters["solvers_created"] += 1
         return s
 
+    def use_model(self, person_id: int, model_path: str | Path) -> None:
+        """Solve ``person_id`` from now on with a scaled model (its JointAngles lose UNSCALED)."""
+        pid = int(person_id)
+        s = IKSolver(self.settings, model_path)
+        s.scaled = True
+        self._solvers[pid] = s
+        self.counters["solvers_created"] += 1
+
     def usable(self, sk: Skeleton3D, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``(K,)`` weight factors of person ``n``'s keypoints (0 = unused, ``held_weight`` for a
         held point) and ``(K,)`` held mask."""

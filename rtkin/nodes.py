@@ -171,6 +171,8 @@ def ik_node(cfg: RunConfig, worker: int, ctx: NodeContext) -> None:
     rx = Receiver(zctx, cfg.transport.outputs, [b"sk3d/"], bind=False, rcvhwm=cfg.transport.rcvhwm)
     tx = Publisher(zctx, angles_endpoints(cfg)[worker], bind=True, sndhwm=cfg.transport.sndhwm)
     timing, latency = Window(), Window()
+    scalers: dict[int, object] = {}
+    scaled: dict[int, str] = {}
     rx.settle(0.2)
     ctx.ready.set()
     outputs = 0
@@ -184,8 +186,13 @@ def ik_node(cfg: RunConfig, worker: int, ctx: NodeContext) -> None:
                 if mine:
                     if len(mine) < sk.n_people:
                         sk = _people(sk, mine)
+                    if cfg.ik.scaling:
+                        _scale_people(cfg, sk, stage, scalers, scaled)
+                    if cfg.ik.scaling and cfg.ik.until_scaled == "wait":
+                        ready = [i for i, pid in enumerate(sk.person_ids) if int(pid) in scaled]
+                        sk = _people(sk, ready) if len(ready) < sk.n_people else sk
                     t = time.perf_counter()
-                    angles = stage(sk)
+                    angles = stage(sk) if sk.n_people else []
                     timing.add(time.perf_counter() - t)
                     for ja in angles:
                         tx.send(ja)
@@ -197,12 +204,33 @@ def ik_node(cfg: RunConfig, worker: int, ctx: NodeContext) -> None:
                 next_status = time.monotonic() + STATUS_INTERVAL_S
         time.sleep(0.05)
     finally:
-        _report(ctx, f"ik:{worker}", {"outputs": outputs, "counters": dict(stage.counters),
+        _report(ctx, f"ik:{worker}", {"outputs": outputs, "counters": dict(stage.counters), "scaled_models": scaled,
                                       "timing_ms": timing.summary(), "latency_ms": latency.summary(),
                                       "receiver": rx.counters.as_dict()})
         rx.close()
         tx.close()
         zctx.term()
+
+
+def _scale_people(cfg: RunConfig, sk, stage, scalers: dict, scaled: dict) -> None:
+    """Feed each unscaled person's OnlineScaler; switch them to their scaled model when ready."""
+    from .scaling import OnlineScaler, ScalingSettings
+
+    out_dir = cfg.path(cfg.run.output_dir)
+    for pid in (int(p) for p in sk.person_ids):
+        if pid in scaled:
+            continue
+        scaler = scalers.get(pid)
+        if scaler is None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            settings = ScalingSettings(skeleton=cfg.rig.skeleton, seconds=cfg.ik.scaling_seconds)
+            scaler = scalers[pid] = OnlineScaler(settings, out_dir / f"{cfg.run.name}_person{pid}_scaled.osim",
+                                                 person_id=pid, background=True)
+        path = scaler(sk)
+        if path is not None:
+            stage.use_model(pid, path)
+            scaled[pid] = str(path)
+            print(f"rtkin: person {pid} scaled: {path}", file=sys.stderr, flush=True)
 
 
 def _people(sk, idx):

@@ -499,11 +499,16 @@ class OnlineScaler:
         settings: scaling settings.
         out_path: where to write the scaled model (default: a temporary directory).
         person_id: track id to scale.
+        background: compute the factors and the scaled model in a worker process, so a live caller
+            is not blocked for the 1-2 s it takes; the path comes out of a later call.
     """
 
     def __init__(self, settings: ScalingSettings = ScalingSettings(), out_path: str | Path | None = None,
-                 person_id: int | None = None):
+                 person_id: int | None = None, background: bool = False):
         self.settings = settings
+        self.background = background
+        self._future = None
+        self._pool = None
         self.skeleton = get_skeleton(settings.skeleton)
         self.person_id = person_id
         self.out_path = Path(out_path) if out_path else Path(tempfile.mkdtemp(prefix="rtkin_scaled_")) / "scaled.osim"
@@ -517,6 +522,7 @@ class OnlineScaler:
         self.result: ScalingResult | None = None
         self.model_path: Path | None = None
         self.error: str | None = None
+        self._future = None
 
     @property
     def done(self) -> bool:
@@ -532,6 +538,8 @@ class OnlineScaler:
         return max(1, int(round(self.settings.seconds * fps)))
 
     def __call__(self, sk: Skeleton3D) -> Path | None:
+        if self._future is not None:
+            return self._collect_background()
         if self.done:
             return None
         if sk.n_people == 0:
@@ -556,10 +564,31 @@ class OnlineScaler:
 
     def _finish(self) -> Path | None:
         s = self.settings
+        if self.background:
+            import concurrent.futures as cf
+            import multiprocessing as mp
+
+            self._pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+            self._future = self._pool.submit(_scale_job, np.stack(self._frames), self.skeleton.name, s, self.out_path)
+            return None
         try:
             self.result = scale_factors(np.stack(self._frames), self.skeleton, s)
             self.model_path = scale_model(s.model or None, self.result.factors, self.out_path,
                                           mass_kg=s.mass_kg or None, skeleton=self.skeleton.name)
+        except Exception as e:  # noqa: BLE001 - reported in the status, collection restarts
+            self.error = f"{type(e).__name__}: {e}"
+            self._frames.clear()
+            return None
+        return self.model_path
+
+    def _collect_background(self) -> Path | None:
+        """The background job's model path once it has finished (once), else None."""
+        if not self._future.done():
+            return None
+        future, self._future = self._future, None
+        self._pool.shutdown(wait=False)
+        try:
+            self.result, self.model_path = future.result()
         except Exception as e:  # noqa: BLE001 - reported in the status, collection restarts
             self.error = f"{type(e).__name__}: {e}"
             self._frames.clear()
@@ -578,3 +607,11 @@ class OnlineScaler:
         if self.error:
             st["error"] = self.error
         return st
+
+
+def _scale_job(frames: np.ndarray, skeleton: str, settings: ScalingSettings, out_path) -> tuple:
+    """Scale factors and scaled model from collected frames (runs in a worker process)."""
+    result = scale_factors(frames, skeleton, settings)
+    path = scale_model(settings.model or None, result.factors, out_path, mass_kg=settings.mass_kg or None,
+                       skeleton=skeleton)
+    return result, path

@@ -142,3 +142,29 @@ def test_live_pipeline_scaling(live_skeletons, tmp_path):
     print("\nlive scaling, factor / truth - 1 [%]:", {b: round(100 * e, 2) for b, e in errs.items()})
     for body, e in errs.items():
         assert abs(e) < 0.03, body
+
+
+def test_online_scaler_in_the_background_gives_the_same_model():
+    """background=True computes in a worker process; the caller gets the path from a later call."""
+    from rtkin import virtual as _v
+    from rtkin.messages import Skeleton3D as _S
+
+    subj = _v.simulate_subject(_v.MotionSettings(duration_s=4.0, fps=30.0))
+    msgs = [_S(int(t * 1e9), int(t * 1e9), "HALPE_26", [0], subj.keypoints[i][None], np.ones((1, 26)),
+               np.ones((1, 26)), np.full((1, 26), 4)) for i, t in enumerate(subj.time_s)]
+    fg = OnlineScaler(ScalingSettings(seconds=1.0))
+    bg = OnlineScaler(ScalingSettings(seconds=1.0), background=True)
+    path_fg = next(p for p in (fg(m) for m in msgs) if p is not None)
+    path_bg = None
+    import time as _t
+
+    deadline = _t.monotonic() + 120
+    i = 0
+    while path_bg is None and _t.monotonic() < deadline:
+        path_bg = bg(msgs[min(i, len(msgs) - 1)])
+        i += 1
+        if i > len(msgs):
+            _t.sleep(0.1)
+    assert path_bg is not None and bg.result is not None
+    for body, f in fg.result.factors.items():
+        assert abs(bg.result.factors[body] - f) < 1e-9
