@@ -176,17 +176,20 @@ def _people_extrinsics(args, intr):
     from .skeletons import get_skeleton
 
     src = Path(args.people)
-    if not src.is_dir():
-        raise CliError(f"--people must be a folder holding one OpenPose-JSON folder per camera: {src}")
     cams = list(intr.names)
     if len(cams) < 2:
         raise CliError(f"people extrinsics need at least 2 cameras; {args.intrinsics} has {len(cams)} ({', '.join(cams)})")
     K = get_skeleton(args.skeleton).n_keypoints
-    data = {c: read_openpose_folder(src / args.folder_pattern.format(camera=c), K) for c in cams}
-    frames = sorted(set().union(*[set(d) for d in data.values()]))
     empty = np.zeros((0, K, 3), np.float32)
-    detections = [[data[c].get(f, empty) for f in frames] for c in cams]
-    print(f"people extrinsics: {len(cams)} cameras x {len(frames)} frames ({args.skeleton}) ...", flush=True)
+    if src.is_dir():
+        data = {c: read_openpose_folder(src / args.folder_pattern.format(camera=c), K) for c in cams}
+        frames = sorted(set().union(*[set(d) for d in data.values()]))
+        detections = [[data[c].get(f, empty) for f in frames] for c in cams]
+    elif src.is_file():
+        detections = _recording_detections(src, cams, args.skeleton, empty)
+    else:
+        raise CliError(f"--people source not found: {src} (a folder of OpenPose-JSON folders, or a .rtkrec recording)")
+    print(f"people extrinsics: {len(cams)} cameras x {len(detections[0])} frames ({args.skeleton}) ...", flush=True)
     try:
         kp = select_subject(detections, intr)
         rig, report = calibrate_from_people(kp, cams, intr, skeleton=args.skeleton, height_m=args.height)
@@ -194,6 +197,29 @@ def _people_extrinsics(args, intr):
         raise CliError(str(e)) from e
     print(report.summary())
     return rig
+
+
+def _recording_detections(path: Path, cams: list[str], skeleton: str, empty):
+    """Per camera, per synchronised slot: the 2D detections of a recording (any number of people)."""
+    from .messages import KeypointFrame
+    from .recording import INPUT, RecordingError, RecordingReader
+    from .sync import SyncSettings, Synchronizer
+
+    try:
+        reader = RecordingReader(path)
+    except RecordingError as e:
+        raise CliError(str(e)) from e
+    fps = float(reader.meta.get("config", {}).get("sync", {}).get("fps_hz", 60.0))
+    sync = Synchronizer(cams, SyncSettings(fps_hz=fps, max_wait_ms=10_000, stale_ms=60_000, max_pending_slots=10**6),
+                        skeleton=skeleton)
+    framesets = []
+    for rec in reader:
+        if rec.kind == INPUT and isinstance(rec.message, KeypointFrame):
+            framesets += sync.push(rec.message, rec.recv_ns)
+    framesets += sync.flush()
+    if not framesets:
+        raise CliError(f"{path}: no {skeleton} KeypointFrames of cameras {cams} in this recording")
+    return [[empty if fs.frames[c] is None else fs.frames[c].keypoints for fs in framesets] for c in range(len(cams))]
 
 
 # ----------------------------------------------------------------------------- run / replay / demo
@@ -302,7 +328,7 @@ def _parser() -> argparse.ArgumentParser:
     ext.add_argument("--board", help="board spec (see intrinsics); with --camera NAME=IMAGE per camera")
     ext.add_argument("--camera", action="append", metavar="NAME=PATH", help="a camera's board image(s)")
     ext.add_argument("--z-up", action="store_true", help="board: world z up (board on the floor)")
-    ext.add_argument("--people", metavar="SOURCE", help="folder of OpenPose-JSON folders, one per camera")
+    ext.add_argument("--people", metavar="SOURCE", help="a .rtkrec recording, or a folder of OpenPose-JSON folders (one per camera)")
     ext.add_argument("--folder-pattern", default="{camera}_json", help="per-camera folder name (default {camera}_json)")
     ext.add_argument("--skeleton", default="HALPE_26", help="keypoint set of the JSON files")
     ext.add_argument("--height", type=float, default=None, help="subject height, m (sets the scale)")

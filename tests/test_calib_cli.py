@@ -61,3 +61,24 @@ def _intrinsics(tmp_path):
     p = tmp_path / "intr.toml"
     write_calib_toml(virtual.demo_rig(), p)  # extrinsics are ignored by --people
     return p
+
+
+def test_people_extrinsics_from_a_recording(tmp_path, capsys):
+    """A recording of the virtual subject (with a bystander in two views) -> a rig close to the truth."""
+    from rtkin.calibration import read_calib_toml as _read
+    from rtkin.calib_people import align_rig
+    from rtkin.recording import INPUT, RecordingWriter
+
+    rig = virtual.demo_rig()
+    s = virtual.simulate_subject(virtual.MotionSettings(duration_s=6.0))
+    views = virtual.render_views(rig, [s, virtual.bystander(duration_s=6.0)], seed=2)
+    rec = tmp_path / "s.rtkrec"
+    with RecordingWriter(rec, {"config": {"sync": {"fps_hz": 60.0}}}) as w:
+        for recv, f in virtual.arrival_order(views):
+            w.write(f, recv, INPUT)
+    out = tmp_path / "rig.toml"
+    assert main(["calib", "extrinsics", "--intrinsics", str(_intrinsics(tmp_path)), "--people", str(rec),
+                 "--height", "1.7", "-o", str(out)]) == 0
+    got = _read(out)
+    al = align_rig(got, rig, "similarity")
+    assert max(al.centre_error_m) < 0.05
