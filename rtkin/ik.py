@@ -332,6 +332,20 @@ def _osim():
 _TEMPLATES: dict[tuple[str, str], Any] = {}
 
 
+def load_with_markers(model_path: str | Path, skeleton: Skeleton):
+    """The model with the skeleton's Pose2Sim markers added (markers it already has are kept)."""
+    osim = _osim()
+    model = osim.Model(str(model_path))
+    markers = osim.MarkerSet(str(assets.marker_set_path(skeleton.name)))
+    have = model.getMarkerSet()
+    for i in range(markers.getSize()):
+        mk = markers.get(i)
+        if not have.contains(mk.getName()):
+            model.addMarker(mk.clone())
+    model.finalizeConnections()
+    return model
+
+
 def _template_model(path: Path, skeleton: Skeleton):
     """The model at ``path`` with the skeleton's Pose2Sim marker set added, as Pose2Sim does
     (``MarkerSet(file)`` + ``addMarker(marker.clone())``; markers the model already has are kept).
@@ -342,14 +356,7 @@ def _template_model(path: Path, skeleton: Skeleton):
         osim = _osim()
         if not Path(path).is_file():
             raise FileNotFoundError(f"OpenSim model {path} not found")
-        model = osim.Model(str(path))
-        markers = osim.MarkerSet(str(assets.marker_set_path(skeleton.name)))
-        have = model.getMarkerSet()
-        for i in range(markers.getSize()):
-            mk = markers.get(i)
-            if not have.contains(mk.getName()):
-                model.addMarker(mk.clone())
-        model.finalizeConnections()
+        model = load_with_markers(path, skeleton)
         _TEMPLATES[key] = model
     return model
 

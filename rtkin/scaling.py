@@ -42,6 +42,7 @@ import numpy as np
 
 from . import assets
 from .frames import WORLD_FROM_OSIM
+from .ik import load_with_markers
 from .messages import Skeleton3D
 from .skeletons import Skeleton, get_skeleton
 
@@ -297,20 +298,6 @@ def _neutral_values(model) -> dict[str, float]:
     return out
 
 
-def _load_with_markers(model_path: str | Path, skeleton: Skeleton):
-    """The model with the skeleton's Pose2Sim markers added (markers it already has are kept)."""
-    osim = _osim()
-    model = osim.Model(str(model_path))
-    markers = osim.MarkerSet(str(assets.marker_set_path(skeleton.name)))
-    have = model.getMarkerSet()
-    for i in range(markers.getSize()):
-        mk = markers.get(i)
-        if not have.contains(mk.getName()):
-            model.addMarker(mk.clone())
-    model.finalizeConnections()
-    return model
-
-
 def _scale_set(factors: Mapping[str, float]):
     osim = _osim()
     ss = osim.ScaleSet()
@@ -366,7 +353,7 @@ def model_segment_lengths(model_path: str | Path | None = None, skeleton: str | 
         factors: body -> scale factor applied in memory first (default: none).
     """
     sk = _skeleton(skeleton)
-    model = _load_with_markers(model_path or assets.model_path(), sk)
+    model = load_with_markers(model_path or assets.model_path(), sk)
     state = _apply_scale(model, factors) if factors else model.initSystem()
     pts = _marker_points(model, state, sk, _neutral_values(model))
     return {s: float(d) for s, d in _distances(pts, sk.keypoints).items()}
@@ -406,7 +393,7 @@ def scale_factors(points: np.ndarray, skeleton: str | Skeleton = "HALPE_26",
     missing = tuple(s for s, v in measured.items() if not math.isfinite(v))
     seg = {s: measured[s] / base[s] for s in SEGMENTS}
     factors = _body_factors(seg, lo, hi)
-    model = _load_with_markers(generic, sk)
+    model = load_with_markers(generic, sk)
     for _ in range(settings.coupling_iterations):
         cur = _neutral_lengths(model, sk, factors)
         seg = {s: seg[s] * measured[s] / cur[s] for s in SEGMENTS}
@@ -438,7 +425,7 @@ def _ik_ratios(generic: Path, sk: Skeleton, factors: Mapping[str, float], pts: n
         path = scale_model(generic, factors, Path(tmp) / f"scaled_{time.monotonic_ns()}.osim", skeleton=sk.name)
         ik = IKSolver(IKSettings(skeleton=sk.name, model=str(path), smoothing=0.0, gate_m=math.inf,
                                  outlier_m=math.inf, max_iterations=20, max_marker_rms_m=0.2))
-        model = _load_with_markers(path, sk)
+        model = load_with_markers(path, sk)
         state = model.initSystem()
         data, fitted = [], []
         for f, p in enumerate(pts):
@@ -475,7 +462,7 @@ def scale_model(generic_path: str | Path | None, factors: Mapping[str, float], o
     total mass, distribution preserved; None = masses scale with the body volumes (OpenSim).
     """
     sk = _skeleton(skeleton)
-    model = _load_with_markers(generic_path or assets.model_path(), sk)
+    model = load_with_markers(generic_path or assets.model_path(), sk)
     _apply_scale(model, factors, mass_kg)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -374,19 +374,21 @@ def _load_model(with_markers: bool = False):
 
 
 def _fk(motion: Motion, keypoint_names: Sequence[str]) -> np.ndarray:
-    """OpenSim forward kinematics: (T, K, 3) marker positions in OpenSim ground, m."""
-    import opensim as osim  # noqa: F401  (imported by _load_model)
-
+    """OpenSim forward kinematics of the generic model: (T, K, 3) marker positions in ground, m."""
     model = _load_model(with_markers=True)
-    state = model.initSystem()
+    return fk_markers(model, model.initSystem(), motion, keypoint_names)
+
+
+def fk_markers(model, state, motion: Motion, keypoint_names: Sequence[str]) -> np.ndarray:
+    """(T, K, 3) positions in OpenSim ground (m) of ``model``'s named markers along ``motion``."""
     cs = model.getCoordinateSet()
     coords = [cs.get(n) for n in motion.names]
     ms = model.getMarkerSet()
     markers = [ms.get(n) for n in keypoint_names]
     out = np.empty((motion.values.shape[0], len(markers), 3))
     for f, row in enumerate(motion.values):
-        for c, v in zip(coords, row):
-            c.setValue(state, float(v), False)
+        for c, val in zip(coords, row):
+            c.setValue(state, float(val), False)
         model.realizePosition(state)
         for k, mk in enumerate(markers):
             out[f, k] = mk.getLocationInGround(state).to_numpy()
@@ -435,7 +437,14 @@ def simulate_subject(settings: MotionSettings = MotionSettings(), floor_z: float
         return _MEMO[key]
     motion = generate_motion(settings)
     names = get_skeleton("HALPE_26").keypoints
-    osim_pts = _fk_cached(motion, tuple(names))
+    truth = on_floor(motion, tuple(names), _fk_cached(motion, tuple(names)), floor_z)
+    _MEMO[key] = truth
+    return truth
+
+
+def on_floor(motion: Motion, names: tuple[str, ...], osim_pts: np.ndarray, floor_z: float = 0.0) -> SubjectTruth:
+    """Put the feet on the floor: a vertical translation of the whole body, folded into
+    ``pelvis_ty``; osim_pts (T, K, 3) OpenSim ground m -> SubjectTruth in the world (z up)."""
     foot = [names.index(n) for n in _FOOT_KEYPOINTS]
     contact = 0.012  # height of the lowest foot marker above the sole in the default pose, m
     dy = floor_z + contact - _soft_min(osim_pts[:, foot, 1], axis=1)
@@ -446,9 +455,7 @@ def simulate_subject(settings: MotionSettings = MotionSettings(), floor_z: float
     world = osim_pts @ WORLD_FROM_OSIM.T
     for arr in (values, world):
         arr.flags.writeable = False
-    truth = SubjectTruth(replace(motion, values=values), tuple(names), world)
-    _MEMO[key] = truth
-    return truth
+    return SubjectTruth(replace(motion, values=values), names, world)
 
 
 #: Where a bystander stands in the demo rig: seen by cam01 and cam02 only ("at the back of the
