@@ -276,6 +276,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from .watch import watch
+
+    try:
+        counters = watch(args.endpoint, coordinates=args.coordinate, refresh_hz=args.refresh, person_ids=args.person)
+    except ImportError as e:
+        raise CliError(str(e)) from e
+    print(f"received {counters['received']}, dropped {counters['dropped']}, malformed {counters['malformed']}",
+          file=sys.stderr)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import format_summary, run_synthetic_demo, run_video_demo, synthetic_config, video_config
 
@@ -348,6 +360,13 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--publish", metavar="ENDPOINT", help="publish the Skeleton3D outputs on this ZMQ endpoint")
     rep.add_argument("--trc", metavar="FILE", help="export the subject's 3D keypoints as TRC")
     rep.set_defaults(func=_cmd_replay)
+
+    w = sub.add_parser("watch", help="live table of the latest joint angles per person (Ctrl-C quits)")
+    w.add_argument("endpoint", nargs="*", default=["tcp://127.0.0.1:5552"], help="IK worker endpoint(s)")
+    w.add_argument("--coordinate", action="append", metavar="NAME", help="show only these coordinates (repeatable)")
+    w.add_argument("--person", type=int, action="append", metavar="ID", help="only these people (repeatable)")
+    w.add_argument("--refresh", type=float, default=10.0, help="refreshes per second (default 10)")
+    w.set_defaults(func=_cmd_watch)
 
     demo = sub.add_parser("demo", help="the Pose2Sim demo videos (or --synthetic: the virtual subject) through the whole chain")
     demo.add_argument("--synthetic", action="store_true", help="use the virtual subject instead of the demo videos")
