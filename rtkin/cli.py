@@ -235,7 +235,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         raise CliError(str(e)) from e
     print(f"rtkin run {args.config}: {cfg.source.kind} source, outputs on {cfg.transport.outputs}; Ctrl-C to stop")
-    result = Runner(cfg).run(duration_s=args.duration)
+    with _View(cfg, args.view, args.view_port):
+        result = Runner(cfg).run(duration_s=args.duration)
     print(format_summary({"reports": result.reports, "errors": result.errors}))
     return 1 if result.errors else 0
 
@@ -276,6 +277,46 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from .config import ConfigError, angles_endpoints, load_config
+    from .dashboard import parse_target, serve_dashboard
+
+    try:
+        targets = dict(parse_target(t) for t in args.target or [])
+        if args.config:
+            cfg = load_config(args.config)
+            sk, ja = cfg.transport.outputs, angles_endpoints(cfg)
+        else:
+            sk, ja = args.endpoint, args.angles or ["tcp://127.0.0.1:5552"]
+        return serve_dashboard(sk, ja, host=args.host, port=args.port, window_s=args.window, targets=targets)
+    except (ValueError, ConfigError) as e:
+        raise CliError(str(e)) from e
+    except RuntimeError as e:  # e.g. the port is busy
+        raise CliError(str(e)) from e
+
+
+class _View:
+    """``--view``: a dashboard on the run's endpoints for as long as the run lasts."""
+
+    def __init__(self, cfg, enabled: bool, port: int = 8765):
+        self.dash = None
+        if enabled:
+            from .dashboard import Dashboard
+
+            try:
+                self.dash = Dashboard.from_config(cfg, port=port).start()
+            except RuntimeError as e:
+                raise CliError(f"dashboard: {e}") from e
+            print(f"dashboard: {self.dash.url}", flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.dash is not None:
+            self.dash.stop()
+
+
 def _cmd_watch(args: argparse.Namespace) -> int:
     from .watch import watch
 
@@ -294,14 +335,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.synthetic:
         cfg = synthetic_config(args.output, duration_s=args.duration, realtime=not args.fast, seed=args.seed,
                                bystander=not args.no_bystander)
-        result, summary = run_synthetic_demo(cfg)
+        with _View(cfg, args.view, args.view_port):
+            result, summary = run_synthetic_demo(cfg)
     else:
         from .pose import ModelNotAvailableError
 
         cfg = video_config(args.output, realtime=args.realtime, pose_model=args.pose_model or "",
                            det_model=args.det_model or "", mode=args.mode, providers=tuple(args.provider or ()))
         try:
-            result, summary = run_video_demo(cfg)
+            with _View(cfg, args.view, args.view_port):
+                result, summary = run_video_demo(cfg)
         except ModelNotAvailableError as e:
             raise CliError(f"{e}\n  use --pose-model PATH (and --det-model PATH) for local RTMPose ONNX files, "
                            "or run `rtkin demo --synthetic` (no pose model needed)") from e
@@ -352,6 +395,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start every process of a run configuration (Ctrl-C stops cleanly)")
     run.add_argument("config", help="run configuration TOML (see rtkin/configs/run_example.toml)")
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--view", action="store_true", help="serve the browser dashboard during the run")
+    run.add_argument("--view-port", type=int, default=8765, help="dashboard port (default 8765)")
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("replay", help="replay a recording through the same stages")
@@ -360,6 +405,16 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--publish", metavar="ENDPOINT", help="publish the Skeleton3D outputs on this ZMQ endpoint")
     rep.add_argument("--trc", metavar="FILE", help="export the subject's 3D keypoints as TRC")
     rep.set_defaults(func=_cmd_replay)
+
+    v = sub.add_parser("view", help="browser dashboard of a live run (http://127.0.0.1:8765 by default)")
+    v.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5551", help="sync node outputs (Skeleton3D, status)")
+    v.add_argument("--angles", action="append", metavar="ENDPOINT", help="IK worker endpoint (repeatable; default tcp://127.0.0.1:5552)")
+    v.add_argument("--config", metavar="CONFIG.toml", help="take the endpoints from a run configuration")
+    v.add_argument("--host", default="127.0.0.1", help="interface to serve on (default loopback)")
+    v.add_argument("--port", type=int, default=8765)
+    v.add_argument("--window", type=float, default=10.0, help="seconds of curves")
+    v.add_argument("--target", action="append", metavar="NAME=MIN:MAX", help="target band, degrees (m for translations)")
+    v.set_defaults(func=_cmd_view)
 
     w = sub.add_parser("watch", help="live table of the latest joint angles per person (Ctrl-C quits)")
     w.add_argument("endpoint", nargs="*", default=["tcp://127.0.0.1:5552"], help="IK worker endpoint(s)")
@@ -370,6 +425,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the Pose2Sim demo videos (or --synthetic: the virtual subject) through the whole chain")
     demo.add_argument("--synthetic", action="store_true", help="use the virtual subject instead of the demo videos")
+    demo.add_argument("--view", action="store_true", help="serve the browser dashboard during the demo")
+    demo.add_argument("--view-port", type=int, default=8765, help="dashboard port (default 8765)")
     demo.add_argument("--duration", type=float, default=12.0, help="seconds of motion (default 12)")
     demo.add_argument("--seed", type=int, default=0, help="motion and corruption seed")
     demo.add_argument("--fast", action="store_true", help="as fast as possible instead of real time")
