@@ -286,6 +286,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
         if args.config:
             cfg = load_config(args.config)
             sk, ja = cfg.transport.outputs, angles_endpoints(cfg)
+            targets = {**{n: (lo, hi) for n, lo, hi in cfg.view.targets}, **targets}
         else:
             sk, ja = args.endpoint, args.angles or ["tcp://127.0.0.1:5552"]
         return serve_dashboard(sk, ja, host=args.host, port=args.port, window_s=args.window, targets=targets)
@@ -298,13 +299,13 @@ def _cmd_view(args: argparse.Namespace) -> int:
 class _View:
     """``--view``: a dashboard on the run's endpoints for as long as the run lasts."""
 
-    def __init__(self, cfg, enabled: bool, port: int = 8765):
+    def __init__(self, cfg, enabled: bool, port: int | None = None):
         self.dash = None
         if enabled:
             from .dashboard import Dashboard
 
             try:
-                self.dash = Dashboard.from_config(cfg, port=port).start()
+                self.dash = Dashboard.from_config(cfg, **({"port": port} if port else {})).start()
             except RuntimeError as e:
                 raise CliError(f"dashboard: {e}") from e
             print(f"dashboard: {self.dash.url}", flush=True)
@@ -396,7 +397,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="run configuration TOML (see rtkin/configs/run_example.toml)")
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     run.add_argument("--view", action="store_true", help="serve the browser dashboard during the run")
-    run.add_argument("--view-port", type=int, default=8765, help="dashboard port (default 8765)")
+    run.add_argument("--view-port", type=int, default=None, help="dashboard port (default: [view] port, 8765)")
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("replay", help="replay a recording through the same stages")

@@ -40,6 +40,7 @@ __all__ = [
     "ReconstructionSettings",
     "RunConfig",
     "IKRunSettings",
+    "ViewSettings",
     "load_config",
     "config_from_dict",
     "EXAMPLE_CONFIG",
@@ -262,6 +263,24 @@ class IKRunSettings:
 
 
 @dataclass(frozen=True)
+class ViewSettings:
+    """The browser dashboard (``rtkin view``, ``--view``; TOML ``[view]``).
+
+    Attributes:
+        host: interface to serve on (loopback unless you change it).
+        port: HTTP + WebSocket port.
+        window_s: seconds of curves.
+        targets: target bands ``[[coordinate, min, max], ...]`` in degrees (m for translations):
+            the readout turns green inside, red outside (the page can change them).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    window_s: float = 10.0
+    targets: tuple[tuple[str, float, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole run: ``rtkin run CONFIG.toml``. ``base_dir`` resolves relative paths."""
 
@@ -273,6 +292,7 @@ class RunConfig:
     reconstruction: ReconstructionSettings = ReconstructionSettings()
     recording: RecordingSettings = RecordingSettings()
     ik: IKRunSettings = IKRunSettings()
+    view: ViewSettings = ViewSettings()
     base_dir: str = field(default=".", metadata={"toml": False})
 
     def path(self, p: str) -> Path:

@@ -157,7 +157,10 @@ class Dashboard:
         """A dashboard on a run's outputs: ``cfg.transport.outputs`` and every IK worker's endpoint."""
         from .config import angles_endpoints
 
-        return cls(cfg.transport.outputs, angles_endpoints(cfg) if cfg.ik.enabled else [], **kwargs)
+        v = cfg.view
+        opts = {"host": v.host, "port": v.port, "window_s": v.window_s,
+                "targets": {name: (lo, hi) for name, lo, hi in v.targets}, **kwargs}
+        return cls(cfg.transport.outputs, angles_endpoints(cfg) if cfg.ik.enabled else [], **opts)
 
     # ------------------------------------------------------------------ lifecycle
 

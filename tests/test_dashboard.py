@@ -302,3 +302,11 @@ def test_dashboard_in_headless_chromium_on_a_synthetic_run(tmp_path):
         shutil.copy(shot, "/tmp/rtkin_dashboard.png")
     except OSError:
         pass
+
+
+def test_targets_come_from_the_run_config():
+    from rtkin.config import config_from_dict
+
+    cfg = config_from_dict({"view": {"port": 0, "targets": [["knee_angle_r", 0.0, 45.0]]}})
+    dash = Dashboard.from_config(cfg)
+    assert dash.hello()["targets"]["knee_angle_r"] == [0.0, 45.0]
