@@ -33,13 +33,15 @@ compared with a 1 ns tolerance so that ``k / fs_hz`` equal to ``max_hold_s`` cou
 Delay of the DEFAULT settings at 1 Hz (group delay, ``group_delay_s``):
 
 - Butterworth order 2 at 6 Hz, 60 Hz: ~37.3 ms at 1 Hz.
-- One-Euro min cutoff 3.0 Hz at 60 Hz (slow motion, cutoff = min cutoff): ~45.2 ms at 1 Hz;
-  motion raises the cutoff and shrinks the delay (beta 20/m: 0.5 m/s -> 13 Hz, 2 m/s -> 43 Hz).
+- One-Euro min cutoff 5.0 Hz at 60 Hz (slow motion, cutoff = min cutoff): ~29.5 ms at 1 Hz;
+  motion raises the cutoff and shrinks the delay (beta 40/m: 0.5 m/s -> 25 Hz).
 
 The One-Euro defaults were chosen on the virtual subject (demo rig, 3 px noise, 2 % outliers,
-5 % dropouts, walk/squat/arm raise): median 3D error 8.2 mm against 6.7 mm unfiltered (the lag
-costs 1.5 mm) while the frame-to-frame jitter (second difference against the truth's) drops from
-16.8 to 6.5 mm. The Butterworth at 6 Hz is smoother (1.8 mm jitter) but lags to a median error of
+5 % dropouts, walk/squat/arm raise) for the joint angles the IK computes from them: knee RMSE
+1.6 deg against 2.2 deg with (3 Hz, 20/m) and 1.3 deg unfiltered, while the elbow stays at
+1.6 deg (2.0 unfiltered: the IK needs some smoothing of the arm). In 3D: median error 7.6 mm
+(6.7 unfiltered, 8.2 with 3 Hz / 20/m); frame-to-frame jitter (second difference against the
+truth's) 7.0 mm against 16.8 unfiltered. The Butterworth at 6 Hz is smoother (1.8 mm jitter) but lags to a median error of
 18 mm on that motion: meant for slow movements or offline use.
 
 The phase delay of a pure 1 Hz sinusoid differs from the group delay for the One-Euro's
@@ -73,7 +75,7 @@ GAP_MODES = ("hold", "predict")
 
 #: Group delay at 1 Hz of the default settings, ms (rounded to 0.1 ms; tests recompute them).
 DEFAULT_BUTTERWORTH_DELAY_MS = 37.3
-DEFAULT_ONE_EURO_DELAY_MS = 45.2
+DEFAULT_ONE_EURO_DELAY_MS = 29.5
 
 _TIME_TOL_S = 1e-9  # tolerance on the hold time, s
 
@@ -83,15 +85,15 @@ class FilterSettings:
     """Causal keypoint filter defaults (one place; TOML ``[filter]`` maps 1:1).
 
     Delay of these defaults at 1 Hz (``group_delay_s``): Butterworth order 2 at 6 Hz, 60 Hz:
-    ~37.3 ms at 1 Hz. One-Euro min cutoff 3.0 Hz at 60 Hz: ~45.2 ms at 1 Hz (slow motion; fast
+    ~37.3 ms at 1 Hz. One-Euro min cutoff 5.0 Hz at 60 Hz: ~29.5 ms at 1 Hz (slow motion; fast
     motion raises the cutoff and shrinks it).
 
     Attributes:
         kind: ``"one_euro"`` | ``"butterworth"`` | ``"none"`` (pass-through).
         min_cutoff_hz: One-Euro cutoff at rest, Hz.
         beta: One-Euro speed coefficient, Hz per m/s (= 1/m): ``cutoff = min_cutoff_hz +
-            beta * |velocity|``. The default raises the cutoff from 3 Hz at rest to 13 Hz at
-            0.5 m/s and 43 Hz at 2 m/s (fast limb motion passes almost unfiltered).
+            beta * |velocity|``. The default raises the cutoff from 5 Hz at rest to 25 Hz at
+            0.5 m/s (fast limb motion passes almost unfiltered).
         d_cutoff_hz: One-Euro cutoff of the velocity low-pass, Hz.
         order: Butterworth order, even (second-order sections), >= 2.
         cutoff_hz: Butterworth cutoff, Hz, below ``fs_hz / 2``.
@@ -105,8 +107,8 @@ class FilterSettings:
     """
 
     kind: str = "one_euro"
-    min_cutoff_hz: float = 3.0
-    beta: float = 20.0
+    min_cutoff_hz: float = 5.0
+    beta: float = 40.0
     d_cutoff_hz: float = 1.0
     order: int = 2
     cutoff_hz: float = 6.0
@@ -417,7 +419,7 @@ def group_delay_s(settings: FilterSettings, freq_hz: float = 1.0) -> float:
     ``fs_hz``. One-Euro: the group delay of its first-order low-pass at ``min_cutoff_hz`` (slow
     motion; faster motion raises the cutoff and lowers the delay), i.e. of the exponential
     smoother ``y = a x + (1 - a) y_prev``, ``a = r / (r + 1)``, ``r = 2 pi min_cutoff_hz / fs_hz``.
-    ``"none"``: 0. Default settings at 1 Hz: Butterworth ~37.3 ms, One-Euro ~45.2 ms.
+    ``"none"``: 0. Default settings at 1 Hz: Butterworth ~37.3 ms, One-Euro ~29.5 ms.
     """
     if not (math.isfinite(freq_hz) and 0 <= freq_hz < settings.fs_hz / 2):
         raise ValueError(f"freq_hz must be in [0, fs_hz / 2 = {settings.fs_hz / 2}), got {freq_hz!r}")
