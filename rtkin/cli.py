@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from . import __version__
 
 __all__ = ["main"]
@@ -62,9 +64,6 @@ def _cmd_calib_show(args: argparse.Namespace) -> int:
         size = f"{d['size'][0]}x{d['size'][1]}"
         print(f"{d['name']:<10} {size:>11} {d['focal_px']:9.1f}   {pos:>24}   {vd:>22}")
     return 0
-
-
-import numpy as np  # noqa: E402  (used by the calibration commands)
 
 
 def _parse_board(spec: str):

@@ -12,7 +12,6 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .association import AssociationSettings
 from .filters import FilterSettings

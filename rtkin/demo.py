@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from .config import CaptureSettings, RecordingSettings, RunConfig, RunSettings, VirtualSourceSettings
-from .sync import SyncSettings
 from .recording import OUTPUT, RecordingReader
 from .runner import Runner, RunResult
 
@@ -49,7 +48,6 @@ def video_config(output_dir: str | Path, realtime: bool = False, pose_model: str
 
 def _angles_summary(rec: Path, cfg: RunConfig, t0_ns: int, motion=None) -> dict:
     """JointAngles of the first person: MOT export, and RMSE against the truth when given."""
-    from .ik import IKSolver
     from .messages import JointAngles
     from .mot import joint_angles_to_mot
 

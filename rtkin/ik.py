@@ -353,7 +353,6 @@ def _template_model(path: Path, skeleton: Skeleton):
     key = (str(Path(path).resolve()), skeleton.marker_set)
     model = _TEMPLATES.get(key)
     if model is None:
-        osim = _osim()
         if not Path(path).is_file():
             raise FileNotFoundError(f"OpenSim model {path} not found")
         model = load_with_markers(path, skeleton)

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 
 from rtkin import assets, virtual
 from rtkin.calibration import read_calib_toml, write_calib_toml

@@ -14,7 +14,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 import zmq
 
 from rtkin.config import RunConfig, TransportSettings

@@ -165,6 +165,6 @@ def test_online_scaler_in_the_background_gives_the_same_model():
         i += 1
         if i > len(msgs):
             _t.sleep(0.1)
-    assert path_bg is not None and bg.result is not None
+    assert path_bg is not None and bg.result is not None and path_fg.is_file() and path_bg.is_file()
     for body, f in fg.result.factors.items():
         assert abs(bg.result.factors[body] - f) < 1e-9
