@@ -14,7 +14,16 @@ Configurations: the default Gauss-Newton solver, and OpenSim's InverseKinematics
 TimeSeriesTableVec3 + MarkersReference + solver rebuilt per frame, assemble() warm-started) at
 accuracy 1e-3 and 1e-5.
 
-Usage: python benchmarks/bench_ik.py [--seconds 12] [--skip-opensim]
+End to end (``--e2e``): the live chain as ``rtkin run`` starts it, every stage in its own process
+(4 virtual camera sources at 60 Hz, the sync node, one IK worker per person plus a spare, the
+recorder), 1 person x 4 cameras. Latency = the IK worker publishing a JointAngles minus the sync
+node receiving the last camera frame of that slot (the ``sk3d/`` stamp; one machine, one
+monotonic clock), p50 / p99 / max over the run. Printed for the run as configured (scaling on:
+the one-off scaling computation runs in the background during it), with scaling off, and without
+the recorder; then 4 people x 4 cameras (ring) at 30 Hz, one IK process per person: latency per
+person and its median over the first vs the last quarter of the run (a backlog would grow).
+
+Usage: python benchmarks/bench_ik.py [--seconds 12] [--skip-opensim] [--e2e] [--e2e-only]
 """
 
 from __future__ import annotations
@@ -83,11 +92,83 @@ def _measure(settings: IKSettings, truth, sks, frames) -> None:
     print(f"{label:<22} {_pct(t_stage[1:]):>15}   {_pct(t_solve[1:]):>13}   {_pct(t_clean[1:]):>13}   {rmse}")
 
 
+def _e2e(seconds: float, scaling: bool, recorder: bool = True) -> None:
+    import dataclasses
+    import tempfile
+
+    from rtkin.demo import synthetic_config
+    from rtkin.runner import Runner
+
+    with tempfile.TemporaryDirectory(prefix="rtkin_bench_e2e_") as tmp:
+        cfg = synthetic_config(tmp, duration_s=seconds, bystander=False)
+        cfg = dataclasses.replace(cfg, ik=dataclasses.replace(cfg.ik, scaling=scaling),
+                                  recording=dataclasses.replace(cfg.recording, enabled=recorder))
+        res = Runner(cfg, log=lambda *a: None).run()
+    samples = np.concatenate([np.asarray(v.get("e2e_s", []), dtype=float)
+                              for k, v in res.reports.items() if k.startswith("ik:")] or [np.zeros(0)])
+    ik = np.concatenate([[v["timing_ms"]["p50"]] for k, v in res.reports.items()
+                         if k.startswith("ik:") and v["timing_ms"].get("n")] or [[np.nan]])
+    sync = res.reports.get("sync", {})
+    rec = sync.get("timing_ms", {}).get("reconstruct", {})
+    if not samples.size:
+        print(f"  scaling {'on ' if scaling else 'off'}: no JointAngles ({res.errors})")
+        return
+    p50, p99, mx = np.percentile(samples * 1e3, 50), np.percentile(samples * 1e3, 99), samples.max() * 1e3
+    print(f"  scaling {'on ' if scaling else 'off'}, recorder {'on ' if recorder else 'off'}: n={samples.size:5d}  "
+          f"last camera frame in -> JointAngles out p50 {p50:5.2f}  p99 {p99:5.2f}  max {mx:6.2f} ms   "
+          f"(in this run: reconstruct p50 {rec.get('p50', float('nan')):.2f} ms, IK p50 {ik[0]:.2f} ms)")
+
+
+def _e2e_people(seconds: float, people: int = 4, fps: float = 30.0) -> None:
+    """``people`` subjects walking around each other, 4 cameras (ring), one IK process each."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from rtkin.calibration import write_calib_toml
+    from rtkin.demo import synthetic_config
+    from rtkin.runner import Runner
+
+    with tempfile.TemporaryDirectory(prefix="rtkin_bench_e2e_") as tmp:
+        write_calib_toml(virtual.ring_rig(4), Path(tmp) / "Calib.toml")
+        cfg = synthetic_config(tmp, duration_s=seconds, bystander=False)
+        cfg = dataclasses.replace(
+            cfg, rig=dataclasses.replace(cfg.rig, calibration=str(Path(tmp) / "Calib.toml")),
+            source=dataclasses.replace(cfg.source, fps_hz=fps,
+                                       virtual=dataclasses.replace(cfg.source.virtual, people=people)),
+            sync=dataclasses.replace(cfg.sync, fps_hz=fps),
+            reconstruction=dataclasses.replace(cfg.reconstruction, association=dataclasses.replace(
+                cfg.reconstruction.association, mode="multi")))
+        res = Runner(cfg, log=lambda *a: None).run()
+    rows = []
+    for k, v in sorted(res.reports.items()):
+        e = np.asarray(v.get("e2e_s", []), dtype=float) * 1e3 if k.startswith("ik:") else np.zeros(0)
+        if e.size < 10:
+            continue
+        q = e.size // 4
+        rows.append((k, v["served"], e.size, *np.percentile(e, [50, 99]), np.median(e[:q]), np.median(e[-q:]),
+                     v["receiver"]["dropped"]))
+    print(f"  {people} people x 4 cameras at {fps:g} Hz, {seconds:g} s, one IK process each "
+          f"({len(rows)} served; errors: {res.errors or 'none'}):")
+    for k, served, n, p50, p99, first, last, dropped in rows:
+        print(f"    {k:<7} person {','.join(map(str, served)):<4} n={n:4d}  p50 {p50:5.2f}  p99 {p99:6.2f} ms   "
+              f"median first/last quarter {first:5.2f} / {last:5.2f} ms (a backlog would grow)  dropped {dropped}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=12.0, help="length of the virtual session, s")
     ap.add_argument("--skip-opensim", action="store_true", help="only the Gauss-Newton solver")
+    ap.add_argument("--e2e", action="store_true", help="also the multi-process end-to-end latency")
+    ap.add_argument("--e2e-only", action="store_true", help="only the multi-process end-to-end latency")
     args = ap.parse_args()
+    if args.e2e or args.e2e_only:
+        print(f"end to end, live processes, 1 person x 4 cameras at {FPS:g} Hz, {args.seconds:g} s:")
+        for scaling, recorder in ((True, True), (False, True), (False, False)):
+            _e2e(args.seconds, scaling, recorder)
+        _e2e_people(args.seconds)
+        if args.e2e_only:
+            return
     truth, sks, frames = _stream(args.seconds)
     IKSolver()  # load the model once (template), as a running IK process would have
     print(f"{len(sks)} Skeleton3D frames at {FPS:g} Hz, 1 person; times in ms per person-frame")

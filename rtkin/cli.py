@@ -237,6 +237,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with _View(cfg, args.view, args.view_port):
         result = Runner(cfg).run(duration_s=args.duration)
     print(format_summary({"reports": result.reports, "errors": result.errors}))
+    rec = cfg.recording_path()
+    if cfg.ik.enabled and cfg.recording.enabled and cfg.recording.outputs and rec.is_file():
+        from .mot import recording_to_mots
+        from .recording import RecordingError
+
+        try:
+            for path in recording_to_mots(rec, rec.parent, cfg.run.name):
+                print(f"MOT: {path}")
+        except (RecordingError, ValueError, OSError) as e:
+            print(f"rtkin: no MOT export: {e}", file=sys.stderr)
     return 1 if result.errors else 0
 
 
@@ -287,7 +297,9 @@ def _cmd_view(args: argparse.Namespace) -> int:
             sk, ja = cfg.transport.outputs, angles_endpoints(cfg)
             targets = {**{n: (lo, hi) for n, lo, hi in cfg.view.targets}, **targets}
         else:
-            sk, ja = args.endpoint, args.angles or ["tcp://127.0.0.1:5552"]
+            from .client import DEFAULT_ANGLES_ENDPOINTS
+
+            sk, ja = args.endpoint, args.angles or list(DEFAULT_ANGLES_ENDPOINTS)
         return serve_dashboard(sk, ja, host=args.host, port=args.port, window_s=args.window, targets=targets)
     except (ValueError, ConfigError) as e:
         raise CliError(str(e)) from e
@@ -321,7 +333,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     from .watch import watch
 
     try:
-        counters = watch(args.endpoint, coordinates=args.coordinate, refresh_hz=args.refresh, person_ids=args.person)
+        counters = watch(args.endpoint or None, coordinates=args.coordinate, refresh_hz=args.refresh, person_ids=args.person)
     except ImportError as e:
         raise CliError(str(e)) from e
     print(f"received {counters['received']}, dropped {counters['dropped']}, malformed {counters['malformed']}",
@@ -408,7 +420,7 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("view", help="browser dashboard of a live run (http://127.0.0.1:8765 by default)")
     v.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5551", help="sync node outputs (Skeleton3D, status)")
-    v.add_argument("--angles", action="append", metavar="ENDPOINT", help="IK worker endpoint (repeatable; default tcp://127.0.0.1:5552)")
+    v.add_argument("--angles", action="append", metavar="ENDPOINT", help="IK worker endpoint (repeatable; default every slot, tcp://127.0.0.1:5552-5559)")
     v.add_argument("--config", metavar="CONFIG.toml", help="take the endpoints from a run configuration")
     v.add_argument("--host", default="127.0.0.1", help="interface to serve on (default loopback)")
     v.add_argument("--port", type=int, default=8765)
@@ -417,7 +429,7 @@ def _parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_view)
 
     w = sub.add_parser("watch", help="live table of the latest joint angles per person (Ctrl-C quits)")
-    w.add_argument("endpoint", nargs="*", default=["tcp://127.0.0.1:5552"], help="IK worker endpoint(s)")
+    w.add_argument("endpoint", nargs="*", default=None, help="IK worker endpoint(s) (default: every slot, ports 5552-5559)")
     w.add_argument("--coordinate", action="append", metavar="NAME", help="show only these coordinates (repeatable)")
     w.add_argument("--person", type=int, action="append", metavar="ID", help="only these people (repeatable)")
     w.add_argument("--refresh", type=float, default=10.0, help="refreshes per second (default 10)")

@@ -4,14 +4,15 @@
 
     from rtkin.client import Subscriber
 
-    with Subscriber(["tcp://127.0.0.1:5551", "tcp://127.0.0.1:5552"]) as sub:
+    with Subscriber() as sub:               # the sync node + every IK worker slot (defaults)
         for msg in sub:                      # JointAngles and Skeleton3D, decoded and validated
             if type(msg).__name__ == "JointAngles":
                 print(msg.person_id, dict(zip(msg.names, np.degrees(msg.values))))
 
 Endpoints (defaults of ``rtkin.config.TransportSettings``): ``Skeleton3D`` on topic ``sk3d/`` at the
 sync node's ``tcp://127.0.0.1:5551``; ``JointAngles`` on topic ``ja/<person>/`` at IK worker ``w``'s
-``tcp://127.0.0.1:{5552 + w}`` (connect to every worker's port to get every person).
+``tcp://127.0.0.1:{5552 + w}``, one worker per person in the first free of ``ik.max_workers`` slots
+(8 by default: connect to every slot's port to get every person; :data:`DEFAULT_ENDPOINTS` does).
 
 Back-pressure: a subscriber never slows the pipeline. The publishers are ZeroMQ PUB sockets sending
 without blocking: a subscriber that reads too slowly (or stops reading) simply loses the messages
@@ -40,12 +41,15 @@ import zmq
 from .messages import JointAngles, Skeleton3D
 from .transport import Receiver, ReceiverCounters, settle
 
-__all__ = ["Subscriber", "coordinate_unit", "DEFAULT_ENDPOINTS"]
+__all__ = ["Subscriber", "coordinate_unit", "DEFAULT_ENDPOINTS", "DEFAULT_ANGLES_ENDPOINTS"]
 
 Message = Union[JointAngles, Skeleton3D]
 
-#: The default outputs: the sync node (Skeleton3D) and the first IK worker (JointAngles).
-DEFAULT_ENDPOINTS = ("tcp://127.0.0.1:5551", "tcp://127.0.0.1:5552")
+#: The default IK worker slots' endpoints (``rtkin.config.angles_endpoints`` of the default config:
+#: ``ik.max_workers`` = 8 from port 5552; a test checks they agree).
+DEFAULT_ANGLES_ENDPOINTS = tuple(f"tcp://127.0.0.1:{5552 + w}" for w in range(8))
+#: The default outputs: the sync node (Skeleton3D) and every IK worker slot (JointAngles).
+DEFAULT_ENDPOINTS = ("tcp://127.0.0.1:5551",) + DEFAULT_ANGLES_ENDPOINTS
 
 _POLL_SLICE_MS = 100  # longest single blocking poll, so Ctrl-C is handled promptly
 

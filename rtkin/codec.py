@@ -47,6 +47,7 @@ __all__ = [
     "default_topic",
     "encode",
     "pack",
+    "pack_frames",
     "unpack",
     "unpack_from",
 ]
@@ -271,10 +272,16 @@ def encode(msg: Message, topic: bytes | None = None) -> list[bytes]:
 
 def pack(msg: Message, topic: bytes | None = None) -> bytes:
     """Encode ``msg`` as one self-delimiting byte string: u32 count, then u32 length + bytes per frame."""
-    frames = encode(msg, topic)
-    parts = [_U32.pack(len(frames))]
-    for frame in frames:
-        parts += [_U32.pack(len(frame)), frame]
+    return pack_frames(encode(msg, topic))
+
+
+def pack_frames(frames: Sequence[Any]) -> bytes:
+    """Already-encoded frames (bytes-like or ``zmq.Frame``) as :func:`pack` writes them, without
+    decoding them (a recorder storing what it received; :func:`unpack` validates on reading)."""
+    views = [_as_view(f, i) for i, f in enumerate(frames)]
+    parts = [_U32.pack(len(views))]
+    for v in views:
+        parts += [_U32.pack(v.nbytes), v]
     return b"".join(parts)
 
 

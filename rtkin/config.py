@@ -110,6 +110,8 @@ class VirtualSourceSettings:
         noise_px, outlier_rate, dropout_rate, swap_rate: 2D corruption (px, fractions).
         bystander: add a standing bystander (seen by the cameras that see the back of the room).
         people: number of subjects (>1: they walk around each other).
+        presence: per subject, ``[start_s, end_s]`` when they are in view (people walking in and
+            out); subjects without an entry are always in view. Empty = everybody, always.
     """
 
     duration_s: float = 12.0
@@ -120,6 +122,12 @@ class VirtualSourceSettings:
     swap_rate: float = 0.0
     bystander: bool = False
     people: int = 1
+    presence: tuple[tuple[float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        for i, w in enumerate(self.presence):
+            if len(w) != 2 or not 0 <= w[0] < w[1]:
+                raise ValueError(f"source.virtual.presence[{i}] must be [start_s, end_s] with 0 <= start < end, got {w}")
 
 
 @dataclass(frozen=True)
@@ -238,8 +246,17 @@ class IKRunSettings:
 
     Attributes:
         enabled: run IK worker processes on the Skeleton3D stream.
-        workers: IK processes; person ``id`` goes to worker ``id % workers`` (several people use
-            several cores).
+        max_workers: IK processes at most: one per person (several people use several cores), so
+            also the most people who get joint angles at once; worker ``w`` publishes on
+            ``angles_endpoints(cfg)[w]`` (see :mod:`rtkin.ikpool`).
+        spare_workers: idle workers kept loaded (>= 1), so a person who walks in is served at once
+            (a new worker takes seconds to load OpenSim); idle ones beyond this are stopped, but
+            ``1 + spare_workers`` run even with nobody in view (started before the stream).
+        release_after_s: a person unseen this long frees their worker (IK and scaling state
+            dropped), s. The tracker never reuses a retired id.
+        height_m: subject height, m (0 = unknown); with scaling, it scales the segments the
+            keypoints cannot measure and is checked against the scaled model's height.
+        mass_kg: subject mass, kg (0 = unknown); the scaled model's total mass.
         scaling: scale the model to each person from their first ``scaling_seconds`` of good
             frames (``rtkin.scaling.OnlineScaler``); the scaled model is saved in the output folder.
         until_scaled: ``"generic"`` (joint angles on the generic model meanwhile, flagged
@@ -248,15 +265,26 @@ class IKRunSettings:
     """
 
     enabled: bool = True
-    workers: int = 1
+    max_workers: int = 8
+    spare_workers: int = 1
+    release_after_s: float = 1.0
     scaling: bool = True
     scaling_seconds: float = 3.0
     until_scaled: str = "generic"
+    height_m: float = 0.0
+    mass_kg: float = 0.0
     solver: IKSettings = IKSettings()
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"ik.workers must be >= 1, got {self.workers}")
+        if not 1 <= self.max_workers <= 64:
+            raise ValueError(f"ik.max_workers must be in [1, 64], got {self.max_workers}")
+        if not 1 <= self.spare_workers <= self.max_workers:
+            raise ValueError(f"ik.spare_workers must be in [1, max_workers], got {self.spare_workers}")
+        if not self.release_after_s > 0:
+            raise ValueError(f"ik.release_after_s must be > 0, got {self.release_after_s}")
+        if self.height_m < 0 or self.mass_kg < 0 or (self.height_m and not 0.5 <= self.height_m <= 2.5):
+            raise ValueError(f"ik.height_m must be 0 (unknown) or in [0.5, 2.5] m and ik.mass_kg >= 0, "
+                             f"got {self.height_m} m, {self.mass_kg} kg")
         if self.until_scaled not in ("generic", "wait"):
             raise ValueError(f"ik.until_scaled must be 'generic' or 'wait', got {self.until_scaled!r}")
 
@@ -405,4 +433,4 @@ def load_config(path: str | Path) -> RunConfig:
 def angles_endpoints(cfg: RunConfig) -> list[str]:
     """The JointAngles endpoint of every IK worker (subscribers connect to all of them)."""
     t = cfg.transport
-    return [t.angles.format(port=t.angles_port + w, worker=w) for w in range(cfg.ik.workers)]
+    return [t.angles.format(port=t.angles_port + w, worker=w) for w in range(cfg.ik.max_workers)]

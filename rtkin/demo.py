@@ -215,10 +215,14 @@ def format_summary(summary: dict) -> str:
             lines.append("joint angle RMSE vs truth, deg: " + ", ".join(f"{n} {v:.1f}" for n, v in ang["rmse_deg"].items()))
     ik = {k: v for k, v in rep.items() if k.startswith("ik:")}
     for k, v in sorted(ik.items()):
-        t, lat = v["timing_ms"], v["latency_ms"]
+        t, lat, e2e = v["timing_ms"], v["latency_ms"], v.get("e2e_ms", {})
         if t.get("n"):
-            lines.append(f"{k}: IK p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms per frame; capture -> JointAngles "
-                         f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms")
+            who = ", ".join(map(str, v.get("served", []))) or "-"
+            line = (f"{k} (person {who}): IK p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms per frame; "
+                    f"capture -> JointAngles p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms")
+            if e2e.get("n"):
+                line += f"; last camera frame in -> JointAngles out p50 {e2e['p50']:.2f} ms, p99 {e2e['p99']:.2f} ms"
+            lines.append(line)
     if summary.get("trc"):
         lines.append(f"TRC: {summary['trc']}")
     if summary.get("mot"):

@@ -68,7 +68,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
@@ -333,13 +333,23 @@ _TEMPLATES: dict[tuple[str, str], Any] = {}
 
 
 def load_with_markers(model_path: str | Path, skeleton: Skeleton):
-    """The model with the skeleton's Pose2Sim markers added (markers it already has are kept)."""
+    """The model with the skeleton's Pose2Sim markers added (markers it already has are kept).
+
+    Markers of :data:`rtkin.skeletons.MARKER_SET_FIXES` come from the marker set named there
+    (Pose2Sim's Coco17 set puts RHip on the pelvis at the knee's height)."""
+    from .skeletons import MARKER_SET_FIXES
+
     osim = _osim()
     model = osim.Model(str(model_path))
-    markers = osim.MarkerSet(str(assets.marker_set_path(skeleton.name)))
+    path = assets.marker_set_path(skeleton.name)
+    markers = osim.MarkerSet(str(path))
+    fix_from, fixed = MARKER_SET_FIXES.get(path.name, ("", ()))
+    good = osim.MarkerSet(str(assets.marker_set_path(fix_from))) if fixed else None
     have = model.getMarkerSet()
     for i in range(markers.getSize()):
         mk = markers.get(i)
+        if mk.getName() in fixed:
+            mk = good.get(mk.getName())
         if not have.contains(mk.getName()):
             model.addMarker(mk.clone())
     model.finalizeConnections()
@@ -385,14 +395,15 @@ class IKSolver:
     #: (they stay within 0.05 deg; weight 10 costs 1.5x the time, 100 nearly 2x)
     _HELD_COORDINATE_WEIGHT = 1.0
 
-    def __init__(self, settings: IKSettings = IKSettings(), model_path: str | Path | None = None):
+    def __init__(self, settings: IKSettings = IKSettings(), model_path: str | Path | None = None, model=None):
         osim = _osim()
         self.settings = settings
         self.skeleton: Skeleton = get_skeleton(settings.skeleton)
         path = Path(model_path) if model_path else (Path(settings.model) if settings.model else assets.model_path())
         self.model_path = path
         self.scaled = False
-        model = _template_model(path, self.skeleton).clone()  # ~5 ms instead of ~90 ms to load
+        if model is None:  # else: a model built in memory (with the skeleton's markers), owned from now on
+            model = _template_model(path, self.skeleton).clone()  # ~5 ms instead of ~90 ms to load
         self.model = model
         self.state = model.initSystem()
         if settings.method == "gauss_newton" and self.state.getNQ() != self.state.getNU():
@@ -516,6 +527,21 @@ class IKSolver:
     def warm(self) -> bool:
         """True when the next solve starts from the previous solution."""
         return self._q is not None
+
+    def continue_from(self, other: "IKSolver") -> None:
+        """Warm-start from ``other``'s last pose (e.g. the generic-model solver of the same person
+        when their scaled model takes over): no cold solve at the switch."""
+        if other._q is None or other.coordinate_names != self.coordinate_names:
+            return
+        self._q = other._q.copy()
+        self.state.setTime(other.state.getTime())
+        self._dt, self._dt_prev = other._dt, other._dt_prev
+        # this model's markers at that pose; the one before shifted by the same offsets (the
+        # outlier gate predicts from both)
+        self._markers_prev = self._positions(self._q)
+        if other._markers_prev is not None and other._markers_prev2 is not None:
+            self._markers_prev2 = other._markers_prev2 + (self._markers_prev - other._markers_prev)
+        self._gated_run[:] = other._gated_run
 
     def reset(self) -> None:
         """Forget the previous pose: the next solve starts from the initial guesses."""
@@ -884,13 +910,36 @@ class IKStage:
             self.counters["solvers_created"] += 1
         return s
 
-    def use_model(self, person_id: int, model_path: str | Path) -> None:
-        """Solve ``person_id`` from now on with a scaled model (its JointAngles lose UNSCALED)."""
+    def use_model(self, person_id: int, model_path: str | Path, model=None) -> None:
+        """Solve ``person_id`` from now on with a scaled model (its JointAngles lose UNSCALED),
+        warm-started from their current pose. ``model``: the same model already built in memory."""
         pid = int(person_id)
-        s = IKSolver(self.settings, model_path)
+        s = IKSolver(self.settings, model_path, model=model)
         s.scaled = True
+        old = self._solvers.get(pid)
+        if old is not None:
+            s.continue_from(old)
         self._solvers[pid] = s
         self.counters["solvers_created"] += 1
+
+    def switch_model(self, person_id: int, model_path: str | Path, factors: Mapping[str, float],
+                     mass_kg: float | None = None) -> Iterator[None]:
+        """:meth:`use_model` in steps of a few ms each (a generator: every ``next()`` does one).
+
+        Loading a saved ``.osim`` takes ~90 ms, and OpenSim holds the GIL, so a thread cannot hide
+        it from a 60 Hz loop. Instead the scaled model is rebuilt in memory from the generic
+        template exactly as :func:`rtkin.scaling.scale_model` built the file at ``model_path``
+        (clone ~5 ms, initSystem ~4 ms, ``Model.scale`` ~8 ms, solver set-up ~8 ms); a live loop
+        runs one step after each frame it published, in the gap before the next frame.
+        """
+        from .scaling import apply_scale_steps
+
+        generic = Path(self.model_path) if self.model_path else (
+            Path(self.settings.model) if self.settings.model else assets.model_path())
+        model = _template_model(generic, self.skeleton).clone()
+        yield
+        yield from apply_scale_steps(model, factors, mass_kg)
+        self.use_model(person_id, model_path, model=model)
 
     def usable(self, sk: Skeleton3D, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``(K,)`` weight factors of person ``n``'s keypoints (0 = unused, ``held_weight`` for a

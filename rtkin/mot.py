@@ -12,7 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["write_mot", "read_mot", "joint_angles_to_mot"]
+__all__ = ["write_mot", "read_mot", "joint_angles_to_mot", "recording_to_mots"]
+
+TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
 
 
 def write_mot(path: str | os.PathLike, time_s: np.ndarray, names: Sequence[str], values: np.ndarray,
@@ -72,3 +74,28 @@ def joint_angles_to_mot(path: str | os.PathLike, messages, rotational: Sequence[
     t0 = messages[0].time_ns if t0_ns is None else t0_ns
     time_s = np.array([(m.time_ns - t0) * 1e-9 for m in messages])
     return write_mot(path, time_s, names, np.stack([m.values for m in messages]), rotational)
+
+
+def recording_to_mots(recording: str | os.PathLike, out_dir: str | os.PathLike, name: str,
+                      min_frames: int = 30) -> list[Path]:
+    """Every person's recorded JointAngles -> ``<out_dir>/<name>_person<id>.mot`` (one file per
+    track id with at least ``min_frames`` frames; shorter tracks are fragments). Time 0 is the
+    first JointAngles of the session, so the files of one session share a time axis."""
+    from .messages import JointAngles
+    from .recording import OUTPUT, RecordingReader
+
+    by_person: dict[int, list] = {}
+    for r in RecordingReader(recording):
+        if r.kind == OUTPUT and isinstance(r.message, JointAngles):
+            by_person.setdefault(int(r.message.person_id), []).append(r.message)
+    if not by_person:
+        return []
+    t0 = min(m[0].time_ns for m in by_person.values())
+    out = []
+    for pid, msgs in sorted(by_person.items()):
+        if len(msgs) < min_frames:
+            continue
+        msgs.sort(key=lambda m: m.time_ns)
+        rot = [n not in TRANSLATIONS for n in msgs[0].names]
+        out.append(joint_angles_to_mot(Path(out_dir) / f"{name}_person{pid}.mot", msgs, rot, t0_ns=t0))
+    return out

@@ -27,6 +27,8 @@ from .config import RunConfig
 __all__ = ["NodeContext", "sync_node", "recorder_node", "source_node", "load_rig"]
 
 STATUS_INTERVAL_S = 1.0
+RECORDER_NICE = 5  # the recorder buffers; it can wait behind the sync and IK processes
+IDLE_POLL_S = 0.05  # a FREE IK worker looks for an unserved person this often
 
 
 @dataclass
@@ -70,6 +72,14 @@ def load_rig(cfg: RunConfig):
     return rig.subset(cfg.rig.cameras) if cfg.rig.cameras else rig
 
 
+def _lower_priority(increment: int) -> None:
+    """Be nicer to the latency-critical processes (sync, IK) on a machine with few cores."""
+    try:
+        os.nice(increment)
+    except OSError:  # pragma: no cover - not permitted: run at normal priority
+        pass
+
+
 def _report(ctx: NodeContext, name: str, payload: dict) -> None:
     try:
         ctx.results.put((name, payload), timeout=1.0)
@@ -111,8 +121,8 @@ def sync_node(cfg: RunConfig, ctx: NodeContext) -> None:
             else:
                 wrong_type += 1
                 outs = []
-            for sk in outs:
-                tx.send(sk)
+            for sk, arrival in zip(outs, pipe.last_arrival_ns):
+                tx.send(sk, stamp_ns=arrival or None)
             health = pipe.reconstructor.health
             if health is not None and len(health.events) > seen_events:
                 for cam, what in health.events[seen_events:]:
@@ -154,81 +164,147 @@ def _warm_up(pipe) -> None:
 # ----------------------------------------------------------------------------- IK
 
 
-def ik_node(cfg: RunConfig, worker: int, ctx: NodeContext) -> None:
-    """SUB Skeleton3D -> IKStage for the people of this worker -> PUB JointAngles ``ja/<id>/``."""
+def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeContext) -> None:
+    """One person's IK: SUB Skeleton3D -> IKStage -> PUB JointAngles ``ja/<id>/`` (see
+    :mod:`rtkin.ikpool`).
+
+    FREE, the worker drains the stream every ``IDLE_POLL_S`` and claims a person nobody serves;
+    serving, it blocks on the stream and solves every frame of its person, until the person has
+    been gone for ``ik.release_after_s`` (IK and scaling state dropped, slot FREE again). Each
+    JointAngles message is stamped with the receive time of the last camera frame of its slot
+    (the sync node's ``sk3d/`` stamp), so subscribers can measure the end-to-end latency.
+    """
     import dataclasses
 
     from .config import angles_endpoints
     from .ik import IKStage
+    from .ikpool import FREE, RETIRING
     from .messages import Skeleton3D
     from .stats import Window
     from .transport import Publisher, Receiver
 
     stop = _Stopper(ctx)
-    n_workers = cfg.ik.workers
     stage = IKStage(dataclasses.replace(cfg.ik.solver, skeleton=cfg.rig.skeleton))
     zctx = zmq.Context()
     rx = Receiver(zctx, cfg.transport.outputs, [b"sk3d/"], bind=False, rcvhwm=cfg.transport.rcvhwm)
     tx = Publisher(zctx, angles_endpoints(cfg)[worker], bind=True, sndhwm=cfg.transport.sndhwm)
-    timing, latency = Window(), Window()
+    timing, latency, e2e = Window(), Window(), Window(100_000)
     scalers: dict[int, object] = {}
     scaled: dict[int, str] = {}
+    switches: dict[int, tuple] = {}
+    pool = None
+    if cfg.ik.scaling:  # the background scaling process starts now, not mid-session
+        from .scaling import background_executor
+
+        pool = background_executor(warm=True)
     rx.settle(0.2)
+    leases.set(worker, FREE)
     ctx.ready.set()
     outputs = 0
+    person: int | None = None
+    last_seen = time.monotonic()
+    served: list[int] = []
     next_status = time.monotonic() + STATUS_INTERVAL_S
+
+    def release(why: str) -> None:
+        nonlocal person
+        stage.forget(person)
+        scalers.pop(person, None)
+        switches.pop(person, None)
+        leases.release(worker, person)
+        print(f"rtkin: ik worker {worker} released person {person} ({why})", file=sys.stderr, flush=True)
+        person = None
+
     try:
         while not stop():
+            if person is None:
+                if leases.state(worker) == RETIRING:
+                    break
+                time.sleep(IDLE_POLL_S)
+                newest = None
+                while (got := rx.recv(0)) is not None:
+                    if isinstance(got.message, Skeleton3D):
+                        newest = got.message
+                if newest is not None and newest.n_people:
+                    person = leases.claim(worker, newest.person_ids)
+                    if person is not None:
+                        served.append(person)
+                        last_seen = time.monotonic()
+                        print(f"rtkin: ik worker {worker} serves person {person}", file=sys.stderr, flush=True)
+                continue
             got = rx.recv(50)
             if got is not None and isinstance(got.message, Skeleton3D):
                 sk = got.message
-                mine = [i for i, pid in enumerate(sk.person_ids) if int(pid) % n_workers == worker]
+                mine = [i for i, pid in enumerate(sk.person_ids) if int(pid) == person]
                 if mine:
-                    if len(mine) < sk.n_people:
-                        sk = _people(sk, mine)
+                    last_seen = time.monotonic()
+                    sk = _people(sk, mine) if sk.n_people > 1 else sk
                     if cfg.ik.scaling:
-                        _scale_people(cfg, sk, stage, scalers, scaled)
-                    if cfg.ik.scaling and cfg.ik.until_scaled == "wait":
-                        ready = [i for i, pid in enumerate(sk.person_ids) if int(pid) in scaled]
-                        sk = _people(sk, ready) if len(ready) < sk.n_people else sk
-                    t = time.perf_counter()
-                    angles = stage(sk) if sk.n_people else []
-                    timing.add(time.perf_counter() - t)
-                    for ja in angles:
-                        tx.send(ja)
-                        latency.add((time.monotonic_ns() - ja.capture_ns) * 1e-9)
-                        outputs += 1
+                        _scale_people(cfg, sk, stage, scalers, scaled, switches, pool)
+                    if not (cfg.ik.scaling and cfg.ik.until_scaled == "wait" and person not in scaled):
+                        t = time.perf_counter()
+                        angles = stage(sk)
+                        timing.add(time.perf_counter() - t)
+                        for ja in angles:
+                            tx.send(ja, stamp_ns=got.stamp_ns)
+                            now = time.monotonic_ns()
+                            latency.add((now - ja.capture_ns) * 1e-9)
+                            if got.stamp_ns:
+                                e2e.add((now - got.stamp_ns) * 1e-9)
+                            outputs += 1
+            if switches:
+                _advance_switches(switches, scaled)
+            if person is not None and time.monotonic() - last_seen > cfg.ik.release_after_s:
+                release(f"not seen for {cfg.ik.release_after_s:g} s")
             if time.monotonic() >= next_status:
-                tx.send_status(f"ik{worker}", {"counters": dict(stage.counters), "timing_ms": timing.summary(),
-                                               "latency_ms": latency.summary()})
+                tx.send_status(f"ik{worker}", {"person": person, "counters": dict(stage.counters),
+                                               "timing_ms": timing.summary(), "latency_ms": latency.summary(),
+                                               "e2e_ms": e2e.summary()})
                 next_status = time.monotonic() + STATUS_INTERVAL_S
         time.sleep(0.05)
     finally:
-        _report(ctx, f"ik:{worker}", {"outputs": outputs, "counters": dict(stage.counters), "scaled_models": scaled,
-                                      "timing_ms": timing.summary(), "latency_ms": latency.summary(),
-                                      "receiver": rx.counters.as_dict()})
+        if person is not None:
+            leases.release(worker, person)
+        _report(ctx, f"ik:{worker}#{incarnation}", {"worker": worker, "outputs": outputs, "served": served, "counters": dict(stage.counters),
+                                      "scaled_models": scaled, "timing_ms": timing.summary(),
+                                      "latency_ms": latency.summary(), "e2e_ms": e2e.summary(),
+                                      "e2e_s": e2e.values().tolist(), "receiver": rx.counters.as_dict()})
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         rx.close()
         tx.close()
         zctx.term()
 
 
-def _scale_people(cfg: RunConfig, sk, stage, scalers: dict, scaled: dict) -> None:
-    """Feed each unscaled person's OnlineScaler; switch them to their scaled model when ready."""
+def _scale_people(cfg: RunConfig, sk, stage, scalers: dict, scaled: dict, switches: dict, executor=None) -> None:
+    """Feed each unscaled person's OnlineScaler; when their scaled model is written, queue the
+    switch to it (``switches[pid]``: a generator the loop advances one short step per frame gap)."""
     from .scaling import OnlineScaler, ScalingSettings
 
     out_dir = cfg.path(cfg.run.output_dir)
     for pid in (int(p) for p in sk.person_ids):
-        if pid in scaled:
+        if pid in scaled or pid in switches:
             continue
         scaler = scalers.get(pid)
         if scaler is None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            settings = ScalingSettings(skeleton=cfg.rig.skeleton, seconds=cfg.ik.scaling_seconds)
+            settings = ScalingSettings(skeleton=cfg.rig.skeleton, seconds=cfg.ik.scaling_seconds,
+                                       model=cfg.ik.solver.model, height_m=cfg.ik.height_m, mass_kg=cfg.ik.mass_kg)
             scaler = scalers[pid] = OnlineScaler(settings, out_dir / f"{cfg.run.name}_person{pid}_scaled.osim",
-                                                 person_id=pid, background=True)
+                                                 person_id=pid, background=True, executor=executor)
         path = scaler(sk)
         if path is not None:
-            stage.use_model(pid, path)
+            switches[pid] = (path, stage.switch_model(pid, path, scaler.result.factors, cfg.ik.mass_kg or None))
+            for w in scaler.result.warnings:
+                print(f"rtkin: person {pid} scaling: {w}", file=sys.stderr, flush=True)
+
+
+def _advance_switches(switches: dict, scaled: dict) -> None:
+    """One step of each pending model switch (called in the gap after a published frame)."""
+    for pid in list(switches):
+        path, steps = switches[pid]
+        if next(steps, StopIteration) is StopIteration:
+            del switches[pid]
             scaled[pid] = str(path)
             print(f"rtkin: person {pid} scaled: {path}", file=sys.stderr, flush=True)
 
@@ -247,7 +323,7 @@ def _people(sk, idx):
 def recorder_node(cfg: RunConfig, ctx: NodeContext) -> None:
     """SUB ``tap/`` (+ ``sk3d/``) -> RecordingWriter. Flushes periodically; closes on stop."""
     from .calibration import write_calib_toml
-    from .messages import JointAngles, KeypointFrame, Skeleton3D
+    from .codec import pack_frames
     from .recording import INPUT, OUTPUT, RecordingWriter
     from .transport import Receiver
 
@@ -271,20 +347,24 @@ def recorder_node(cfg: RunConfig, ctx: NodeContext) -> None:
     counts = {"inputs": 0, "outputs": 0}
     writer = RecordingWriter(path, meta, flush_interval_s=0.1, overwrite=True)
     rx.settle(0.2)  # let the subscription reach the publisher before declaring ready
+    _lower_priority(RECORDER_NICE)
     ctx.ready.set()
     try:
         while True:
-            got = rx.recv(50)
+            got = rx.recv_raw(50)
             if got is None:
                 writer.flush()  # idle: nothing may stay in the buffer
                 if stop():
                     break
                 continue
-            if got.base == b"tap/" and isinstance(got.message, KeypointFrame):
-                writer.write(got.message, got.stamp_ns, INPUT)
+            base, _seq, stamp, frames = got
+            # stored as received (the publishers validated them; reading a recording validates
+            # again): no decode / re-encode on the machine that runs the live chain
+            if base == b"tap/":
+                writer.write_packed(pack_frames(frames), stamp if stamp is not None else time.monotonic_ns(), INPUT)
                 counts["inputs"] += 1
-            elif isinstance(got.message, (Skeleton3D, JointAngles)):
-                writer.write(got.message, time.monotonic_ns(), OUTPUT)
+            elif base.startswith((b"sk3d/", b"ja/")):
+                writer.write_packed(pack_frames(frames), time.monotonic_ns(), OUTPUT)
                 counts["outputs"] += 1
     finally:
         writer.close()

@@ -39,6 +39,10 @@ class Pipeline:
         self.clock_ns = clock_ns
         self.timing = {"sync": Window(), "reconstruct": Window()}
         self.latency = Window()  # capture (newest input) -> Skeleton3D out, s
+        self.arrival_latency = Window()  # last input frame received -> Skeleton3D out, s
+        #: receive time (ns) of the last input frame of each Skeleton3D the last call returned
+        #: (same order); the sync node stamps its ``sk3d/`` messages with it.
+        self.last_arrival_ns: list[int] = []
         self.outputs = 0
 
     def reset(self) -> None:
@@ -59,12 +63,18 @@ class Pipeline:
 
     def _reconstruct(self, framesets) -> list[Skeleton3D]:
         out = []
+        self.last_arrival_ns = []
         for fs in framesets:
             t = time.perf_counter()
             sk = self.reconstructor(fs)
             self.timing["reconstruct"].add(time.perf_counter() - t)
+            arrival = self.sync.arrival_ns.pop(fs.slot_index, 0)
+            self.last_arrival_ns.append(arrival)
             if self.clock_ns is not None:
-                self.latency.add((self.clock_ns() - sk.capture_ns) * 1e-9)
+                now = self.clock_ns()
+                self.latency.add((now - sk.capture_ns) * 1e-9)
+                if arrival:
+                    self.arrival_latency.add((now - arrival) * 1e-9)
             out.append(sk)
         self.outputs += len(out)
         return out
@@ -75,6 +85,7 @@ class Pipeline:
             "sync": self.sync.counters.as_dict(),
             "timing_ms": {k: w.summary() for k, w in self.timing.items()},
             "latency_ms": self.latency.summary(),
+            "arrival_latency_ms": self.arrival_latency.summary(),
             "outputs": self.outputs,
             "health": self.reconstructor.health.status() if self.reconstructor.health is not None else None,
         }

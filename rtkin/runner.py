@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from .config import RunConfig
+from .ikpool import FREE, OFF, STARTING, Leases
 from .nodes import NodeContext, capture_models, capture_node, ik_node, load_rig, recorder_node, source_node, sync_node
 
 __all__ = ["Runner", "RunResult"]
@@ -62,6 +63,11 @@ class Runner:
         self._go = self.mp.Event()
         self._reported_dead: set[str] = set()
         self._t0 = self.mp.Value("q", 0)
+        self.leases: Leases | None = None  # IK worker slots (rtkin.ikpool)
+        self._ik_started = 0
+        self._ik_full_logged = False
+        self._retired: list[_Proc] = []  # IK workers stopped or dead, whose slot was reused
+        self._stopping = False
 
     @property
     def t0_ns(self) -> int:
@@ -83,8 +89,9 @@ class Runner:
             capture_models(self.cfg, allow_download=True)
         self._spawn("sync", sync_node, (self.cfg,))
         if self.cfg.ik.enabled:
-            for w in range(self.cfg.ik.workers):
-                self._spawn(f"ik:{w}", ik_node, (self.cfg, w))
+            self.leases = Leases(self.mp, self.cfg.ik.max_workers)
+            for _ in range(self._ik_floor()):  # loaded before the stream starts
+                self._spawn_ik()
         if self.cfg.recording.enabled:
             self._spawn("recorder", recorder_node, (self.cfg,))
         if self.cfg.source.kind != "none":
@@ -97,6 +104,56 @@ class Runner:
                         raise RuntimeError(f"{p.name} failed to start (exit code {p.p.exitcode})")
         self._t0.value = time.monotonic_ns() + int(START_DELAY_S * 1e9)
         self._go.set()
+
+    def _spawn_ik(self, wait: bool = True) -> None:
+        """Start an IK worker in the lowest OFF slot (its endpoint is ``angles_endpoints[slot]``)."""
+        w = next(i for i, v in enumerate(self.leases.snapshot()) if v == OFF)
+        self.leases.set(w, STARTING)
+        self._ik_started += 1
+        name = f"ik:{w}"
+        old = self.procs.pop(name, None)
+        if old is not None:
+            self._retired.append(old)
+        self._spawn(name, ik_node, (self.cfg, w, self._ik_started, self.leases), wait=wait)
+
+    def _manage_ik(self, result: RunResult) -> None:
+        """One IK worker per person: mark dead workers OFF, keep ``spare_workers`` FREE ones
+        (at least one; starting more as people arrive, up to ``max_workers``), stop free ones
+        beyond that (never going below :meth:`_ik_floor` processes)."""
+        if self.leases is None or self._stopping:
+            return
+        for name, proc in list(self.procs.items()):
+            if not name.startswith("ik:"):
+                continue
+            w = int(name[3:])
+            code = proc.p.exitcode
+            state = self.leases.state(w)
+            if code is not None and state != OFF:
+                if code != 0 and state >= 0:
+                    self.log(f"rtkin: {name} (person {state}) exited with code {code}; "
+                             "a free worker takes the person over")
+                    result.errors.append(f"{name} exited with code {code} while serving person {state}")
+                elif code != 0:
+                    result.errors.append(f"{name} exited with code {code}")
+                self.leases.set(w, OFF)
+        snap = self.leases.snapshot()
+        ready = snap.count(FREE) + snap.count(STARTING)
+        spare = self.cfg.ik.spare_workers
+        if ready < max(1, spare) and OFF in snap:
+            self._spawn_ik(wait=False)
+        if ready == 0 and OFF not in snap and not self._ik_full_logged:
+            self.log(f"rtkin: all {len(snap)} IK workers serve someone; more people get no joint angles "
+                     "(raise ik.max_workers)")
+        self._ik_full_logged = ready == 0 and OFF not in snap
+        running = len(snap) - snap.count(OFF)
+        if running > self._ik_floor():
+            w = self.leases.retire_one_free(spare)
+            if w is not None:
+                self.procs[f"ik:{w}"].ctx.stop.set()
+
+    def _ik_floor(self) -> int:
+        """IK workers kept running with nobody to serve: one for the first person plus the spares."""
+        return min(self.cfg.ik.max_workers, 1 + self.cfg.ik.spare_workers)
 
     def _spawn(self, name, target, args, wait=True, timeout_s=60.0):
         proc = _Proc(self.mp, name, target, args, self._ctx())
@@ -132,6 +189,7 @@ class Runner:
                     on_tick(self)
                 if self._check_children(result):
                     break
+                self._manage_ik(result)
                 if duration and time.monotonic_ns() - self.t0_ns >= duration * 1e9:
                     break
                 if self._sources_done():
@@ -163,12 +221,13 @@ class Runner:
                     proc.restarts += 1
                     proc.start()
                 continue
-            if name == "recorder" or name.startswith("ik:"):
+            if name.startswith("ik:"):
+                continue  # _manage_ik
+            if name == "recorder":
                 if name not in self._reported_dead:
                     self._reported_dead.add(name)
-                    why = ("the recording ends there (it stays readable up to its last whole record)"
-                           if name == "recorder" else "no joint angles from it any more")
-                    result.errors.append(f"{name} exited with code {code}; {why}")
+                    result.errors.append(f"{name} exited with code {code}; the recording ends there "
+                                         "(it stays readable up to its last whole record)")
                 continue  # the live pipeline goes on without it
             result.errors.append(f"{name} exited with code {code}")
             return True
@@ -176,6 +235,7 @@ class Runner:
 
     def stop(self, result: RunResult | None = None) -> None:
         """Stop sources, then sync, then recorder; escalate to SIGTERM/SIGKILL if needed."""
+        self._stopping = True
         iks = [n for n in self.procs if n.startswith("ik:")]
         order = ([n for n in self.procs if n.startswith("source:")] + [n for n in ("sync",) if n in self.procs]
                  + iks + [n for n in ("recorder",) if n in self.procs])
@@ -195,6 +255,8 @@ class Runner:
             if proc.p.is_alive():
                 proc.p.kill()
                 proc.p.join(1.0)
+        for proc in self._retired:
+            proc.p.join(1.0)
         if result is not None:
             self._collect(result)
 

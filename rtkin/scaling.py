@@ -32,6 +32,7 @@ Units: metres, seconds, degrees where named ``_deg``, pixels where named ``_px``
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ __all__ = [
     "scale_factors",
     "scale_model",
     "OnlineScaler",
+    "apply_scale_steps",
+    "background_executor",
+    "model_stature",
 ]
 
 #: Segment name -> (landmark a, landmark b): keypoint names (HALPE_26); ``Hip`` and ``Neck`` fall
@@ -93,6 +97,8 @@ BODY_SEGMENTS: dict[str, tuple[str, ...]] = {
     "ulna_l": ("forearm_l",), "radius_l": ("forearm_l",), "hand_l": ("forearm_l",),
 }
 
+BACKGROUND_NICE = 15  # niceness of the background scaling process (set before it imports anything
+# heavy: it yields the CPU to the live IK; a one-off job of seconds)
 _MIDPOINTS = {"Hip": ("RHip", "LHip"), "Neck": ("RShoulder", "LShoulder")}
 _FILTER_POINTS = ("RHip", "LHip", "RKnee", "LKnee", "RAnkle", "LAnkle", "RShoulder", "LShoulder")
 
@@ -119,7 +125,10 @@ class ScalingSettings:
         coupling_iterations: fixed-point iterations on the neutral-pose model lengths.
         refine_iterations: IK-based pose-matched refinements (0 = neutral pose only).
         refine_frames: good frames (evenly spaced) fitted by IK per refinement.
-        height_m: subject height, m (reported; not used by the keypoint scaling), 0 = unknown.
+        height_m: subject height, m, 0 = unknown. Bodies the keypoints do not measure (and whose
+            mirror body is not measured either) are scaled by height / generic stature
+            (:func:`model_stature`, 1.685 m); the scaled model's stature is checked against it
+            (``ScalingResult.warnings`` beyond :data:`HEIGHT_WARNING_FRACTION`).
         mass_kg: subject mass, kg; the scaled model's total mass (distribution preserved);
             0 = masses scaled with the body volumes by OpenSim.
     """
@@ -172,7 +181,11 @@ class ScalingResult:
         measured_m: segment name -> robust measured length, m.
         model_m: segment name -> generic model length in the neutral pose, m.
         n_frames: frames passing the filters.
-        missing: segments without enough good samples (their bodies keep factor 1).
+        missing: segments without enough good samples (their bodies take the mirror body's
+            factor, else height / generic stature when the height is given, else 1).
+        stature_m: standing height of the scaled model (:func:`model_stature`), m.
+        warnings: what a user should check (scaled stature far from the given height, segments
+            not measured).
     """
 
     factors: dict[str, float]
@@ -181,6 +194,8 @@ class ScalingResult:
     model_m: dict[str, float]
     n_frames: int
     missing: tuple[str, ...] = ()
+    stature_m: float = math.nan
+    warnings: tuple[str, ...] = ()
 
 
 # ============================================================================ helpers
@@ -312,13 +327,22 @@ def _scale_set(factors: Mapping[str, float]):
 
 def _apply_scale(model, factors: Mapping[str, float], mass_kg: float | None = None):
     """Scale ``model`` in place (markers move with their bodies); returns a new state."""
+    for _ in apply_scale_steps(model, factors, mass_kg):
+        pass
+    return model.initSystem()
+
+
+def apply_scale_steps(model, factors: Mapping[str, float], mass_kg: float | None = None):
+    """:func:`_apply_scale` as a generator of short steps (initSystem, then ``Model.scale``), for a
+    live loop that spreads the work over frame gaps. The caller calls ``initSystem`` after."""
     state = model.initSystem()
+    yield
     bodies = model.getBodySet()
     known = {b: f for b, f in factors.items() if bodies.contains(b)}
     preserve = mass_kg is not None and mass_kg > 0
     if not model.scale(state, _scale_set(known), preserve, float(mass_kg) if preserve else -1.0):
         raise RuntimeError("OpenSim Model.scale failed")
-    return model.initSystem()
+    yield
 
 
 def _marker_points(model, state, skeleton: Skeleton, values: Mapping[str, float] | None = None) -> np.ndarray:
@@ -362,12 +386,39 @@ def model_segment_lengths(model_path: str | Path | None = None, skeleton: str | 
 # ============================================================================ factors
 
 
-def _body_factors(seg: Mapping[str, float], lo: float, hi: float) -> dict[str, float]:
-    out = {}
+def _body_factors(seg: Mapping[str, float], lo: float, hi: float, default: float = 1.0) -> dict[str, float]:
+    """Per body, the mean of its measured segments' factors; a body without any takes its
+    mirror body's factor (femur_l for femur_r), else ``default``."""
+    out, unmeasured = {}, []
     for body, segs in BODY_SEGMENTS.items():
         vals = [seg[s] for s in segs if math.isfinite(seg.get(s, math.nan))]
-        out[body] = float(np.clip(np.mean(vals), lo, hi)) if vals else 1.0
+        if vals:
+            out[body] = float(np.clip(np.mean(vals), lo, hi))
+        else:
+            unmeasured.append(body)
+    for body in unmeasured:
+        mirror = body[:-1] + {"r": "l", "l": "r"}[body[-1]] if body.endswith(("_r", "_l")) else None
+        out[body] = out[mirror] if mirror in out else float(np.clip(default, lo, hi))
     return out
+
+
+#: Landmarks of the standing height on the model (HALPE_26 markers, neutral pose): the crown
+#: ("Head" marker) over the lowest foot marker. On the generic model: 1.685 m.
+_STATURE_TOP = "Head"
+_STATURE_FEET = ("RHeel", "LHeel", "RBigToe", "LBigToe", "RSmallToe", "LSmallToe")
+#: The scaled model's stature may differ from the given height by this fraction before a warning.
+HEIGHT_WARNING_FRACTION = 0.06
+
+
+def model_stature(model_path: str | Path | None = None, factors: Mapping[str, float] | None = None) -> float:
+    """Standing height of a model (scaled in memory by ``factors``), m: the crown marker over the
+    lowest foot marker in the neutral pose (HALPE_26 markers, whatever the keypoint skeleton)."""
+    sk = get_skeleton("HALPE_26")
+    model = load_with_markers(model_path or assets.model_path(), sk)
+    state = _apply_scale(model, factors) if factors else model.initSystem()
+    pts = _marker_points(model, state, sk, _neutral_values(model))
+    idx = sk.indices([_STATURE_TOP, *_STATURE_FEET])
+    return float(pts[idx[0], 1] - np.nanmin(pts[idx[1:], 1]))
 
 
 def scale_factors(points: np.ndarray, skeleton: str | Skeleton = "HALPE_26",
@@ -391,21 +442,33 @@ def scale_factors(points: np.ndarray, skeleton: str | Skeleton = "HALPE_26",
     base = model_segment_lengths(generic, sk)
     lo, hi = settings.factor_range
     missing = tuple(s for s, v in measured.items() if not math.isfinite(v))
+    # bodies nothing measures (and no mirror body does): the subject's height over the model's
+    default = settings.height_m / model_stature(generic) if settings.height_m else 1.0
     seg = {s: measured[s] / base[s] for s in SEGMENTS}
-    factors = _body_factors(seg, lo, hi)
+    factors = _body_factors(seg, lo, hi, default)
     model = load_with_markers(generic, sk)
     for _ in range(settings.coupling_iterations):
         cur = _neutral_lengths(model, sk, factors)
         seg = {s: seg[s] * measured[s] / cur[s] for s in SEGMENTS}
-        factors = _body_factors(seg, lo, hi)
+        factors = _body_factors(seg, lo, hi, default)
     if settings.refine_iterations and np.count_nonzero(keep) >= settings.min_samples:
         idx = np.flatnonzero(keep)
         idx = idx[np.linspace(0, idx.size - 1, min(settings.refine_frames, idx.size)).round().astype(int)]
         for _ in range(settings.refine_iterations):
             ratios = _ik_ratios(generic, sk, factors, pts[idx], settings)
             seg = {s: seg[s] * ratios[s] if math.isfinite(ratios[s]) else seg[s] for s in SEGMENTS}
-            factors = _body_factors(seg, lo, hi)
-    return ScalingResult(factors, seg, measured, base, int(np.count_nonzero(keep)), missing)
+            factors = _body_factors(seg, lo, hi, default)
+    stature = model_stature(generic, factors)
+    warnings = []
+    if settings.height_m and abs(stature / settings.height_m - 1) > HEIGHT_WARNING_FRACTION:
+        warnings.append(f"the scaled model stands {stature:.2f} m tall, the configured height is "
+                        f"{settings.height_m:.2f} m: check the height, or the calibration's scale")
+    if missing:
+        warnings.append(f"not measured (too few good samples): {', '.join(missing)}; their bodies take the "
+                        + ("mirror side's factor or the height ratio" if settings.height_m else
+                           "mirror side's factor or 1 (set the subject's height to scale them)"))
+    return ScalingResult(factors, seg, measured, base, int(np.count_nonzero(keep)), missing, stature,
+                         tuple(warnings))
 
 
 def _neutral_lengths(generic_model, sk: Skeleton, factors: Mapping[str, float]) -> dict[str, float]:
@@ -488,14 +551,18 @@ class OnlineScaler:
         person_id: track id to scale.
         background: compute the factors and the scaled model in a worker process, so a live caller
             is not blocked for the 1-2 s it takes; the path comes out of a later call.
+        executor: with ``background``, a ``concurrent.futures`` executor to run it in (a live
+            process starts one early, see :func:`background_executor`, so the process start and
+            its imports do not land in the middle of the session); None = one started on demand.
     """
 
     def __init__(self, settings: ScalingSettings = ScalingSettings(), out_path: str | Path | None = None,
-                 person_id: int | None = None, background: bool = False):
+                 person_id: int | None = None, background: bool = False, executor=None):
         self.settings = settings
         self.background = background
         self._future = None
         self._pool = None
+        self._executor = executor
         self.skeleton = get_skeleton(settings.skeleton)
         self.person_id = person_id
         self.out_path = Path(out_path) if out_path else Path(tempfile.mkdtemp(prefix="rtkin_scaled_")) / "scaled.osim"
@@ -552,11 +619,10 @@ class OnlineScaler:
     def _finish(self) -> Path | None:
         s = self.settings
         if self.background:
-            import concurrent.futures as cf
-            import multiprocessing as mp
-
-            self._pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
-            self._future = self._pool.submit(_scale_job, np.stack(self._frames), self.skeleton.name, s, self.out_path)
+            if self._executor is None:
+                self._pool = background_executor()
+            pool = self._executor or self._pool
+            self._future = pool.submit(_scale_job, np.stack(self._frames), self.skeleton.name, s, self.out_path)
             return None
         try:
             self.result = scale_factors(np.stack(self._frames), self.skeleton, s)
@@ -573,7 +639,9 @@ class OnlineScaler:
         if not self._future.done():
             return None
         future, self._future = self._future, None
-        self._pool.shutdown(wait=False)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
         try:
             self.result, self.model_path = future.result()
         except Exception as e:  # noqa: BLE001 - reported in the status, collection restarts
@@ -594,6 +662,22 @@ class OnlineScaler:
         if self.error:
             st["error"] = self.error
         return st
+
+
+def background_executor(warm: bool = False):
+    """A one-process pool for background scaling jobs, at low priority (niceness
+    ``BACKGROUND_NICE``, set before it imports anything heavy): it yields the CPU to the live
+    stages. ``warm``: start the process now (and wait for it) instead of at the first job."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from .ikpool import background_init
+
+    pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
+                                  initializer=background_init, initargs=(BACKGROUND_NICE,))
+    if warm:
+        pool.submit(os.getpid).result(timeout=120)
+    return pool
 
 
 def _scale_job(frames: np.ndarray, skeleton: str, settings: ScalingSettings, out_path) -> tuple:

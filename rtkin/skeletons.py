@@ -66,6 +66,7 @@ __all__ = [
     "SKELETONS",
     "DEFAULT_SKELETON",
     "KNOWN_MARKER_SET_ISSUES",
+    "MARKER_SET_FIXES",
     "get_skeleton",
     "HALPE_26",
     "COCO_17",
@@ -557,6 +558,13 @@ KNOWN_MARKER_SET_ISSUES: dict[str, dict[str, str]] = {
         "RKnee": "at (-0.0054, -0.3861, 0.0051) on femur_r, not the mirror of LKnee "
                  "(-0.0054, -0.3979, -0.0006) as in Markers_Halpe26.xml (1.2 cm off).",
     },
+}
+
+#: What rtkin loads instead (:func:`rtkin.ik.load_with_markers`): marker file -> (skeleton whose
+#: marker set has the right marker, markers taken from it). The Halpe26 RHip / RKnee are the exact
+#: mirrors of LHip / LKnee, and the same anatomical points.
+MARKER_SET_FIXES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Markers_Coco17.xml": ("HALPE_26", ("RHip", "RKnee")),
 }
 
 HALPE_26 = _build(

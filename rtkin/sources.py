@@ -28,6 +28,7 @@ class VirtualScene:
     subjects: tuple[virtual.SubjectTruth, ...]
     corruption: virtual.CorruptionSettings
     seed: int
+    presence: tuple[tuple[float, float], ...] = ()  # per subject: (start_s, end_s) in view
 
 
 def virtual_scene(settings: VirtualSourceSettings, fps_hz: float) -> VirtualScene:
@@ -41,7 +42,7 @@ def virtual_scene(settings: VirtualSourceSettings, fps_hz: float) -> VirtualScen
         subjects.append(virtual.bystander(seed=settings.seed + 7, duration_s=settings.duration_s, fps=fps_hz))
     cs = virtual.CorruptionSettings(noise_px=settings.noise_px, outlier_rate=settings.outlier_rate,
                                     dropout_rate=settings.dropout_rate, swap_rate=settings.swap_rate)
-    return VirtualScene(tuple(subjects), cs, settings.seed)
+    return VirtualScene(tuple(subjects), cs, settings.seed, tuple(tuple(map(float, w)) for w in settings.presence))
 
 
 def virtual_frames(scene: VirtualScene, rig: Rig, camera: str, skeleton: str) -> list[KeypointFrame]:
@@ -53,7 +54,17 @@ def virtual_frames(scene: VirtualScene, rig: Rig, camera: str, skeleton: str) ->
     c = rig.index(camera)
     views = virtual.render_views(rig.subset([camera]), scene.subjects, skeleton, scene.corruption,
                                  seed=scene.seed * 1009 + c, start_ns=0)
-    return list(views.frames[0])
+    if not scene.presence:
+        return list(views.frames[0])
+    out = []
+    for t, (frame, who) in enumerate(zip(views.frames[0], views.identity[0])):
+        now_s = views.time_ns[t] * 1e-9
+        keep = [i for i, s in enumerate(who) if s >= len(scene.presence)
+                or scene.presence[s][0] <= now_s < scene.presence[s][1]]
+        out.append(frame if len(keep) == len(who) else
+                   KeypointFrame(frame.camera, frame.frame_index, frame.capture_ns, frame.skeleton,
+                                 frame.keypoints[keep]))
+    return out
 
 
 def openpose_frames(settings: OpenPoseSourceSettings, root: Path, camera: str, skeleton: str,

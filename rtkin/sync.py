@@ -83,6 +83,7 @@ class _Slot:
     index: int
     first_recv_ns: int
     frames: dict[int, KeypointFrame] = field(default_factory=dict)
+    last_recv_ns: int = 0  # receive time of the newest frame kept in the slot
 
 
 class Synchronizer:
@@ -115,6 +116,9 @@ class Synchronizer:
         # waited for until stale_ms after it, so the first slots are not emitted with one view)
         self._last_capture = [None] * len(self.cameras)
         self._period_est = [None] * len(self.cameras)  # smoothed frame interval per camera, ns
+        #: slot index -> receive time of the last frame that went into its FrameSet (ns), for the
+        #: "last camera frame in -> output" latency; the consumer pops the entries it uses.
+        self.arrival_ns: dict[int, int] = {}
 
     # ------------------------------------------------------------------ input
     def push(self, frame: KeypointFrame, now_ns: int) -> list[FrameSet]:
@@ -190,6 +194,7 @@ class Synchronizer:
         else:
             self.counters.used += 1
         slot.frames[c] = frame
+        slot.last_recv_ns = max(slot.last_recv_ns, now_ns)
         self._watermark[c] = max(self._watermark[c], s)
 
     def _track_rate(self, c: int, capture_ns: int) -> None:
@@ -241,5 +246,8 @@ class Synchronizer:
                 self.counters.incomplete += 1
             self.counters.framesets += 1
             out.append(FrameSet(self._slot_time(s), self.cameras, frames, slot_index=s))
+            self.arrival_ns[s] = slot.last_recv_ns
+            if len(self.arrival_ns) > 4 * self.settings.max_pending_slots + 64:  # nobody pops: stay bounded
+                self.arrival_ns.pop(next(iter(self.arrival_ns)))
         self._next_index = max(self._next_index, last + 1)
         return out

@@ -131,6 +131,26 @@ class Receiver:
         frames = self.socket.recv_multipart(copy=False)
         return self.parse(frames)
 
+    def recv_raw(self, timeout_ms: int):
+        """Next message within ``timeout_ms`` as ``(base, seq, stamp_ns, frames)`` without decoding it
+        (sequence gaps counted; a bad topic frame counts as malformed and returns None)."""
+        if not self.socket.poll(timeout_ms):
+            return None
+        frames = self.socket.recv_multipart(copy=False)
+        self.counters.received += 1
+        try:
+            base, seq, stamp = _parse_topic(bytes(frames[0].buffer))
+        except (ValueError, IndexError, struct.error) as e:
+            self.counters.malformed += 1
+            self.last_error = str(e)
+            return None
+        if len(frames) < 2:
+            self.counters.malformed += 1
+            self.last_error = "no header frame"
+            return None
+        self._count_gap(base, seq)
+        return base, seq, stamp, frames
+
     def parse(self, frames) -> Received | None:
         self.counters.received += 1
         try:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .client import Subscriber, coordinate_unit
+from .client import DEFAULT_ANGLES_ENDPOINTS, Subscriber, coordinate_unit
 from .messages import AngleFlag, JointAngles
 
 __all__ = ["render_table", "watch", "format_flags"]
@@ -110,7 +110,7 @@ def watch(endpoints: str | Iterable[str] | None = None, coordinates: Sequence[st
     """Show the latest joint angles of every person live until Ctrl-C (or ``duration_s``).
 
     Args:
-        endpoints: IK worker endpoint(s), default ``tcp://127.0.0.1:5552``.
+        endpoints: IK worker endpoint(s), default every default slot (ports 5552-5559).
         coordinates: coordinate names to show (None = all).
         refresh_hz: screen refreshes per second.
         person_ids: only these people (None = everyone).
@@ -122,7 +122,7 @@ def watch(endpoints: str | Iterable[str] | None = None, coordinates: Sequence[st
     from rich.console import Console  # noqa: PLC0415
     from rich.live import Live  # noqa: PLC0415
 
-    endpoints = "tcp://127.0.0.1:5552" if endpoints is None else endpoints
+    endpoints = list(DEFAULT_ANGLES_ENDPOINTS) if endpoints is None else endpoints
     eps = [endpoints] if isinstance(endpoints, str) else list(endpoints)
     latest: dict[int, JointAngles] = {}
     latency: dict[int, float] = {}

@@ -366,3 +366,13 @@ def test_missing_optional_dependencies_say_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "rich.table", None)
     with pytest.raises(ImportError, match=r"pip install rtkin\[view\]"):
         watch.watch("ipc:///nonexistent", duration_s=0.1)
+
+
+def test_default_endpoints_cover_every_ik_worker_slot():
+    """One IK worker per person, in any free slot: the client defaults must reach all of them."""
+    from rtkin.client import DEFAULT_ANGLES_ENDPOINTS, DEFAULT_ENDPOINTS
+    from rtkin.config import RunConfig, angles_endpoints
+
+    cfg = RunConfig()
+    assert list(DEFAULT_ANGLES_ENDPOINTS) == angles_endpoints(cfg)
+    assert DEFAULT_ENDPOINTS == (cfg.transport.outputs, *angles_endpoints(cfg))

@@ -591,3 +591,19 @@ def test_decode_real_zmq_frames():
     finally:
         tx.close(linger=0)
         rx.close(linger=0)
+
+
+def test_pack_frames_stores_received_frames_unchanged():
+    """The recorder packs what it received without decoding; unpack gives the same message."""
+    import zmq
+
+    from rtkin.codec import pack_frames
+
+    from rtkin.messages import KeypointFrame
+
+    msg = KeypointFrame("cam01", 3, 123, "HALPE_26", np.random.default_rng(0).random((2, 26, 3), dtype=np.float32))
+    frames = encode(msg)
+    assert pack_frames(frames) == pack(msg)
+    assert pack_frames([zmq.Frame(f) for f in frames]) == pack(msg)
+    back = unpack(pack_frames(frames))
+    np.testing.assert_array_equal(back.keypoints, msg.keypoints)

@@ -190,7 +190,8 @@ def test_parse_target_and_from_config():
         with pytest.raises(ValueError, match="NAME=MIN:MAX"):
             parse_target(bad)
     d = Dashboard.from_config(RunConfig(), port=0)
-    assert d.skeleton_endpoint == "tcp://127.0.0.1:5551" and d.angles_endpoints == ["tcp://127.0.0.1:5552"]
+    assert d.skeleton_endpoint == "tcp://127.0.0.1:5551"
+    assert d.angles_endpoints == [f"tcp://127.0.0.1:{5552 + w}" for w in range(8)]  # one per IK worker slot
 
 
 def test_a_busy_port_is_reported(fake_run):

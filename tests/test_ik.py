@@ -394,3 +394,22 @@ def test_live_pipeline_warm_start_matters(live, truth):
           f"{np.mean(warm_evals):.1f} vs {np.mean(evals):.1f} per frame")
     assert np.mean(evals) > 4 * np.mean(warm_evals)
     assert e_warm.sum() < e_cold.sum()
+
+
+def test_coco17_ik_with_the_corrected_right_hip_marker(truth):
+    """Pose2Sim's Coco17 marker set puts RHip at knee height on the pelvis; rtkin loads the
+    Halpe26 RHip/RKnee instead (skeletons.MARKER_SET_FIXES), so the right leg is solved like the
+    left one and RHip is not dropped as an outlier."""
+    solver = IKSolver(IKSettings(skeleton="COCO_17"))
+    pts = truth.keypoints_for("COCO_17")
+    names = list(truth.motion.names)
+    errs, rms = [], []
+    for f in range(0, pts.shape[0], 20):
+        sol = solver.solve(pts[f], time_s=f / FPS)
+        errs.append([sol.values[solver.coordinate_names.index(n)] - truth.motion.values[f, names.index(n)]
+                     for n in ("hip_flexion_r", "knee_angle_r", "hip_flexion_l", "knee_angle_l")])
+        rms.append(sol.marker_rms_m)
+        assert solver.used[solver.marker_names.index("RHip")]
+    err = np.degrees(np.abs(errs))
+    assert np.median(rms) < 0.005
+    assert np.percentile(err, 95) < 3.0, np.percentile(err, 95, axis=0)

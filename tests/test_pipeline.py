@@ -158,3 +158,22 @@ def test_session_trc_loads_in_opensim_upright(tmp_path, live_single):
     head = table.getDependentColumn("Head").getElt(0, 100)
     ankle = table.getDependentColumn("RAnkle").getElt(0, 100)
     assert labels[0] == "Nose" and head.get(1) > ankle.get(1) + 1.0  # y up in OpenSim, subject upright
+
+
+def test_outputs_carry_the_arrival_of_their_last_camera_frame(demo_rig, subject):
+    """``last_arrival_ns`` (the sync node's sk3d/ stamp, the start of the end-to-end latency) is
+    the receive time of the newest frame that went into each Skeleton3D's slot."""
+    views = virtual.render_views(demo_rig, subject, seed=3)
+    events = virtual.arrival_order(views, seed=4)[:400]
+    pipe = Pipeline(demo_rig, "HALPE_26", clock_ns=None)
+    recv_of = {(f.camera, f.frame_index): recv for recv, f in events}
+    got = []
+    for recv, f in events:
+        outs = pipe.push(f, recv)
+        assert len(pipe.last_arrival_ns) == len(outs)
+        got += [(sk, a, recv) for sk, a in zip(outs, pipe.last_arrival_ns)]
+    assert len(got) > 50
+    for sk, arrival, now in got:
+        frame = _frame_of(sk, views.time_ns[0])
+        expected = max(recv_of[(cam, frame)] for cam in demo_rig.names if (cam, frame) in recv_of)
+        assert arrival == expected <= now

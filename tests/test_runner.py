@@ -145,6 +145,12 @@ duration_s = 30.0
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
+    mots = sorted((tmp_path / "out").glob("s_person*.mot"))  # joint angles exported at the end
+    assert mots and f"MOT: {mots[0]}" in stdout, stdout
+    import opensim
+
+    table = opensim.TimeSeriesTable(str(mots[0]))
+    assert table.getNumRows() > 30 and "knee_angle_r" in list(table.getColumnLabels())
     deadline = time.monotonic() + 10  # no orphans (multiprocessing's resource tracker exits just after)
     alive = children
     while alive and time.monotonic() < deadline:

@@ -168,3 +168,56 @@ def test_online_scaler_in_the_background_gives_the_same_model():
     assert path_bg is not None and bg.result is not None and path_fg.is_file() and path_bg.is_file()
     for body, f in fg.result.factors.items():
         assert abs(bg.result.factors[body] - f) < 1e-9
+
+
+def test_switch_model_in_steps_equals_loading_the_saved_model(scaled_truth, scaled_result, tmp_path):
+    """The live switch rebuilds the scaled model in memory in short steps; it must solve exactly
+    like the saved file, and continue from the person's pose (no cold start at the switch)."""
+    from rtkin.ik import IKStage
+    from rtkin.messages import AngleFlag
+
+    path = scale_model(None, scaled_result.factors, tmp_path / "scaled.osim", mass_kg=70.0)
+    msgs = list(_messages(scaled_truth.keypoints[:40], FPS, noise=0.002))
+    a, b = IKStage(IKSettings()), IKStage(IKSettings())
+    for m in msgs[:20]:
+        a(m), b(m)
+    a.use_model(3, path)
+    steps = list(b.switch_model(3, path, scaled_result.factors, mass_kg=70.0))
+    assert len(steps) >= 3  # spread over several frame gaps
+    assert b.solver(3).scaled and b.solver(3).model_path == path
+    assert b.solver(3).model.getTotalMass(b.solver(3).state) == pytest.approx(70.0, rel=1e-6)
+    iters = []
+    for m in msgs[20:]:
+        ja, jb = a(m)[0], b(m)[0]
+        np.testing.assert_allclose(jb.values, ja.values, atol=1e-6)
+        assert not (jb.flags & AngleFlag.UNSCALED).any()
+        iters.append(b.solver(3).iterations)
+    assert iters[0] <= 2 * max(1, int(np.median(iters)))  # warm: the first frame is not a cold solve
+
+
+def test_model_stature_scales_with_the_model():
+    from rtkin.scaling import model_stature
+
+    h = model_stature()
+    assert h == pytest.approx(1.685, abs=0.005)  # crown marker over the lowest foot marker
+    assert model_stature(factors={b: 1.1 for b in BODY_SEGMENTS}) == pytest.approx(1.1 * h, rel=1e-6)
+
+
+def test_coco17_scaling_uses_the_corrected_markers_mirrors_and_height(scaled_truth):
+    """COCO_17 has no feet and no head-top keypoint: the feet take height / generic stature when
+    the height is given; the right femur is measured with the corrected RHip marker (Pose2Sim's
+    Coco17 RHip sits at knee height, which would clip the factor)."""
+    from rtkin.scaling import model_stature
+
+    pts = scaled_truth.keypoints_for("COCO_17")
+    true_stature = model_stature(factors=TRUE)
+    plain = scale_factors(pts, "COCO_17", ScalingSettings(skeleton="COCO_17"))
+    for body in ("femur_r", "femur_l", "tibia_r", "humerus_r", "pelvis"):
+        assert plain.factors[body] == pytest.approx(TRUE[body], rel=0.03), body
+    assert plain.factors["calcn_r"] == 1.0 and any("foot_r" in w for w in plain.warnings)
+    given = scale_factors(pts, "COCO_17", ScalingSettings(skeleton="COCO_17", height_m=true_stature))
+    assert given.factors["calcn_r"] == pytest.approx(true_stature / model_stature(), rel=1e-6)
+    assert given.stature_m == pytest.approx(true_stature, rel=0.03)
+    assert not any("configured height" in w for w in given.warnings)
+    wrong = scale_factors(pts, "COCO_17", ScalingSettings(skeleton="COCO_17", height_m=1.3 * true_stature))
+    assert any("configured height" in w for w in wrong.warnings)

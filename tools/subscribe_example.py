@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Subscribe to rtkin's outputs with nothing but pyzmq, msgpack and numpy (no rtkin import).
 
-    python tools/subscribe_example.py tcp://127.0.0.1:5552            # JointAngles, degrees
+    python tools/subscribe_example.py                                  # JointAngles of everyone, degrees
+    python tools/subscribe_example.py tcp://127.0.0.1:5552            # one IK worker slot only
     python tools/subscribe_example.py tcp://127.0.0.1:5551 sk3d/      # Skeleton3D
 
 The wire format is described in tools/WIRE_FORMAT.md; :func:`decode` is the whole decoder.
@@ -44,14 +45,17 @@ def decode(frames):
 
 
 def main(argv: list[str]) -> int:
-    endpoint = argv[1] if len(argv) > 1 else "tcp://127.0.0.1:5552"
+    # one IK worker process per person, in the first free of 8 slots (ports 5552-5559 by default):
+    # one SUB socket connected to all of them hears everybody
+    endpoints = [argv[1]] if len(argv) > 1 else [f"tcp://127.0.0.1:{5552 + w}" for w in range(8)]
     topics = argv[2:] or ["ja/"]
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, 100)  # small queue: a slow reader loses messages, never slows rtkin
     for t in topics:
         sock.setsockopt(zmq.SUBSCRIBE, t.encode())
-    sock.connect(endpoint)
-    print(f"listening on {endpoint} for {topics} (Ctrl-C to stop)", file=sys.stderr)
+    for endpoint in endpoints:
+        sock.connect(endpoint)
+    print(f"listening on {', '.join(endpoints)} for {topics} (Ctrl-C to stop)", file=sys.stderr)
     try:
         while True:
             if not sock.poll(200):  # poll in slices so Ctrl-C is handled promptly

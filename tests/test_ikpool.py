@@ -1,0 +1,196 @@
+"""One IK worker process per person (rtkin.ikpool + the runner + ik_node)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from rtkin.ikpool import FREE, OFF, RETIRING, Leases
+
+
+@pytest.fixture
+def leases():
+    return Leases(mp.get_context("spawn"), 4)
+
+
+def test_claims_are_exclusive_and_released(leases):
+    assert leases.snapshot() == [OFF] * 4
+    assert leases.claim(0, [5]) is None  # OFF slots cannot claim
+    for w in range(3):
+        leases.set(w, FREE)
+    assert leases.claim(0, [5, 6]) == 5
+    assert leases.claim(0, [6]) is None  # one person per worker
+    assert leases.claim(1, [5, 6]) == 6  # 5 is served: the next unserved one
+    assert leases.claim(2, [5, 6]) is None  # everybody served
+    assert leases.claim(2, [-1]) is None  # untracked detections are nobody
+    assert leases.served() == {5: 0, 6: 1}
+    assert not leases.release(1, 5) and leases.release(1, 6)
+    assert leases.state(1) == FREE and leases.claim(2, [6]) == 6
+
+
+def test_retire_keeps_the_spares(leases):
+    for w in range(3):
+        leases.set(w, FREE)
+    leases.claim(0, [1])
+    assert leases.retire_one_free(keep=2) is None  # 2 free, keep 2
+    assert leases.retire_one_free(keep=1) == 2  # the highest free slot
+    assert leases.state(2) == RETIRING and leases.claim(2, [9]) is None  # a retiring worker claims nobody
+
+
+def test_concurrent_claims_never_share_a_person(leases):
+    """Free workers racing for the same people (threads standing in for processes)."""
+    for w in range(4):
+        leases.set(w, FREE)
+    got = [None] * 4
+    start = threading.Barrier(4)
+
+    def worker(w):
+        start.wait()
+        got[w] = leases.claim(w, [10, 11, 12])
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    served = [g for g in got if g is not None]
+    assert sorted(served) == [10, 11, 12] and got.count(None) == 1
+
+
+def _collect_angles(endpoints, stop, out):
+    """SUB every worker slot's endpoint on its own socket: (slot, person id) of every JointAngles."""
+    from rtkin.transport import Receiver
+
+    ctx = zmq.Context()
+    rxs = [Receiver(ctx, ep, [b"ja/"], bind=False) for ep in endpoints]
+    poller = zmq.Poller()
+    for rx in rxs:
+        poller.register(rx.socket, zmq.POLLIN)
+    while not stop.is_set():
+        for sock, _ in poller.poll(50):
+            w = next(i for i, rx in enumerate(rxs) if rx.socket is sock)
+            got = rxs[w].recv(0)
+            if got is not None:
+                out.append((w, int(got.message.person_id), got.stamp_ns))
+    for rx in rxs:
+        rx.close()
+    ctx.term()
+
+
+def test_one_worker_per_person_and_a_leaving_person_frees_it(tmp_path):
+    """Three people walk in and out (A 0-3.5 s, B 1.5-10 s, C 5.5-10 s; at most two at once):
+    every person is served by exactly one worker process at a time, every person gets joint
+    angles, A's worker is freed when A leaves, and the surplus free process is stopped."""
+    from rtkin import virtual
+    from rtkin.calibration import write_calib_toml
+    from rtkin.config import angles_endpoints, config_from_dict
+    from rtkin.runner import Runner
+
+    rig = virtual.ring_rig(4)
+    write_calib_toml(rig, tmp_path / "Calib.toml")
+    cfg = config_from_dict({
+        "run": {"name": "pool", "output_dir": str(tmp_path / "out")},
+        "rig": {"calibration": str(tmp_path / "Calib.toml")},
+        "transport": {"keypoints": f"ipc://{tmp_path}/kp.sock", "outputs": f"ipc://{tmp_path}/out.sock",
+                      "angles": f"ipc://{tmp_path}/ja{{worker}}.sock"},
+        "source": {"fps_hz": 30.0, "virtual": {"duration_s": 10.0, "people": 3, "noise_px": 1.0,
+                                                "outlier_rate": 0.0, "dropout_rate": 0.0,
+                                                "presence": [[0.0, 3.5], [1.5, 10.0], [5.5, 10.0]]}},
+        "sync": {"fps_hz": 30.0},
+        "reconstruction": {"association": {"mode": "multi"}},
+        "recording": {"enabled": False},
+        "ik": {"scaling": False, "max_workers": 4},
+    })
+    runner = Runner(cfg, log=lambda *a: None)
+    snapshots = []
+    angles: list = []
+    stop = threading.Event()
+    sub = threading.Thread(target=_collect_angles, args=(angles_endpoints(cfg), stop, angles))
+    sub.start()
+    try:
+        res = runner.run(on_tick=lambda r: snapshots.append(((time.monotonic_ns() - r.t0_ns) * 1e-9,
+                                                             r.leases.snapshot())))
+    finally:
+        stop.set()
+        sub.join()
+    assert not res.errors, res.errors
+    # never one person on two workers, never more processes than people in view + spare (+ one
+    # starting / being released)
+    timeline, snapshots = snapshots, [snap for _, snap in snapshots]
+    for snap in snapshots:
+        people = [v for v in snap if v >= 0]
+        assert len(people) == len(set(people)), snap
+        assert len(snap) - snap.count(OFF) <= 4, snap
+    by_person: dict[int, set[int]] = {}
+    for w, pid, stamp in angles:
+        by_person.setdefault(pid, set()).add(w)
+        assert stamp is not None and stamp > 0  # last-camera-frame arrival, for the latency
+    counts = {pid: sum(1 for _, p, _ in angles if p == pid) for pid in by_person}
+    main = sorted(pid for pid, n in counts.items() if n >= 30)  # people, not track fragments
+    assert len(main) >= 3, counts
+    for pid in main:
+        assert len(by_person[pid]) == 1, (pid, by_person)  # one worker all along
+    reports = {k: v for k, v in res.reports.items() if k.startswith("ik:")}
+    first = main[0]  # A: the first id, gone at 3.5 s
+    a_worker = [v for v in reports.values() if first in v["served"]]
+    assert len(a_worker) == 1
+    # A's worker was freed: it served someone after A, or it was the surplus process stopped
+    # (a report per process: more processes ran than the final ones)
+    freed = a_worker[0]["served"][-1] != first or any(s[a_worker[0]["worker"]] in (FREE, RETIRING, OFF)
+                                                       for s in snapshots[len(snapshots) // 2:])
+    assert freed, (a_worker, snapshots[-1])
+    last = [snap for t, snap in timeline if t < 9.0][-1]  # B and C still in view (the stream ends at 10 s)
+    assert sum(v >= 0 for v in last) == 2 and last.count(FREE) >= 1, last  # B and C + a spare
+    assert len(last) - last.count(OFF) <= 3, last  # the surplus free process was stopped
+    assert np.all([len(v["served"]) <= 2 for v in reports.values()])
+
+
+def test_a_crashed_worker_s_person_is_taken_over(tmp_path):
+    """kill -9 of the worker serving the subject: a free worker takes the person over within
+    a fraction of a second, the run reports the crash and goes on."""
+    import os
+    import signal
+
+    from rtkin.config import angles_endpoints, config_from_dict
+    from rtkin.runner import Runner
+
+    cfg = config_from_dict({
+        "run": {"name": "crash", "output_dir": str(tmp_path / "out")},
+        "transport": {"keypoints": f"ipc://{tmp_path}/kp.sock", "outputs": f"ipc://{tmp_path}/out.sock",
+                      "angles": f"ipc://{tmp_path}/ja{{worker}}.sock"},
+        "source": {"fps_hz": 30.0, "virtual": {"duration_s": 6.0}},
+        "sync": {"fps_hz": 30.0},
+        "recording": {"enabled": False},
+        "ik": {"scaling": False},
+    })
+    runner = Runner(cfg, log=lambda *a: None)
+    killed = {}
+
+    def tick(r):
+        t = (time.monotonic_ns() - r.t0_ns) * 1e-9
+        served = r.leases.served()
+        if not killed and t > 2.0 and 0 in served:
+            w = served[0]
+            os.kill(r.procs[f"ik:{w}"].p.pid, signal.SIGKILL)
+            killed.update(worker=w, t=t)
+
+    angles: list = []
+    stop = threading.Event()
+    sub = threading.Thread(target=_collect_angles, args=(angles_endpoints(cfg), stop, angles))
+    sub.start()
+    try:
+        res = runner.run(on_tick=tick)
+    finally:
+        stop.set()
+        sub.join()
+    assert killed, "the subject was never served"
+    assert any("while serving person 0" in e for e in res.errors), res.errors
+    slots = [w for w, pid, _ in angles if pid == 0]
+    after = [w for w in slots if w != killed["worker"]]
+    assert after and len(after) >= 0.5 * 30 * (6.0 - killed["t"]) - 15, (len(after), killed)  # served again
+    assert len(set(after)) == 1
