@@ -528,6 +528,16 @@ class IKSolver:
         """True when the next solve starts from the previous solution."""
         return self._q is not None
 
+    def dependency_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(Q, M)`` 1.0 where coordinate q depends on marker m (:attr:`dependencies`), and
+        ``(Q,)`` the number of markers each depends on; built once."""
+        if getattr(self, "_dep_matrix", None) is None:
+            D = np.zeros((len(self.dependencies), len(self.marker_names)))
+            for q, deps in enumerate(self.dependencies):
+                D[q, deps] = 1.0
+            self._dep_matrix = (D, D.sum(axis=1))
+        return self._dep_matrix
+
     def continue_from(self, other: "IKSolver") -> None:
         """Warm-start from ``other``'s last pose (e.g. the generic-model solver of the same person
         when their scaled model takes over): no cold solve at the switch."""
@@ -699,19 +709,21 @@ class IKSolver:
         cost, rho = self._marker_cost(P[use] - xs, wu)
         mu = self.settings.damping
         it = 0
+        di = np.arange(free.size)  # diagonal of the normal matrix
+        sub = np.ix_(rows, free)
         for it in range(1, iterations + 1):
-            Jf = J[rows][:, free]
+            Jf = J[sub]
             ws = np.repeat(rho, 3)
             A = Jf.T @ (Jf * ws[:, None])
             g = Jf.T @ (ws * (P[use] - xs).ravel())
             if prior > 0:
-                A[np.diag_indices_from(A)] += prior
+                A[di, di] += prior
                 g += prior * (q[free] - q0)
-            diag = np.diag(A).copy() + 1e-9
+            diag = A[di, di] + 1e-9
             moved = False
             for _ in range(8):  # raise the damping until the cost decreases
                 A_mu = A.copy()
-                A_mu[np.diag_indices_from(A_mu)] += mu * diag
+                A_mu[di, di] += mu * diag
                 try:
                     dq = -np.linalg.solve(A_mu, g)
                 except np.linalg.LinAlgError:
@@ -1018,24 +1030,16 @@ class IKStage:
         high = (m_views > 0) & (m_err > st.high_reproj_px)
         held_used = m_held & used
         good = used & ~m_held & (m_views >= st.min_views) & ~(m_err > st.high_reproj_px)
-        Q = solver.n_coordinates
-        quality = np.zeros(Q, dtype=np.float32)
-        flags = np.zeros(Q, dtype=np.uint8)
-        base = np.uint8(0 if solver.scaled else AngleFlag.UNSCALED)
-        for q, deps in enumerate(solver.dependencies):
-            f = base
-            if not solver.solved[q]:
-                flags[q] = f | AngleFlag.FILLED
-                continue
-            if deps.size:
-                quality[q] = float(good[deps].mean())
-                if few[deps].any():
-                    f |= AngleFlag.FEW_VIEWS
-                if high[deps].any():
-                    f |= AngleFlag.HIGH_REPROJ
-                if held_used[deps].any():
-                    f |= AngleFlag.HELD
-            flags[q] = f
+        D, count = solver.dependency_matrix()  # (Q, M) float 0/1, (Q,) markers per coordinate
+        with np.errstate(invalid="ignore", divide="ignore"):
+            quality = np.where(count > 0, (D @ good) / count, 0.0).astype(np.float32)
+        flags = np.full(D.shape[0], 0 if solver.scaled else AngleFlag.UNSCALED, dtype=np.uint8)
+        flags[(D @ few) > 0] |= np.uint8(AngleFlag.FEW_VIEWS)
+        flags[(D @ high) > 0] |= np.uint8(AngleFlag.HIGH_REPROJ)
+        flags[(D @ held_used) > 0] |= np.uint8(AngleFlag.HELD)
+        unsolved = ~solver.solved
+        flags[unsolved] = np.uint8(0 if solver.scaled else AngleFlag.UNSCALED) | np.uint8(AngleFlag.FILLED)
+        quality[unsolved] = 0.0
         return quality, flags
 
     def status(self) -> dict[str, Any]:

@@ -80,6 +80,17 @@ def _lower_priority(increment: int) -> None:
         pass
 
 
+def _quiet_gc() -> None:
+    """Latency-critical loops: move everything allocated during start-up (models, compiled
+    kernels) out of the collector's sight and collect young objects less often, so a full
+    collection does not land in the middle of a frame."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
+
+
 def _report(ctx: NodeContext, name: str, payload: dict) -> None:
     try:
         ctx.results.put((name, payload), timeout=1.0)
@@ -99,11 +110,13 @@ def sync_node(cfg: RunConfig, ctx: NodeContext) -> None:
     stop = _Stopper(ctx)
     rig = load_rig(cfg)
     pipe = Pipeline(rig, cfg.rig.skeleton, cfg.sync, cfg.reconstruction)
+    pipe.reconstructor.defer_health = True  # the calibration check runs after publishing
     zctx = zmq.Context()
     rx = Receiver(zctx, cfg.transport.keypoints, [b"kp/"], bind=True, rcvhwm=cfg.transport.rcvhwm)
     tx = Publisher(zctx, cfg.transport.outputs, bind=True, sndhwm=cfg.transport.sndhwm)
     _warm_up(pipe)
     tx.settle(0.05)
+    _quiet_gc()
     ctx.ready.set()
     wrong_type = 0
     seen_events = 0
@@ -116,13 +129,16 @@ def sync_node(cfg: RunConfig, ctx: NodeContext) -> None:
             if got is None:
                 outs = pipe.poll(now)
             elif isinstance(got.message, KeypointFrame):
-                tx.send(got.message, base=b"tap/", stamp_ns=now)
                 outs = pipe.push(got.message, now)
             else:
                 wrong_type += 1
                 outs = []
             for sk, arrival in zip(outs, pipe.last_arrival_ns):
                 tx.send(sk, stamp_ns=arrival or None)
+            if got is not None and isinstance(got.message, KeypointFrame):
+                # after the outputs: re-encoding the frame for the recorder is off the latency path
+                tx.send(got.message, base=b"tap/", stamp_ns=now)
+            pipe.reconstructor.run_deferred()
             health = pipe.reconstructor.health
             if health is not None and len(health.events) > seen_events:
                 for cam, what in health.events[seen_events:]:
@@ -135,6 +151,7 @@ def sync_node(cfg: RunConfig, ctx: NodeContext) -> None:
                 next_status = time.monotonic() + STATUS_INTERVAL_S
         for sk in pipe.flush():
             tx.send(sk)
+        pipe.reconstructor.run_deferred()
         time.sleep(0.05)  # let the last messages leave
     finally:
         final = {**pipe.status(), "receiver": rx.counters.as_dict(), "wrong_type": wrong_type}
@@ -198,6 +215,7 @@ def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeCont
 
         pool = background_executor(warm=True)
     rx.settle(0.2)
+    _quiet_gc()
     leases.set(worker, FREE)
     ctx.ready.set()
     outputs = 0

@@ -38,14 +38,25 @@ class Reconstructor:
         self.triangulator = Triangulator(rig, settings.triangulation)
         self.tracker = Tracker(settings.tracking)
         self.health = CameraHealth(rig, settings.health) if settings.health.enabled else None
+        #: True: the calibration check is queued and run by :meth:`run_deferred` (the live sync
+        #: node calls it after publishing, so it is not on the latency path); False: inline.
+        self.defer_health = False
+        self._deferred: list[tuple] = []
         self.reset()
 
     def reset(self) -> None:
         """Forget tracks and filter states."""
         self.tracker.reset()
         self._filters: dict[int, object] = {}
+        self._deferred = []
         if self.health is not None:
             self.health.reset()
+
+    def run_deferred(self) -> None:
+        """Run the queued calibration-check updates, in frame order (see :attr:`defer_health`)."""
+        pending, self._deferred = self._deferred, []
+        for args in pending:
+            self.health.update(*args)
 
     def __call__(self, fs: FrameSet) -> Skeleton3D:
         if fs.cameras != self.rig.names:
@@ -64,7 +75,10 @@ class Reconstructor:
                 kp[c, g] = views[c][i]
         res = self.triangulator(kp)
         if self.health is not None:
-            self.health.update(views, groups, res.points)
+            if self.defer_health:
+                self._deferred.append((views, groups, res.points))
+            else:
+                self.health.update(views, groups, res.points)
         points = _drop_duplicates(res.points, res.n_views, self.settings.association.duplicate_m)
         ids = self.tracker.update(points)
         for pid in self.tracker.retired:
