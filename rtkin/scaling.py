@@ -20,9 +20,11 @@ joint: the humerus comes out over-scaled (~1.17 instead of 1.08). Here:
    to a subsample of the good frames (:class:`rtkin.ik.IKSolver`), the same distances are measured
    on the model in those poses, and each factor is multiplied by the robust mean ratio
    data / model, ``refine_iterations`` times.
-4. :func:`scale_model` writes the scaled ``.osim`` (OpenSim ``Model.scale`` with a ``ScaleSet``
-   of uniform per-body ``Scale`` objects; the skeleton's markers are added first so they move
-   with their bodies; masses preserved in distribution and set to ``mass_kg`` when given).
+4. :func:`scale_model` writes the scaled ``.osim`` with the ScaleTool's model scaler
+   (``ModelScaler``, scaling order ``manualScale``: uniform per-body factors; the skeleton's
+   markers are added first so they move with their bodies; masses preserved in distribution and
+   set to ``mass_kg`` when given). The live switch rebuilds the same model in memory with
+   ``Model.scale`` (what the model scaler calls), in short steps.
 5. :class:`OnlineScaler` is the live stage: fed Skeleton3D messages, it collects ``seconds`` of
    good frames of one person, then computes the factors and writes the scaled model.
 
@@ -332,6 +334,34 @@ def _apply_scale(model, factors: Mapping[str, float], mass_kg: float | None = No
     return model.initSystem()
 
 
+def _scale_tool_manual(model, factors: Mapping[str, float], mass_kg: float | None = None) -> None:
+    """Scale ``model`` in place with OpenSim's ScaleTool model scaler (``ModelScaler``, scaling
+    order ``manualScale``: the given per-body factors; no measurements, no marker placement).
+    The same operation as :func:`apply_scale_steps` (``Model.scale``), which the live switch uses;
+    a test checks both give the same model."""
+    osim = _osim()
+    model.initSystem()
+    bodies = model.getBodySet()
+    scaler = osim.ModelScaler()
+    scaler.setApply(True)
+    order = osim.ArrayStr()
+    order.append("manualScale")
+    scaler.setScalingOrder(order)
+    for body, f in factors.items():
+        if bodies.contains(body):
+            sc = osim.Scale()
+            sc.setSegmentName(body)
+            sc.setScaleFactors(osim.Vec3(float(f), float(f), float(f)))
+            sc.setApply(True)
+            scaler.addScale(sc)
+    preserve = mass_kg is not None and mass_kg > 0
+    scaler.setPreserveMassDist(preserve)
+    scaler.setPrintResultFiles(False)
+    if not scaler.processModel(model, "", float(mass_kg) if preserve else -1.0):
+        raise RuntimeError("OpenSim ModelScaler (manual scale factors) failed")
+    model.initSystem()
+
+
 def apply_scale_steps(model, factors: Mapping[str, float], mass_kg: float | None = None):
     """:func:`_apply_scale` as a generator of short steps (initSystem, then ``Model.scale``), for a
     live loop that spreads the work over frame gaps. The caller calls ``initSystem`` after."""
@@ -526,7 +556,7 @@ def scale_model(generic_path: str | Path | None, factors: Mapping[str, float], o
     """
     sk = _skeleton(skeleton)
     model = load_with_markers(generic_path or assets.model_path(), sk)
-    _apply_scale(model, factors, mass_kg)
+    _scale_tool_manual(model, factors, mass_kg)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.setName(f"{model.getName()}_scaled")
