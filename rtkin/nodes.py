@@ -28,6 +28,10 @@ __all__ = ["NodeContext", "sync_node", "recorder_node", "source_node", "load_rig
 
 STATUS_INTERVAL_S = 1.0
 RECORDER_NICE = 5  # the recorder buffers; it can wait behind the sync and IK processes
+#: Sources and capture processes (upstream) yield to the sync and IK processes (downstream) when
+#: the CPU is short: a slot whose frames all arrived is finished before work on the next frames
+#: (which cannot be output earlier anyway) - on a machine with cores to spare it changes nothing.
+SOURCE_NICE = 3
 IDLE_POLL_S = 0.05  # a FREE IK worker looks for an unserved person this often
 
 
@@ -414,6 +418,7 @@ def source_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
             frames = openpose_frames(src.openpose, cfg.path(src.openpose.root), camera, cfg.rig.skeleton, src.fps_hz)
         else:
             raise ValueError(f"unknown source kind {src.kind!r}")
+        _lower_priority(SOURCE_NICE)
         ctx.ready.set()
         while not ctx.go.wait(0.1):
             if stop():
@@ -526,6 +531,7 @@ def capture_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
             preview = Publisher(zctx, cap.preview_endpoint.format(port=cap.preview_port + index, index=index, camera=camera),
                                 bind=True, sndhwm=4)
         tx.settle(0.2)
+        _lower_priority(SOURCE_NICE)
         ctx.ready.set()
         while not ctx.go.wait(0.1):
             if stop():
