@@ -174,12 +174,27 @@ def _poll_timeout_ms(pipe) -> int:
 
 
 def _warm_up(pipe) -> None:
-    """Load the compiled kernels before the first real frame (no first-frame latency spike)."""
+    """Compile / load every kernel before the first real frame (no first-frame latency spike; a
+    fresh install has no Numba cache yet): one made-up FrameSet through the reconstructor, which
+    is then reset (tracks, filters, calibration check)."""
     import numpy as np
 
-    C = len(pipe.rig)
-    K = pipe.reconstructor.skeleton.n_keypoints
-    pipe.reconstructor.triangulator(np.zeros((C, 1, K, 3)))
+    from .messages import FrameSet, KeypointFrame
+
+    rig, sk = pipe.rig, pipe.reconstructor.skeleton
+    rng = np.random.default_rng(0)
+    frames = []
+    for i, cam in enumerate(rig.cameras):
+        kp = np.zeros((2, sk.n_keypoints, 3), dtype=np.float32)
+        kp[..., 0] = rng.uniform(0, cam.size[0], kp.shape[:2])
+        kp[..., 1] = rng.uniform(0, cam.size[1], kp.shape[:2])
+        kp[..., 2] = 0.9
+        frames.append(KeypointFrame(cam.name, 0, 0, sk.name, kp))
+    try:
+        pipe.reconstructor(FrameSet(0, rig.names, tuple(frames)))
+        pipe.reconstructor.run_deferred()
+    finally:
+        pipe.reconstructor.reset()
 
 
 # ----------------------------------------------------------------------------- IK

@@ -113,6 +113,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _recorded_angles(path) -> int:
+    """JointAngles in a recording being written (the reader stops at the last whole record)."""
+    from rtkin.messages import JointAngles
+    from rtkin.recording import OUTPUT, RecordingError, RecordingReader
+
+    if not path.exists():
+        return 0
+    try:
+        return sum(1 for r in RecordingReader(path) if r.kind == OUTPUT and isinstance(r.message, JointAngles))
+    except (RecordingError, OSError):
+        return 0
+
+
 def test_rtkin_run_stops_cleanly_on_ctrl_c(tmp_path):
     cfg_path = tmp_path / "run.toml"
     cfg_path.write_text(f"""
@@ -136,8 +149,9 @@ duration_s = 30.0
             children = [int(p) for p in out.split()]
         assert len(children) >= 6, children
         rec = tmp_path / "out" / "s.rtkrec"
-        while time.monotonic() < deadline and (not rec.exists() or rec.stat().st_size < 200_000):
-            time.sleep(0.2)  # wait until it is streaming (sources prepare their frames first)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and _recorded_angles(rec) < 40:
+            time.sleep(0.5)  # wait until joint angles flow (a fresh clone compiles the kernels first)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
         stdout, stderr = proc.communicate(timeout=30)
     finally:
