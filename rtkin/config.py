@@ -252,8 +252,8 @@ class IKRunSettings:
         spare_workers: idle workers kept loaded (>= 1), so a person who walks in is served at once
             (a new worker takes seconds to load OpenSim); idle ones beyond this are stopped, but
             ``1 + spare_workers`` run even with nobody in view (started before the stream).
-        release_after_s: a person unseen this long frees their worker (IK and scaling state
-            dropped), s. The tracker never reuses a retired id.
+        release_after_s: a person unseen for this long in stream time (Skeleton3D times) frees
+            their worker (IK and scaling state dropped), s. The tracker never reuses a retired id.
         height_m: subject height, m (0 = unknown); with scaling, it scales the segments the
             keypoints cannot measure and is checked against the scaled model's height.
         mass_kg: subject mass, kg (0 = unknown); the scaled model's total mass.

@@ -206,7 +206,9 @@ def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeCont
 
     FREE, the worker drains the stream every ``IDLE_POLL_S`` and claims a person nobody serves;
     serving, it blocks on the stream and solves every frame of its person, until the person has
-    been gone for ``ik.release_after_s`` (IK and scaling state dropped, slot FREE again). Each
+    been gone for ``ik.release_after_s`` of stream time (Skeleton3D times: a stream processed
+    slower than real time, e.g. every video frame through RTMPose on a CPU, does not release
+    anybody; IK and scaling state dropped, slot FREE again). Each
     JointAngles message is stamped with the receive time of the last camera frame of its slot
     (the sync node's ``sk3d/`` stamp), so subscribers can measure the end-to-end latency.
     """
@@ -239,7 +241,7 @@ def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeCont
     ctx.ready.set()
     outputs = 0
     person: int | None = None
-    last_seen = time.monotonic()
+    last_seen_ns = stream_ns = 0  # stream time (Skeleton3D.time_ns): a slow stream never looks like a leave
     served: list[int] = []
     next_status = time.monotonic() + STATUS_INTERVAL_S
 
@@ -266,15 +268,16 @@ def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeCont
                     person = leases.claim(worker, newest.person_ids)
                     if person is not None:
                         served.append(person)
-                        last_seen = time.monotonic()
+                        last_seen_ns = stream_ns = newest.time_ns
                         print(f"rtkin: ik worker {worker} serves person {person}", file=sys.stderr, flush=True)
                 continue
             got = rx.recv(50)
             if got is not None and isinstance(got.message, Skeleton3D):
                 sk = got.message
+                stream_ns = max(stream_ns, sk.time_ns)
                 mine = [i for i, pid in enumerate(sk.person_ids) if int(pid) == person]
                 if mine:
-                    last_seen = time.monotonic()
+                    last_seen_ns = max(last_seen_ns, sk.time_ns)
                     sk = _people(sk, mine) if sk.n_people > 1 else sk
                     if cfg.ik.scaling:
                         _scale_people(cfg, sk, stage, scalers, scaled, switches, pool)
@@ -291,8 +294,8 @@ def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeCont
                             outputs += 1
             if switches:
                 _advance_switches(switches, scaled)
-            if person is not None and time.monotonic() - last_seen > cfg.ik.release_after_s:
-                release(f"not seen for {cfg.ik.release_after_s:g} s")
+            if person is not None and stream_ns - last_seen_ns > cfg.ik.release_after_s * 1e9:
+                release(f"not seen for {cfg.ik.release_after_s:g} s of stream")
             if time.monotonic() >= next_status:
                 tx.send_status(f"ik{worker}", {"person": person, "counters": dict(stage.counters),
                                                "timing_ms": timing.summary(), "latency_ms": latency.summary(),

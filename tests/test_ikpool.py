@@ -194,3 +194,63 @@ def test_a_crashed_worker_s_person_is_taken_over(tmp_path):
     after = [w for w in slots if w != killed["worker"]]
     assert after and len(after) >= 0.5 * 30 * (6.0 - killed["t"]) - 15, (len(after), killed)  # served again
     assert len(set(after)) == 1
+
+
+def test_release_follows_stream_time_not_wall_time(tmp_path):
+    """A stream processed slower than real time (every video frame through RTMPose on a CPU)
+    must not release anybody between two frames; a person absent for release_after_s of stream
+    time is released."""
+    from rtkin import virtual
+    from rtkin.config import angles_endpoints, config_from_dict
+    from rtkin.messages import Skeleton3D
+    from rtkin.nodes import NodeContext, ik_node
+    from rtkin.transport import Publisher, Receiver
+
+    cfg = config_from_dict({
+        "transport": {"outputs": f"ipc://{tmp_path}/out.sock", "angles": f"ipc://{tmp_path}/ja{{worker}}.sock"},
+        "ik": {"scaling": False, "max_workers": 1, "release_after_s": 1.0},
+    })
+    spawn = mp.get_context("spawn")
+    leases = Leases(spawn, 1)
+    ctx = NodeContext(spawn.Event(), spawn.Event(), spawn.Queue())
+    zctx = zmq.Context()
+    tx = Publisher(zctx, cfg.transport.outputs, bind=True)
+    rx = Receiver(zctx, angles_endpoints(cfg)[0], [b"ja/"], bind=False)
+    proc = spawn.Process(target=ik_node, args=(cfg, 0, 1, leases, ctx))
+    proc.start()
+    try:
+        assert ctx.ready.wait(60)
+        pts = virtual.simulate_subject(virtual.MotionSettings(duration_s=1.0, fps=60.0)).keypoints
+        K = pts.shape[1]
+
+        def sk(i, people):
+            n = len(people)
+            return Skeleton3D(int(i * 1e9 / 60), int(i * 1e9 / 60), "HALPE_26", np.array(people, dtype=np.int64),
+                              np.repeat(pts[i % len(pts)][None], n, 0), np.full((n, K), 0.9), np.full((n, K), 2.0),
+                              np.full((n, K), 4))
+
+        got = []
+        for i in range(4):  # 4 consecutive frames, 1.3 s of wall time apart
+            tx.send(sk(i, [7]))
+            deadline = time.monotonic() + 1.3
+            while time.monotonic() < deadline:
+                r = rx.recv(50)
+                if r is not None:
+                    got.append(r.message.person_id)
+            assert leases.snapshot() == [7], (i, leases.snapshot())
+        assert got.count(7) >= 3  # the first frame may arrive before the worker claimed person 7
+        for i in range(4, 4 + 70):  # 70 frames (1.17 s of stream) without person 7
+            tx.send(sk(i, []))
+            time.sleep(0.002)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and leases.snapshot() != [FREE]:
+            time.sleep(0.05)
+        assert leases.snapshot() == [FREE]
+    finally:
+        ctx.stop.set()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+        tx.close()
+        rx.close()
+        zctx.term()
