@@ -90,8 +90,14 @@ class Runner:
         self._spawn("sync", sync_node, (self.cfg,))
         if self.cfg.ik.enabled:
             self.leases = Leases(self.mp, self.cfg.ik.max_workers)
-            for _ in range(self._ik_floor()):  # loaded before the stream starts
-                self._spawn_ik()
+            for _ in range(self._ik_floor()):  # loaded (in parallel) before the stream starts
+                self._spawn_ik(wait=False)
+            deadline = time.monotonic() + timeout_s
+            for name in [n for n in self.procs if n.startswith("ik:")]:
+                p = self.procs[name]
+                while not p.ctx.ready.wait(0.1):
+                    if p.p.exitcode is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"{name} failed to start (exit code {p.p.exitcode})")
         if self.cfg.recording.enabled:
             self._spawn("recorder", recorder_node, (self.cfg,))
         if self.cfg.source.kind != "none":
