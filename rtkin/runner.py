@@ -66,6 +66,9 @@ class Runner:
         self.leases: Leases | None = None  # IK worker slots (rtkin.ikpool)
         self._ik_started = 0
         self._ik_full_logged = False
+        self._ik_start_failures = 0
+        self._ik_gave_up = False
+        self._ik_was_starting: list[int] = []
         self._retired: list[_Proc] = []  # IK workers stopped or dead, whose slot was reused
         self._stopping = False
 
@@ -135,6 +138,8 @@ class Runner:
             code = proc.p.exitcode
             state = self.leases.state(w)
             if code is not None and state != OFF:
+                if code != 0 and state == STARTING:
+                    self._ik_start_failures += 1
                 if code != 0 and state >= 0:
                     self.log(f"rtkin: {name} (person {state}) exited with code {code}; "
                              "a free worker takes the person over")
@@ -145,7 +150,15 @@ class Runner:
         snap = self.leases.snapshot()
         ready = snap.count(FREE) + snap.count(STARTING)
         spare = self.cfg.ik.spare_workers
-        if ready < max(1, spare) and OFF in snap:
+        if any(snap[w] == FREE or snap[w] >= 0 for w in self._ik_was_starting):
+            self._ik_start_failures = 0  # a newly started worker came up
+        self._ik_was_starting = [w for w, v in enumerate(snap) if v == STARTING]
+        if self._ik_start_failures >= 3:
+            if not self._ik_gave_up:
+                self._ik_gave_up = True
+                self.log("rtkin: 3 IK workers in a row died while starting; no new IK workers are started")
+                result.errors.append("IK workers fail to start (see their errors above)")
+        elif ready < max(1, spare) and OFF in snap:
             self._spawn_ik(wait=False)
         if ready == 0 and OFF not in snap and not self._ik_full_logged:
             self.log(f"rtkin: all {len(snap)} IK workers serve someone; more people get no joint angles "

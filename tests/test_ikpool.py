@@ -254,3 +254,35 @@ def test_release_follows_stream_time_not_wall_time(tmp_path):
         tx.close()
         rx.close()
         zctx.term()
+
+
+def test_workers_that_cannot_start_are_not_respawned_forever(tmp_path, monkeypatch):
+    """A worker that dies while starting (e.g. a broken model) is retried, but not forever."""
+    from rtkin.config import config_from_dict
+    from rtkin.ikpool import STARTING
+    from rtkin.runner import Runner, RunResult
+
+    cfg = config_from_dict({"ik": {"scaling": False}})
+    runner = Runner(cfg, log=lambda *a: None)
+    runner.leases = Leases(runner.mp, cfg.ik.max_workers)
+    spawned = []
+
+    class Dead:  # a process that already exited with an error
+        exitcode = 1
+
+    class Proc:
+        def __init__(self):
+            self.p = Dead()
+
+    def fake_spawn_ik(wait=True):
+        w = next(i for i, v in enumerate(runner.leases.snapshot()) if v == OFF)
+        runner.leases.set(w, STARTING)
+        runner.procs[f"ik:{w}"] = Proc()
+        spawned.append(w)
+
+    monkeypatch.setattr(runner, "_spawn_ik", fake_spawn_ik)
+    result = RunResult()
+    for _ in range(20):
+        runner._manage_ik(result)
+    assert 3 <= len(spawned) <= 4
+    assert any("fail to start" in e for e in result.errors)
