@@ -48,11 +48,7 @@ def _stream(seconds: float):
     rig = virtual.demo_rig()
     cs = virtual.CorruptionSettings(noise_px=3.0, outlier_rate=0.02, dropout_rate=0.05)
     views = virtual.render_views(rig, truth, corruption=cs, seed=11)
-    pipe = Pipeline(rig, "HALPE_26", clock_ns=None)
-    sks = []
-    for recv, frame in virtual.arrival_order(views, seed=2):
-        sks += pipe.push(frame, recv)
-    sks += pipe.flush()
+    sks = Pipeline(rig, "HALPE_26", clock_ns=None).run(virtual.arrival_order(views, seed=2))
     frames = np.array([int(round((sk.time_ns - views.time_ns[0]) * FPS / 1e9)) for sk in sks])
     return truth, sks, frames
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import CaptureSettings, RecordingSettings, RunConfig, RunSettings, VirtualSourceSettings
-from .recording import OUTPUT, RecordingReader
+from .recording import recorded_outputs
 from .runner import Runner, RunResult
 
 __all__ = ["synthetic_config", "run_synthetic_demo", "error_vs_truth"]
@@ -49,7 +49,7 @@ def video_config(output_dir: str | Path, realtime: bool = False, pose_model: str
 def _angles_summary(rec: Path, cfg: RunConfig, t0_ns: int, motion=None) -> dict:
     """JointAngles of the first person: MOT export, and RMSE against the truth when given."""
     from .messages import JointAngles
-    from .mot import joint_angles_to_mot
+    from .mot import joint_angles_to_mot, rotational_mask
 
     angles = recorded_outputs(rec, JointAngles)
     if not angles:
@@ -58,16 +58,11 @@ def _angles_summary(rec: Path, cfg: RunConfig, t0_ns: int, motion=None) -> dict:
     mine = [a for a in angles if a.person_id == pid]
     out = {"angles": {"frames": len(mine), "person": pid, "last": {n: float(np.degrees(mine[-1].value(n)))
                                                                      for n in REPORTED_COORDINATES if n in mine[-1].names}}}
-    rot = _rotational(mine[0].names)
-    out["mot"] = str(joint_angles_to_mot(rec.with_suffix(".mot"), mine, rot, t0_ns=mine[0].time_ns))
+    out["mot"] = str(joint_angles_to_mot(rec.with_suffix(".mot"), mine, rotational_mask(mine[0].names),
+                                         t0_ns=mine[0].time_ns))
     if motion is not None:
         out["angles"]["rmse_deg"] = angles_vs_truth(mine, motion, t0_ns, cfg.source.fps_hz)
     return out
-
-
-def _rotational(names) -> list[bool]:
-    """Which model coordinates are rotations (translations: the pelvis_t*)."""
-    return [n not in ("pelvis_tx", "pelvis_ty", "pelvis_tz") for n in names]
 
 
 def run_video_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
@@ -91,14 +86,6 @@ def run_video_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
                                                    rate_hz=cfg.sync.fps_hz))
         summary.update(_angles_summary(rec, cfg, runner.t0_ns))
     return result, summary
-
-
-def recorded_outputs(path: Path, kind=None) -> list:
-    """Outputs recorded live, in order (Skeleton3D by default; ``kind=JointAngles`` for angles)."""
-    from .messages import Skeleton3D
-
-    kind = kind or Skeleton3D
-    return [r.message for r in RecordingReader(path) if r.kind == OUTPUT and isinstance(r.message, kind)]
 
 
 #: Coordinates reported against the truth (the acceptance list of the IK issue).

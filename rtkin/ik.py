@@ -356,6 +356,11 @@ def load_with_markers(model_path: str | Path, skeleton: Skeleton):
     return model
 
 
+def _model_path(settings: "IKSettings", model_path: str | Path | None = None) -> Path:
+    """The model to solve on: ``model_path``, else ``settings.model``, else Pose2Sim's generic one."""
+    return Path(model_path) if model_path else (Path(settings.model) if settings.model else assets.model_path())
+
+
 def _template_model(path: Path, skeleton: Skeleton):
     """The model at ``path`` with the skeleton's Pose2Sim marker set added, as Pose2Sim does
     (``MarkerSet(file)`` + ``addMarker(marker.clone())``; markers the model already has are kept).
@@ -399,7 +404,7 @@ class IKSolver:
         osim = _osim()
         self.settings = settings
         self.skeleton: Skeleton = get_skeleton(settings.skeleton)
-        path = Path(model_path) if model_path else (Path(settings.model) if settings.model else assets.model_path())
+        path = _model_path(settings, model_path)
         self.model_path = path
         self.scaled = False
         if model is None:  # else: a model built in memory (with the skeleton's markers), owned from now on
@@ -883,7 +888,7 @@ class IKStage:
         self.model_path = model_path
         self.skeleton = get_skeleton(settings.skeleton)
         self._solvers: dict[int, IKSolver] = {}
-        path = Path(model_path) if model_path else (Path(settings.model) if settings.model else assets.model_path())
+        path = _model_path(settings, model_path)
         _template_model(path, self.skeleton)  # load now (and fail now), not at the first person
         self.counters = {"frames": 0, "people": 0, "outputs": 0, "no_markers": 0, "failed": 0,
                          "solvers_created": 0, "forgotten": 0}
@@ -946,9 +951,7 @@ class IKStage:
         """
         from .scaling import apply_scale_steps
 
-        generic = Path(self.model_path) if self.model_path else (
-            Path(self.settings.model) if self.settings.model else assets.model_path())
-        model = _template_model(generic, self.skeleton).clone()
+        model = _template_model(_model_path(self.settings, self.model_path), self.skeleton).clone()
         yield
         yield from apply_scale_steps(model, factors, mass_kg)
         self.use_model(person_id, model_path, model=model)

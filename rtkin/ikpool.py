@@ -26,7 +26,7 @@ import os
 import signal
 from typing import Iterable
 
-__all__ = ["OFF", "FREE", "RETIRING", "STARTING", "Leases", "background_init"]
+__all__ = ["OFF", "FREE", "RETIRING", "STARTING", "Leases", "background_init", "lower_priority"]
 
 OFF = -2
 FREE = -1
@@ -117,7 +117,13 @@ def background_init(niceness: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="rtkin-parent-watch", daemon=True).start()
+    lower_priority(niceness)
+
+
+def lower_priority(increment: int) -> None:
+    """Raise this process's niceness by ``increment`` (yield the CPU to the latency-critical sync
+    and IK processes on a machine with few cores); normal priority where not permitted."""
     try:
-        os.nice(niceness)
+        os.nice(increment)
     except OSError:  # pragma: no cover - not permitted: normal priority
         pass

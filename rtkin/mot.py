@@ -12,9 +12,14 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["write_mot", "read_mot", "joint_angles_to_mot", "recording_to_mots"]
+__all__ = ["write_mot", "read_mot", "joint_angles_to_mot", "recording_to_mots", "rotational_mask"]
 
-TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
+
+def rotational_mask(names: Sequence[str]) -> list[bool]:
+    """Which coordinates are rotations (rad; written in degrees), not translations (m)."""
+    from .client import coordinate_unit
+
+    return [coordinate_unit(n) == "rad" for n in names]
 
 
 def write_mot(path: str | os.PathLike, time_s: np.ndarray, names: Sequence[str], values: np.ndarray,
@@ -82,12 +87,11 @@ def recording_to_mots(recording: str | os.PathLike, out_dir: str | os.PathLike, 
     track id with at least ``min_frames`` frames; shorter tracks are fragments). Time 0 is the
     first JointAngles of the session, so the files of one session share a time axis."""
     from .messages import JointAngles
-    from .recording import OUTPUT, RecordingReader
+    from .recording import recorded_outputs
 
     by_person: dict[int, list] = {}
-    for r in RecordingReader(recording):
-        if r.kind == OUTPUT and isinstance(r.message, JointAngles):
-            by_person.setdefault(int(r.message.person_id), []).append(r.message)
+    for ja in recorded_outputs(recording, JointAngles):
+        by_person.setdefault(int(ja.person_id), []).append(ja)
     if not by_person:
         return []
     t0 = min(m[0].time_ns for m in by_person.values())
@@ -96,6 +100,6 @@ def recording_to_mots(recording: str | os.PathLike, out_dir: str | os.PathLike, 
         if len(msgs) < min_frames:
             continue
         msgs.sort(key=lambda m: m.time_ns)
-        rot = [n not in TRANSLATIONS for n in msgs[0].names]
-        out.append(joint_angles_to_mot(Path(out_dir) / f"{name}_person{pid}.mot", msgs, rot, t0_ns=t0))
+        out.append(joint_angles_to_mot(Path(out_dir) / f"{name}_person{pid}.mot", msgs, rotational_mask(msgs[0].names),
+                                       t0_ns=t0))
     return out

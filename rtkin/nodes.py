@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import zmq
 
 from .config import RunConfig
+from .ikpool import lower_priority
 
 __all__ = ["NodeContext", "sync_node", "recorder_node", "source_node", "load_rig"]
 
@@ -74,14 +75,6 @@ def load_rig(cfg: RunConfig):
 
     rig = load_calib(cfg.path(cfg.rig.calibration)) if cfg.rig.calibration else virtual.demo_rig()
     return rig.subset(cfg.rig.cameras) if cfg.rig.cameras else rig
-
-
-def _lower_priority(increment: int) -> None:
-    """Be nicer to the latency-critical processes (sync, IK) on a machine with few cores."""
-    try:
-        os.nice(increment)
-    except OSError:  # pragma: no cover - not permitted: run at normal priority
-        pass
 
 
 def _quiet_gc() -> None:
@@ -387,7 +380,7 @@ def recorder_node(cfg: RunConfig, ctx: NodeContext) -> None:
     counts = {"inputs": 0, "outputs": 0}
     writer = RecordingWriter(path, meta, flush_interval_s=0.1, overwrite=True)
     rx.settle(0.2)  # let the subscription reach the publisher before declaring ready
-    _lower_priority(RECORDER_NICE)
+    lower_priority(RECORDER_NICE)
     ctx.ready.set()
     try:
         while True:
@@ -436,7 +429,7 @@ def source_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
             frames = openpose_frames(src.openpose, cfg.path(src.openpose.root), camera, cfg.rig.skeleton, src.fps_hz)
         else:
             raise ValueError(f"unknown source kind {src.kind!r}")
-        _lower_priority(SOURCE_NICE)
+        lower_priority(SOURCE_NICE)
         ctx.ready.set()
         while not ctx.go.wait(0.1):
             if stop():
@@ -549,7 +542,7 @@ def capture_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
             preview = Publisher(zctx, cap.preview_endpoint.format(port=cap.preview_port + index, index=index, camera=camera),
                                 bind=True, sndhwm=4)
         tx.settle(0.2)
-        _lower_priority(SOURCE_NICE)
+        lower_priority(SOURCE_NICE)
         ctx.ready.set()
         while not ctx.go.wait(0.1):
             if stop():

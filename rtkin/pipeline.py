@@ -61,6 +61,14 @@ class Pipeline:
     def flush(self) -> list[Skeleton3D]:
         return self._reconstruct(self.sync.flush())
 
+    def run(self, events) -> list[Skeleton3D]:
+        """Every ``(recv_ns, frame)`` of ``events`` pushed in order, then the end of the stream:
+        all the Skeleton3D outputs (offline use of the live stage: tests, benchmarks)."""
+        out: list[Skeleton3D] = []
+        for recv_ns, frame in events:
+            out += self.push(frame, recv_ns)
+        return out + self.flush()
+
     def _reconstruct(self, framesets) -> list[Skeleton3D]:
         out = []
         self.last_arrival_ns = []

@@ -53,6 +53,7 @@ __all__ = [
     "RecordingReader",
     "RecordingWriter",
     "read_all",
+    "recorded_outputs",
 ]
 
 MAGIC = b"RTKREC1\n"
@@ -414,3 +415,11 @@ def read_all(
     """
     reader = RecordingReader(path, limits)
     return reader.meta, list(reader)
+
+
+def recorded_outputs(path: str | os.PathLike, kind=None) -> list:
+    """Outputs recorded live, in order (Skeleton3D by default; ``kind=JointAngles`` for angles)."""
+    from rtkin.messages import Skeleton3D
+
+    kind = kind or Skeleton3D
+    return [r.message for r in RecordingReader(path) if r.kind == OUTPUT and isinstance(r.message, kind)]

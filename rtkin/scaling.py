@@ -45,7 +45,7 @@ import numpy as np
 
 from . import assets
 from .frames import WORLD_FROM_OSIM
-from .ik import load_with_markers
+from .ik import _template_model, load_with_markers
 from .messages import Skeleton3D
 from .skeletons import Skeleton, get_skeleton
 
@@ -315,16 +315,33 @@ def _neutral_values(model) -> dict[str, float]:
     return out
 
 
-def _scale_set(factors: Mapping[str, float]):
+def _uniform_scales(model, factors: Mapping[str, float]) -> list:
+    """One OpenSim ``Scale`` (uniform factor) per body of ``factors`` that ``model`` has."""
     osim = _osim()
-    ss = osim.ScaleSet()
+    bodies = model.getBodySet()
+    out = []
     for body, f in factors.items():
-        sc = osim.Scale()
-        sc.setSegmentName(body)
-        sc.setScaleFactors(osim.Vec3(float(f), float(f), float(f)))
-        sc.setApply(True)
+        if bodies.contains(body):
+            sc = osim.Scale()
+            sc.setSegmentName(body)
+            sc.setScaleFactors(osim.Vec3(float(f), float(f), float(f)))
+            sc.setApply(True)
+            out.append(sc)
+    return out
+
+
+def _scale_set(model, factors: Mapping[str, float]):
+    """OpenSim ``ScaleSet`` of uniform ``factors`` for the bodies ``model`` has (others ignored)."""
+    ss = _osim().ScaleSet()
+    for sc in _uniform_scales(model, factors):
         ss.cloneAndAppend(sc)
     return ss
+
+
+def _final_mass(mass_kg: float | None) -> tuple[bool, float]:
+    """(preserve the mass distribution, final total mass or -1) as OpenSim's scalers take them."""
+    preserve = mass_kg is not None and mass_kg > 0
+    return preserve, float(mass_kg) if preserve else -1.0
 
 
 def _apply_scale(model, factors: Mapping[str, float], mass_kg: float | None = None):
@@ -341,23 +358,17 @@ def _scale_tool_manual(model, factors: Mapping[str, float], mass_kg: float | Non
     a test checks both give the same model."""
     osim = _osim()
     model.initSystem()
-    bodies = model.getBodySet()
     scaler = osim.ModelScaler()
     scaler.setApply(True)
     order = osim.ArrayStr()
     order.append("manualScale")
     scaler.setScalingOrder(order)
-    for body, f in factors.items():
-        if bodies.contains(body):
-            sc = osim.Scale()
-            sc.setSegmentName(body)
-            sc.setScaleFactors(osim.Vec3(float(f), float(f), float(f)))
-            sc.setApply(True)
-            scaler.addScale(sc)
-    preserve = mass_kg is not None and mass_kg > 0
+    for sc in _uniform_scales(model, factors):
+        scaler.addScale(sc)
+    preserve, mass = _final_mass(mass_kg)
     scaler.setPreserveMassDist(preserve)
     scaler.setPrintResultFiles(False)
-    if not scaler.processModel(model, "", float(mass_kg) if preserve else -1.0):
+    if not scaler.processModel(model, "", mass):
         raise RuntimeError("OpenSim ModelScaler (manual scale factors) failed")
     model.initSystem()
 
@@ -367,10 +378,7 @@ def apply_scale_steps(model, factors: Mapping[str, float], mass_kg: float | None
     live loop that spreads the work over frame gaps. The caller calls ``initSystem`` after."""
     state = model.initSystem()
     yield
-    bodies = model.getBodySet()
-    known = {b: f for b, f in factors.items() if bodies.contains(b)}
-    preserve = mass_kg is not None and mass_kg > 0
-    if not model.scale(state, _scale_set(known), preserve, float(mass_kg) if preserve else -1.0):
+    if not model.scale(state, _scale_set(model, factors), *_final_mass(mass_kg)):
         raise RuntimeError("OpenSim Model.scale failed")
     yield
 
@@ -407,10 +415,7 @@ def model_segment_lengths(model_path: str | Path | None = None, skeleton: str | 
         factors: body -> scale factor applied in memory first (default: none).
     """
     sk = _skeleton(skeleton)
-    model = load_with_markers(model_path or assets.model_path(), sk)
-    state = _apply_scale(model, factors) if factors else model.initSystem()
-    pts = _marker_points(model, state, sk, _neutral_values(model))
-    return {s: float(d) for s, d in _distances(pts, sk.keypoints).items()}
+    return _neutral_lengths(load_with_markers(model_path or assets.model_path(), sk), sk, factors)
 
 
 # ============================================================================ factors
@@ -444,9 +449,7 @@ def model_stature(model_path: str | Path | None = None, factors: Mapping[str, fl
     """Standing height of a model (scaled in memory by ``factors``), m: the crown marker over the
     lowest foot marker in the neutral pose (HALPE_26 markers, whatever the keypoint skeleton)."""
     sk = get_skeleton("HALPE_26")
-    model = load_with_markers(model_path or assets.model_path(), sk)
-    state = _apply_scale(model, factors) if factors else model.initSystem()
-    pts = _marker_points(model, state, sk, _neutral_values(model))
+    pts = _neutral_points(_template_model(Path(model_path or assets.model_path()), sk), sk, factors)
     idx = sk.indices([_STATURE_TOP, *_STATURE_FEET])
     return float(pts[idx[0], 1] - np.nanmin(pts[idx[1:], 1]))
 
@@ -501,10 +504,16 @@ def scale_factors(points: np.ndarray, skeleton: str | Skeleton = "HALPE_26",
                          tuple(warnings))
 
 
-def _neutral_lengths(generic_model, sk: Skeleton, factors: Mapping[str, float]) -> dict[str, float]:
+def _neutral_points(generic_model, sk: Skeleton, factors: Mapping[str, float] | None) -> np.ndarray:
+    """(K, 3) the skeleton's markers in the neutral pose, OpenSim ground m, on a copy of
+    ``generic_model`` (unscaled, with the skeleton's markers; not modified) scaled by ``factors``."""
     model = generic_model.clone()
-    state = _apply_scale(model, factors)
-    pts = _marker_points(model, state, sk, _neutral_values(model))
+    state = _apply_scale(model, factors) if factors else model.initSystem()
+    return _marker_points(model, state, sk, _neutral_values(model))
+
+
+def _neutral_lengths(generic_model, sk: Skeleton, factors: Mapping[str, float] | None) -> dict[str, float]:
+    pts = _neutral_points(generic_model, sk, factors)
     return {s: float(d) for s, d in _distances(pts, sk.keypoints).items()}
 
 

@@ -126,45 +126,54 @@ class Receiver:
 
     def recv(self, timeout_ms: int) -> Received | None:
         """Next message within ``timeout_ms`` (None on timeout or on a malformed message)."""
-        if not self.socket.poll(timeout_ms):
-            return None
-        frames = self.socket.recv_multipart(copy=False)
-        return self.parse(frames)
+        frames = self._next(timeout_ms)
+        return None if frames is None else self.parse(frames)
 
     def recv_raw(self, timeout_ms: int):
         """Next message within ``timeout_ms`` as ``(base, seq, stamp_ns, frames)`` without decoding it
         (sequence gaps counted; a bad topic frame counts as malformed and returns None)."""
-        if not self.socket.poll(timeout_ms):
+        frames = self._next(timeout_ms)
+        head = None if frames is None else self._topic(frames)
+        if head is None:
             return None
-        frames = self.socket.recv_multipart(copy=False)
-        self.counters.received += 1
-        try:
-            base, seq, stamp = _parse_topic(bytes(frames[0].buffer))
-        except (ValueError, IndexError, struct.error) as e:
-            self.counters.malformed += 1
-            self.last_error = str(e)
-            return None
-        if len(frames) < 2:
-            self.counters.malformed += 1
-            self.last_error = "no header frame"
-            return None
-        self._count_gap(base, seq)
-        return base, seq, stamp, frames
+        self._count_gap(head[0], head[1])
+        return (*head, frames)
 
     def parse(self, frames) -> Received | None:
-        self.counters.received += 1
+        head = self._topic(frames)
+        if head is None:
+            return None
+        base, seq, stamp = head
         try:
-            base, seq, stamp = _parse_topic(bytes(frames[0].buffer if hasattr(frames[0], "buffer") else frames[0]))
             if base.startswith(STATUS_TOPIC):
-                msg = msgpack.unpackb(bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1]), raw=False)
+                msg = msgpack.unpackb(_bytes(frames[1]), raw=False)
             else:
                 msg = decode(frames, self.limits)
         except (DecodeError, ValueError, TypeError, IndexError) as e:  # msgpack errors are ValueErrors
-            self.counters.malformed += 1
-            self.last_error = str(e)
-            return None
+            return self._malformed(e)
         self._count_gap(base, seq)
         return Received(base, seq, stamp, msg)
+
+    def _next(self, timeout_ms: int):
+        """The next multipart message's frames within ``timeout_ms``, or None."""
+        if not self.socket.poll(timeout_ms):
+            return None
+        return self.socket.recv_multipart(copy=False)
+
+    def _topic(self, frames) -> tuple[bytes, int, int | None] | None:
+        """Count one received message; its topic ``(base, seq, stamp)``, or None (malformed)."""
+        self.counters.received += 1
+        try:
+            if len(frames) < 2:
+                raise ValueError("no header frame")
+            return _parse_topic(_bytes(frames[0]))
+        except (ValueError, TypeError, IndexError) as e:
+            return self._malformed(e)
+
+    def _malformed(self, error: Exception) -> None:
+        self.counters.malformed += 1
+        self.last_error = str(error)
+        return None
 
     def _count_gap(self, base: bytes, seq: int) -> None:
         last = self._last_seq.get(base)
@@ -191,6 +200,11 @@ def settle(*sockets: zmq.Socket, seconds: float = 0.2) -> None:
         if time.monotonic() >= end:
             break
         time.sleep(0.005)
+
+
+def _bytes(frame) -> bytes:
+    """A received frame (``zmq.Frame`` or bytes-like) as bytes."""
+    return bytes(frame.buffer if hasattr(frame, "buffer") else frame)
 
 
 def _parse_topic(topic: bytes) -> tuple[bytes, int, int | None]:

@@ -313,11 +313,7 @@ def live(demo_rig, truth):
     5 % dropouts, One-Euro filter), then IKStage."""
     cs = virtual.CorruptionSettings(noise_px=3.0, outlier_rate=0.02, dropout_rate=0.05)
     views = virtual.render_views(demo_rig, truth, corruption=cs, seed=11)
-    pipe = Pipeline(demo_rig, "HALPE_26", clock_ns=None)
-    sks = []
-    for recv, frame in virtual.arrival_order(views, seed=2):
-        sks += pipe.push(frame, recv)
-    sks += pipe.flush()
+    sks = Pipeline(demo_rig, "HALPE_26", clock_ns=None).run(virtual.arrival_order(views, seed=2))
     stage = IKStage()
     frames, outs = [], []
     for sk in sks:

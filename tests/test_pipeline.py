@@ -20,13 +20,6 @@ from rtkin.sources import openpose_frames
 PERIOD = 1e9 / 60
 
 
-def _run(pipe, events):
-    out = []
-    for recv, f in events:
-        out += pipe.push(f, recv)
-    return out + pipe.flush()
-
-
 def _frame_of(sk, t0_ns):
     return int(round((sk.time_ns - t0_ns) / PERIOD))
 
@@ -40,7 +33,7 @@ def live_single(demo_rig, subject):
     assert {c for c in range(4) if any(1 in ids for ids in views.identity[c])} == {0, 1}  # cam01, cam02
     events = virtual.arrival_order(views, seed=2)
     pipe = Pipeline(demo_rig, "HALPE_26", clock_ns=None)
-    return views, events, _run(pipe, events), pipe
+    return views, events, pipe.run(events), pipe
 
 
 def test_live_single_person_accuracy_and_identity(live_single):
@@ -64,7 +57,7 @@ def test_three_people_in_a_ring_keep_their_ids():
     views = virtual.render_views(rig, people, corruption=cs, seed=1)
     pipe = Pipeline(rig, "HALPE_26", reconstruction=ReconstructionSettings(association=AssociationSettings(mode="multi")),
                     clock_ns=None)
-    outs = _run(pipe, virtual.arrival_order(views))
+    outs = pipe.run(virtual.arrival_order(views))
     owner: dict[int, set[int]] = {}
     errs = []
     for sk in outs:
@@ -88,7 +81,7 @@ def test_real_demo_keypoints_through_the_openpose_source(demo_rig, demo_keypoint
     events = sorted(((f.capture_ns + 1_000_000 + 1000 * i, f) for i, c in enumerate(demo_rig.names) for f in frames[c]),
                     key=lambda e: e[0])
     pipe = Pipeline(demo_rig, "COCO_17", clock_ns=None)
-    outs = _run(pipe, events)
+    outs = pipe.run(events)
     assert len(outs) == 100
     with_subject = [sk for sk in outs if sk.n_people == 1]
     assert len(with_subject) >= 95

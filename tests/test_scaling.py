@@ -124,11 +124,7 @@ def live_skeletons(scaled_truth):
     rig = virtual.demo_rig()
     cs = virtual.CorruptionSettings(noise_px=3.0, outlier_rate=0.02, dropout_rate=0.05)
     views = virtual.render_views(rig, scaled_truth, corruption=cs, seed=11)
-    pipe = Pipeline(rig, "HALPE_26", clock_ns=None)
-    sks = []
-    for recv, frame in virtual.arrival_order(views, seed=2):
-        sks += pipe.push(frame, recv)
-    return sks + pipe.flush()
+    return Pipeline(rig, "HALPE_26", clock_ns=None).run(virtual.arrival_order(views, seed=2))
 
 
 def test_live_pipeline_scaling(live_skeletons, tmp_path):
