@@ -37,10 +37,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # Pose2Sim's filtering imports matpl
 
 import numpy as np
 
-from rtkin import assets, virtual
-from rtkin.calibration import write_calib_toml
-from rtkin.ik import IKSettings, IKStage
-from rtkin.pipeline import Pipeline
+from rtkin.core import assets
+
+from rtkin.sim import virtual
+from rtkin.core.calibration import write_calib_toml
+from rtkin.kinematics.ik import IKSettings, IKStage
+from rtkin.reconstruct.pipeline import Pipeline
 
 FPS = 60.0
 TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")

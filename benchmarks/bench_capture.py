@@ -1,6 +1,6 @@
 """Capture cost per 1080p frame: decode, pre-processing, inference, post-processing, publish.
 
-Runs the real capture path (rtkin.capture video source -> rtkin.pose.PoseEstimator -> KeypointFrame
+Runs the real capture path (rtkin.capture.sources video source -> rtkin.capture.rtmpose.PoseEstimator -> KeypointFrame
 -> ZeroMQ publish) on the Pose2Sim demo video cam01 (1080x1920, 60 fps), one process, CPU:
 
 - with small generated ONNX models that have RTMPose's and a YOLOX detector's signatures (inference
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from rtkin import assets
-from rtkin.capture import open_source
-from rtkin.messages import KeypointFrame
-from rtkin.pose import ModelNotAvailableError, PoseEstimator, model_spec
-from rtkin.transport import Publisher
+from rtkin.core import assets
+from rtkin.capture.sources import open_source
+from rtkin.core.messages import KeypointFrame
+from rtkin.capture.rtmpose import ModelNotAvailableError, PoseEstimator, model_spec
+from rtkin.runtime.transport import Publisher
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 

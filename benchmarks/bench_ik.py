@@ -33,9 +33,9 @@ import time
 
 import numpy as np
 
-from rtkin import virtual
-from rtkin.ik import IKSettings, IKSolver, IKStage
-from rtkin.pipeline import Pipeline
+from rtkin.sim import virtual
+from rtkin.kinematics.ik import IKSettings, IKSolver, IKStage
+from rtkin.reconstruct.pipeline import Pipeline
 
 FPS = 60.0
 #: coordinate -> column label of the RMSE table
@@ -93,7 +93,7 @@ def _e2e(seconds: float, scaling: bool, recorder: bool = True) -> None:
     import tempfile
 
     from rtkin.demo import synthetic_config
-    from rtkin.runner import Runner
+    from rtkin.runtime.runner import Runner
 
     with tempfile.TemporaryDirectory(prefix="rtkin_bench_e2e_") as tmp:
         cfg = synthetic_config(tmp, duration_s=seconds, bystander=False)
@@ -121,9 +121,9 @@ def _e2e_people(seconds: float, people: int = 4, fps: float = 30.0) -> None:
     import tempfile
     from pathlib import Path
 
-    from rtkin.calibration import write_calib_toml
+    from rtkin.core.calibration import write_calib_toml
     from rtkin.demo import synthetic_config
-    from rtkin.runner import Runner
+    from rtkin.runtime.runner import Runner
 
     with tempfile.TemporaryDirectory(prefix="rtkin_bench_e2e_") as tmp:
         write_calib_toml(virtual.ring_rig(4), Path(tmp) / "Calib.toml")

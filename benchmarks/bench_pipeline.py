@@ -23,10 +23,10 @@ import time
 
 import numpy as np
 
-from rtkin import virtual
-from rtkin.association import AssociationSettings
-from rtkin.config import ReconstructionSettings
-from rtkin.pipeline import Pipeline
+from rtkin.sim import virtual
+from rtkin.reconstruct.association import AssociationSettings
+from rtkin.runtime.config import ReconstructionSettings
+from rtkin.reconstruct.pipeline import Pipeline
 
 
 def _measure(rig, subjects, mode, seed=1):
@@ -61,7 +61,7 @@ def _row(label, per_fs, n_fs, wall):
 
 def _live(seconds: float) -> None:
     from rtkin.demo import synthetic_config
-    from rtkin.runner import Runner
+    from rtkin.runtime.runner import Runner
 
     with tempfile.TemporaryDirectory() as d:
         cfg = synthetic_config(d, duration_s=seconds, realtime=True, bystander=True)

@@ -23,10 +23,10 @@ import tempfile
 import numpy as np
 import zmq
 
-from rtkin.config import angles_endpoints
-from rtkin.dashboard import Dashboard
+from rtkin.runtime.config import angles_endpoints
+from rtkin.clients.dashboard import Dashboard
 from rtkin.demo import synthetic_config
-from rtkin.runner import Runner
+from rtkin.runtime.runner import Runner
 
 
 def _run(seconds: float, stuck: bool) -> dict[str, np.ndarray]:

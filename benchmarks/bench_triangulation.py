@@ -23,8 +23,8 @@ logging.disable(logging.WARNING)  # Pose2Sim logs a GUI-backend warning on impor
 from Pose2Sim.common import weighted_triangulation  # noqa: E402
 from Pose2Sim.triangulation import triangulation_from_best_cameras  # noqa: E402
 
-from rtkin import virtual  # noqa: E402
-from rtkin.triangulation import TriangulationSettings, Triangulator  # noqa: E402
+from rtkin.sim import virtual  # noqa: E402
+from rtkin.reconstruct.triangulation import TriangulationSettings, Triangulator  # noqa: E402
 
 P2S_CONFIG = {"triangulation": {"reproj_error_threshold_triangulation": 15, "min_cameras_for_triangulation": 2,
                                 "handle_LR_swap": False, "undistort_points": False}}

@@ -7,6 +7,6 @@ image, extrinsics world->camera (``X_cam = R X_world + t``), cameras by name in 
 
 __version__ = "0.1.0"
 
-from .client import Subscriber  # noqa: E402,F401  (typed subscriber for client programs)
+from rtkin.clients.subscriber import Subscriber  # noqa: E402,F401  (typed subscriber for client programs)
 
 __all__ = ["Subscriber", "__version__"]

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import __version__
+from rtkin import __version__
 
 __all__ = ["main"]
 
@@ -22,7 +22,7 @@ class CliError(Exception):
 
 
 def _cmd_calib_convert(args: argparse.Namespace) -> int:
-    from .calibration import CalibrationError, read_calib_toml, read_qca, write_calib_toml
+    from rtkin.core.calibration import CalibrationError, read_calib_toml, read_qca, write_calib_toml
 
     src, dst = Path(args.input), Path(args.output)
     if not src.exists():
@@ -48,7 +48,7 @@ def _cmd_calib_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_calib_show(args: argparse.Namespace) -> int:
-    from .calibration import CalibrationError, load_calib
+    from rtkin.core.calibration import CalibrationError, load_calib
 
     try:
         rig = load_calib(args.file)
@@ -68,7 +68,7 @@ def _cmd_calib_show(args: argparse.Namespace) -> int:
 
 def _parse_board(spec: str):
     """``checkerboard:COLSxROWS:SQUARE_M`` (inner corners) or ``charuco:COLSxROWS:SQUARE_M:MARKER_M[:DICT]``."""
-    from .calib_board import Checkerboard, CharucoBoard
+    from rtkin.calibrate.board import Checkerboard, CharucoBoard
 
     parts = spec.split(":")
     try:
@@ -100,8 +100,8 @@ def _progress(done: int, total: int | None, label: str) -> None:
 
 
 def _cmd_calib_intrinsics(args: argparse.Namespace) -> int:
-    from .calib_board import calibrate_intrinsics, intrinsics_rig
-    from .calibration import CalibrationError, write_calib_toml
+    from rtkin.calibrate.board import calibrate_intrinsics, intrinsics_rig
+    from rtkin.core.calibration import CalibrationError, write_calib_toml
 
     board = _parse_board(args.board)
     cams = _parse_cameras(args.camera)
@@ -130,7 +130,7 @@ def _check_output(path: str, force: bool) -> None:
 
 
 def _load_intrinsics(path: str):
-    from .calibration import CalibrationError, load_calib
+    from rtkin.core.calibration import CalibrationError, load_calib
 
     try:
         return load_calib(path)
@@ -139,7 +139,7 @@ def _load_intrinsics(path: str):
 
 
 def _cmd_calib_extrinsics(args: argparse.Namespace) -> int:
-    from .calibration import CalibrationError, write_calib_toml
+    from rtkin.core.calibration import CalibrationError, write_calib_toml
 
     if bool(args.board) == bool(args.people):
         raise CliError("give exactly one of --board SPEC (with --camera NAME=IMAGE...) or --people SOURCE")
@@ -147,7 +147,7 @@ def _cmd_calib_extrinsics(args: argparse.Namespace) -> int:
     intr = _load_intrinsics(args.intrinsics)
     try:
         if args.board:
-            from .calib_board import solve_extrinsics_board
+            from rtkin.calibrate.board import solve_extrinsics_board
 
             board = _parse_board(args.board)
             cams = _parse_cameras(args.camera)
@@ -167,12 +167,12 @@ def _cmd_calib_extrinsics(args: argparse.Namespace) -> int:
 def _people_extrinsics(args, intr):
     """Extrinsics from a person moving: OpenPose-JSON folders (``{camera}_json``), one per camera.
 
-    Views that also see bystanders are resolved by :func:`rtkin.calib_people.select_subject`
+    Views that also see bystanders are resolved by :func:`rtkin.calibrate.people.select_subject`
     (cameras that see only the subject anchor it; no extrinsics needed).
     """
-    from .calib_people import NotEnoughDataError, calibrate_from_people, select_subject
-    from .openpose import read_openpose_folder
-    from .skeletons import get_skeleton
+    from rtkin.calibrate.people import NotEnoughDataError, calibrate_from_people, select_subject
+    from rtkin.io.openpose import read_openpose_folder
+    from rtkin.core.skeletons import get_skeleton
 
     src = Path(args.people)
     cams = list(intr.names)
@@ -200,9 +200,9 @@ def _people_extrinsics(args, intr):
 
 def _recording_detections(path: Path, cams: list[str], skeleton: str, empty):
     """Per camera, per synchronised slot: the 2D detections of a recording (any number of people)."""
-    from .messages import KeypointFrame
-    from .recording import INPUT, RecordingError, RecordingReader
-    from .sync import SyncSettings, Synchronizer
+    from rtkin.core.messages import KeypointFrame
+    from rtkin.io.recording import INPUT, RecordingError, RecordingReader
+    from rtkin.reconstruct.sync import SyncSettings, Synchronizer
 
     try:
         reader = RecordingReader(path)
@@ -225,9 +225,9 @@ def _recording_detections(path: Path, cams: list[str], skeleton: str, empty):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
+    from rtkin.runtime.config import ConfigError, load_config
     from .demo import format_summary
-    from .runner import Runner
+    from rtkin.runtime.runner import Runner
 
     try:
         cfg = load_config(args.config)
@@ -239,8 +239,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(format_summary({"reports": result.reports, "errors": result.errors}))
     rec = cfg.recording_path()
     if cfg.ik.enabled and cfg.recording.enabled and cfg.recording.outputs and rec.is_file():
-        from .mot import recording_to_mots
-        from .recording import RecordingError
+        from rtkin.io.mot import recording_to_mots
+        from rtkin.io.recording import RecordingError
 
         try:
             for path in recording_to_mots(rec, rec.parent, cfg.run.name):
@@ -251,8 +251,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from .recording import RecordingError
-    from .replay import replay
+    from rtkin.io.recording import RecordingError
+    from rtkin.offline.replay import replay
 
     path = Path(args.recording)
     if not path.is_file():
@@ -261,7 +261,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if args.publish:
         import zmq
 
-        from .transport import Publisher
+        from rtkin.runtime.transport import Publisher
 
         publisher = Publisher(zmq.Context.instance(), args.publish, bind=True)
     try:
@@ -277,7 +277,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         if t.get("n"):
             print(f"stage {stage:<12} p50 {t['p50']:.3f} ms  p99 {t['p99']:.3f} ms")
     if args.trc and res.outputs:
-        from .trc import skeleton3d_to_trc
+        from rtkin.io.trc import skeleton3d_to_trc
 
         pid = next((int(sk.person_ids[0]) for sk in res.outputs if sk.n_people), None)
         if pid is not None:
@@ -287,8 +287,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
-    from .config import ConfigError, angles_endpoints, load_config
-    from .dashboard import parse_target, serve_dashboard
+    from rtkin.runtime.config import ConfigError, angles_endpoints, load_config
+    from rtkin.clients.dashboard import parse_target, serve_dashboard
 
     try:
         targets = dict(parse_target(t) for t in args.target or [])
@@ -297,7 +297,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
             sk, ja = cfg.transport.outputs, angles_endpoints(cfg)
             targets = {**{n: (lo, hi) for n, lo, hi in cfg.view.targets}, **targets}
         else:
-            from .client import DEFAULT_ANGLES_ENDPOINTS
+            from rtkin.clients.subscriber import DEFAULT_ANGLES_ENDPOINTS
 
             sk, ja = args.endpoint, args.angles or list(DEFAULT_ANGLES_ENDPOINTS)
         return serve_dashboard(sk, ja, host=args.host, port=args.port, window_s=args.window, targets=targets)
@@ -313,7 +313,7 @@ class _View:
     def __init__(self, cfg, enabled: bool, port: int | None = None):
         self.dash = None
         if enabled:
-            from .dashboard import Dashboard
+            from rtkin.clients.dashboard import Dashboard
 
             try:
                 self.dash = Dashboard.from_config(cfg, **({"port": port} if port else {})).start()
@@ -330,7 +330,7 @@ class _View:
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
-    from .watch import watch
+    from rtkin.clients.watch import watch
 
     try:
         counters = watch(args.endpoint or None, coordinates=args.coordinate, refresh_hz=args.refresh, person_ids=args.person)
@@ -350,7 +350,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         with _View(cfg, args.view, args.view_port):
             result, summary = run_synthetic_demo(cfg)
     else:
-        from .pose import ModelNotAvailableError
+        from rtkin.capture.rtmpose import ModelNotAvailableError
 
         cfg = video_config(args.output, realtime=args.realtime, pose_model=args.pose_model or "",
                            det_model=args.det_model or "", mode=args.mode, providers=tuple(args.provider or ()))

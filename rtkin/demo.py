@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import CaptureSettings, RecordingSettings, RunConfig, RunSettings, VirtualSourceSettings
-from .recording import recorded_outputs
-from .runner import Runner, RunResult
+from rtkin.runtime.config import CaptureSettings, RecordingSettings, RunConfig, RunSettings, VirtualSourceSettings
+from rtkin.io.recording import recorded_outputs
+from rtkin.runtime.runner import Runner, RunResult
 
 __all__ = ["synthetic_config", "run_synthetic_demo", "error_vs_truth"]
 
@@ -48,8 +48,8 @@ def video_config(output_dir: str | Path, realtime: bool = False, pose_model: str
 
 def _angles_summary(rec: Path, cfg: RunConfig, t0_ns: int, motion=None) -> dict:
     """JointAngles of the first person: MOT export, and RMSE against the truth when given."""
-    from .messages import JointAngles
-    from .mot import joint_angles_to_mot, rotational_mask
+    from rtkin.core.messages import JointAngles
+    from rtkin.io.mot import joint_angles_to_mot, rotational_mask
 
     angles = recorded_outputs(rec, JointAngles)
     if not angles:
@@ -67,7 +67,7 @@ def _angles_summary(rec: Path, cfg: RunConfig, t0_ns: int, motion=None) -> dict:
 
 def run_video_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
     """Run the demo videos through the whole chain; summary and TRC export."""
-    from .trc import skeleton3d_to_trc
+    from rtkin.io.trc import skeleton3d_to_trc
 
     runner = Runner(cfg, log=log)
     log(f"rtkin demo: the Pose2Sim demo videos as {len(runner.rig)} live cameras ({', '.join(runner.rig.names)}), "
@@ -135,8 +135,8 @@ def error_vs_truth(outputs, truth_kp: np.ndarray, t0_ns: int, fps_hz: float) -> 
 
 def run_synthetic_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
     """Run ``cfg`` (a virtual-source config), then summarise against the truth."""
-    from .sources import virtual_scene
-    from .trc import skeleton3d_to_trc
+    from rtkin.capture.keypoints import virtual_scene
+    from rtkin.io.trc import skeleton3d_to_trc
 
     runner = Runner(cfg, log=log)
     v = cfg.source.virtual

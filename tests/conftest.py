@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtkin import virtual
+from rtkin.sim import virtual
 
 SHARED_DATA = Path(os.environ.get("RTKIN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 DEMO_KEYPOINTS = SHARED_DATA / "pose2sim_demo_single_coco17"

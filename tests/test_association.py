@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtkin import virtual
-from rtkin.association import AssociationSettings, Associator, pairwise_epipolar_distance
-from rtkin.tracking import Tracker, TrackingSettings
+from rtkin.sim import virtual
+from rtkin.reconstruct.association import AssociationSettings, Associator, pairwise_epipolar_distance
+from rtkin.reconstruct.tracking import Tracker, TrackingSettings
 
 
 @pytest.fixture(scope="module")

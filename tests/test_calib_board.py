@@ -7,8 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from rtkin import assets, virtual
-from rtkin.calib_board import (
+from rtkin.core import assets
+
+from rtkin.sim import virtual
+from rtkin.calibrate.board import (
     BoardNotFoundError,
     CharucoBoard,
     Checkerboard,
@@ -25,7 +27,7 @@ from rtkin.calib_board import (
     solve_extrinsics_board,
     write_board_image,
 )
-from rtkin.calibration import CalibrationError, Rig, read_calib_toml, rodrigues, rodrigues_inv, write_calib_toml
+from rtkin.core.calibration import CalibrationError, Rig, read_calib_toml, rodrigues, rodrigues_inv, write_calib_toml
 
 DEMO_BOARD = Checkerboard((4, 7), 0.060)  # Pose2Sim demo Config.toml: intrinsics_corners_nb = [4,7], 60 mm
 

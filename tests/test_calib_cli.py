@@ -5,8 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from rtkin import assets, virtual
-from rtkin.calibration import read_calib_toml, write_calib_toml
+from rtkin.core import assets
+
+from rtkin.sim import virtual
+from rtkin.core.calibration import read_calib_toml, write_calib_toml
 from rtkin.cli import main
 
 INTR = assets.demo_dir() / "calibration" / "intrinsics"
@@ -64,9 +66,9 @@ def _intrinsics(tmp_path):
 
 def test_people_extrinsics_from_a_recording(tmp_path, capsys):
     """A recording of the virtual subject (with a bystander in two views) -> a rig close to the truth."""
-    from rtkin.calibration import read_calib_toml as _read
-    from rtkin.calib_people import align_rig
-    from rtkin.recording import INPUT, RecordingWriter
+    from rtkin.core.calibration import read_calib_toml as _read
+    from rtkin.calibrate.people import align_rig
+    from rtkin.io.recording import INPUT, RecordingWriter
 
     rig = virtual.demo_rig()
     s = virtual.simulate_subject(virtual.MotionSettings(duration_s=6.0))

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from scipy.optimize._numdiff import approx_derivative
 
-from rtkin import virtual
-from rtkin import calib_people as cp
-from rtkin.calibration import Rig, rodrigues
-from rtkin.calib_people import (
+from rtkin.sim import virtual
+from rtkin.calibrate import people as cp
+from rtkin.core.calibration import Rig, rodrigues
+from rtkin.calibrate.people import (
     GENERIC_STATURE_M,
     NotEnoughDataError,
     PeopleCalibrationSettings,
@@ -24,9 +24,9 @@ from rtkin.calib_people import (
     select_subject,
     similarity_transform,
 )
-from rtkin.openpose import read_openpose_folder
-from rtkin.skeletons import get_skeleton
-from rtkin.triangulation import Triangulator
+from rtkin.io.openpose import read_openpose_folder
+from rtkin.core.skeletons import get_skeleton
+from rtkin.reconstruct.triangulation import Triangulator
 
 CORRUPTION = virtual.CorruptionSettings(noise_px=3, outlier_rate=0.02, dropout_rate=0.05, swap_rate=0)
 HALPE = get_skeleton("HALPE_26").keypoints

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rtkin import assets
-from rtkin.calibration import (
+from rtkin.core import assets
+from rtkin.core.calibration import (
     CalibrationError,
     Camera,
     Rig,

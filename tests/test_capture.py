@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rtkin import assets
-from rtkin.capture import (
+from rtkin.core import assets
+from rtkin.capture.sources import (
     CaptureError,
     Frame,
     ImageFolderSource,
@@ -412,8 +412,8 @@ def test_fit_to_calibration_policy():
 
 def test_demo_crop_offset_centres_cam02_on_the_native_cameras(demo_rig, demo_keypoints_dir):
     """The measurement behind fit_to_calibration's policy (numbers in its docstring)."""
-    from rtkin.openpose import read_openpose_folder
-    from rtkin.triangulation import TriangulationSettings, Triangulator
+    from rtkin.io.openpose import read_openpose_folder
+    from rtkin.reconstruct.triangulation import TriangulationSettings, Triangulator
 
     data = {c: read_openpose_folder(demo_keypoints_dir / f"{c}_json", 17) for c in ("cam02", "cam03", "cam04")}
     two = Triangulator(demo_rig.subset(["cam03", "cam04"]), TriangulationSettings(max_error_px=1e9,

@@ -17,11 +17,11 @@ import pytest
 import zmq
 
 from rtkin.cli import main
-from rtkin.config import CaptureSettings, RunConfig, RunSettings, SourceSettings, SyncSettings, TransportSettings
-from rtkin.messages import KeypointFrame
-from rtkin.recording import INPUT, RecordingReader
-from rtkin.runner import Runner
-from rtkin.transport import Receiver, settle
+from rtkin.runtime.config import CaptureSettings, RunConfig, RunSettings, SourceSettings, SyncSettings, TransportSettings
+from rtkin.core.messages import KeypointFrame
+from rtkin.io.recording import INPUT, RecordingReader
+from rtkin.runtime.runner import Runner
+from rtkin.runtime.transport import Receiver, settle
 
 from onnx_models import make_detector_model, make_rtmpose_model
 
@@ -97,7 +97,7 @@ def test_capture_nodes_on_the_demo_videos_feed_the_sync(tmp_path, models):
 @pytest.fixture(scope="module")
 def image_folders(tmp_path_factory):
     """20 real frames of each demo video as JPEG folders (lighter to play live than 60 fps video)."""
-    from rtkin import assets
+    from rtkin.core import assets
 
     root = tmp_path_factory.mktemp("frames")
     for cam, video in assets.demo_videos().items():

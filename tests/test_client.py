@@ -1,4 +1,4 @@
-"""rtkin.client.Subscriber, the plain wire-format example, the LSL bridge and the watch table."""
+"""rtkin.clients.subscriber.Subscriber, the plain wire-format example, the LSL bridge and the watch table."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import zmq
 
-from rtkin.client import Subscriber, coordinate_unit
-from rtkin.codec import encode
-from rtkin.messages import AngleFlag, JointAngles, Skeleton3D
-from rtkin.transport import Publisher
+from rtkin.clients.subscriber import Subscriber, coordinate_unit
+from rtkin.core.codec import encode
+from rtkin.core.messages import AngleFlag, JointAngles, Skeleton3D
+from rtkin.runtime.transport import Publisher
 
 NAMES = ("pelvis_tx", "hip_flexion_r", "knee_angle_r")
 
@@ -173,7 +173,7 @@ def test_wire_format_example_decodes_rtkin_messages(ctx, endpoints):
         sock.setsockopt(zmq.SUBSCRIBE, t)
     sock.connect(endpoints[0])
     pub.settle(0.2)
-    from rtkin.transport import settle
+    from rtkin.runtime.transport import settle
 
     settle(sock, seconds=0.05)
     pub.send(a, stamp_ns=123)
@@ -218,7 +218,7 @@ def _channels(info):
 
 def test_lsl_clock_is_monotonic():
     pylsl = _pylsl()
-    from rtkin.lsl import clock_offset_s
+    from rtkin.clients.lsl import clock_offset_s
 
     if sys.platform.startswith("linux"):
         assert abs(clock_offset_s(pylsl)) < 1e-3
@@ -228,7 +228,7 @@ def test_lsl_clock_is_monotonic():
 
 def test_lsl_round_trip():
     pylsl = _pylsl()
-    from rtkin.lsl import LSLOutlet
+    from rtkin.clients.lsl import LSLOutlet
 
     person = 900 + (time.monotonic_ns() % 1000)  # unique stream per run
     out = LSLOutlet(NAMES, person_id=person, rate_hz=60.0, units="deg")
@@ -265,7 +265,7 @@ def test_lsl_round_trip():
 
 def test_lsl_bridge(ctx, endpoints):
     pylsl = _pylsl()
-    from rtkin.lsl import run_lsl_bridge
+    from rtkin.clients.lsl import run_lsl_bridge
 
     person = 1900 + (time.monotonic_ns() % 1000)
     pub = _pub(ctx, endpoints[0])
@@ -302,7 +302,7 @@ def test_watch_table_rendering():
     pytest.importorskip("rich")
     from rich.console import Console
 
-    from rtkin.watch import format_flags, render_table
+    from rtkin.clients.watch import format_flags, render_table
 
     a, b = ja(person=1), ja(person=4, values=(1.25, 0.0, np.pi / 2))
     table = render_table({4: b, 1: a}, latency_ms={1: 12.0}, now_ns=b.capture_ns + 30_000_000)
@@ -332,7 +332,7 @@ def test_watch_table_rendering():
 
 def test_watch_runs_for_a_duration(ctx, endpoints):
     pytest.importorskip("rich")
-    from rtkin.watch import watch
+    from rtkin.clients.watch import watch
 
     pub = _pub(ctx, endpoints[0])
     stop = threading.Event()
@@ -358,7 +358,8 @@ def test_coordinate_unit():
 
 
 def test_missing_optional_dependencies_say_how_to_install(monkeypatch):
-    from rtkin import lsl, watch
+    from rtkin.clients import lsl
+    from rtkin.clients import watch
 
     monkeypatch.setitem(sys.modules, "pylsl", None)  # import pylsl -> ImportError
     with pytest.raises(ImportError, match=r"pip install rtkin\[lsl\]"):
@@ -370,8 +371,8 @@ def test_missing_optional_dependencies_say_how_to_install(monkeypatch):
 
 def test_default_endpoints_cover_every_ik_worker_slot():
     """One IK worker per person, in any free slot: the client defaults must reach all of them."""
-    from rtkin.client import DEFAULT_ANGLES_ENDPOINTS, DEFAULT_ENDPOINTS
-    from rtkin.config import RunConfig, angles_endpoints
+    from rtkin.clients.subscriber import DEFAULT_ANGLES_ENDPOINTS, DEFAULT_ENDPOINTS
+    from rtkin.runtime.config import RunConfig, angles_endpoints
 
     cfg = RunConfig()
     assert list(DEFAULT_ANGLES_ENDPOINTS) == angles_endpoints(cfg)

@@ -1,4 +1,4 @@
-"""Wire format (rtkin.codec): round trips, malformed input, limits and fuzzing."""
+"""Wire format (rtkin.core.codec): round trips, malformed input, limits and fuzzing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rtkin.codec import (
+from rtkin.core.codec import (
     DEFAULT_LIMITS,
     DecodeError,
     DecodeLimits,
@@ -22,7 +22,7 @@ from rtkin.codec import (
     unpack,
     unpack_from,
 )
-from rtkin.messages import FrameSet, JointAngles, KeypointFrame, Skeleton3D
+from rtkin.core.messages import FrameSet, JointAngles, KeypointFrame, Skeleton3D
 
 MESSAGE_TYPES = (KeypointFrame, FrameSet, Skeleton3D, JointAngles)
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -597,9 +597,9 @@ def test_pack_frames_stores_received_frames_unchanged():
     """The recorder packs what it received without decoding; unpack gives the same message."""
     import zmq
 
-    from rtkin.codec import pack_frames
+    from rtkin.core.codec import pack_frames
 
-    from rtkin.messages import KeypointFrame
+    from rtkin.core.messages import KeypointFrame
 
     msg = KeypointFrame("cam01", 3, 123, "HALPE_26", np.random.default_rng(0).random((2, 26, 3), dtype=np.float32))
     frames = encode(msg)

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import zmq
 
-from rtkin.dashboard import Dashboard, is_translational, parse_target
-from rtkin.messages import JointAngles, Skeleton3D
-from rtkin.transport import Publisher
+from rtkin.clients.dashboard import Dashboard, is_translational, parse_target
+from rtkin.core.messages import JointAngles, Skeleton3D
+from rtkin.runtime.transport import Publisher
 
 NAMES = ("pelvis_tx", "hip_flexion_r", "knee_angle_r", "ankle_angle_r", "elbow_flex_r")
 CHROMIUM = "/usr/bin/chromium"
@@ -182,7 +182,7 @@ def test_a_client_that_never_reads_blocks_nothing(fake_run):
 
 
 def test_parse_target_and_from_config():
-    from rtkin.config import RunConfig
+    from rtkin.runtime.config import RunConfig
 
     assert parse_target("knee_angle_r=45:0") == ("knee_angle_r", (0.0, 45.0))
     assert parse_target("pelvis_ty=0.8:1.1") == ("pelvis_ty", (0.8, 1.1))
@@ -228,9 +228,9 @@ def test_dashboard_in_headless_chromium_on_a_synthetic_run(tmp_path):
     exe = _browser_or_fail()
     from playwright.sync_api import sync_playwright
 
-    from rtkin.config import TransportSettings, angles_endpoints
+    from rtkin.runtime.config import TransportSettings, angles_endpoints
     from rtkin.demo import synthetic_config
-    from rtkin.runner import Runner
+    from rtkin.runtime.runner import Runner
 
     cfg = synthetic_config(tmp_path / "out", duration_s=9.0, realtime=True)
     ipc = TransportSettings(keypoints=f"ipc://{tmp_path}/kp.sock", outputs=f"ipc://{tmp_path}/out.sock",
@@ -306,7 +306,7 @@ def test_dashboard_in_headless_chromium_on_a_synthetic_run(tmp_path):
 
 
 def test_targets_come_from_the_run_config():
-    from rtkin.config import config_from_dict
+    from rtkin.runtime.config import config_from_dict
 
     cfg = config_from_dict({"view": {"port": 0, "targets": [["knee_angle_r", 0.0, 45.0]]}})
     dash = Dashboard.from_config(cfg)

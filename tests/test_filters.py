@@ -11,8 +11,8 @@ import pytest
 import scipy.signal
 from hypothesis import given, settings as hsettings, strategies as st
 
-from rtkin import filters
-from rtkin.filters import (
+from rtkin.reconstruct import filters
+from rtkin.reconstruct.filters import (
     DEFAULT_BUTTERWORTH_DELAY_MS,
     DEFAULT_ONE_EURO_DELAY_MS,
     ButterworthFilter,

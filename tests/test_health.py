@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtkin import virtual
-from rtkin.calibration import Camera, Rig, rodrigues, rodrigues_inv
-from rtkin.pipeline import Pipeline
+from rtkin.sim import virtual
+from rtkin.core.calibration import Camera, Rig, rodrigues, rodrigues_inv
+from rtkin.reconstruct.pipeline import Pipeline
 
 
 def _bumped(rig: Rig, name: str, deg: float) -> Rig:

@@ -11,11 +11,11 @@ import math
 import numpy as np
 import pytest
 
-from rtkin import virtual
-from rtkin.frames import OSIM_FROM_WORLD
-from rtkin.ik import IKError, IKSettings, IKSolver, IKStage, ik_marker_weights
-from rtkin.messages import AngleFlag, Skeleton3D
-from rtkin.pipeline import Pipeline
+from rtkin.sim import virtual
+from rtkin.core.frames import OSIM_FROM_WORLD
+from rtkin.kinematics.ik import IKError, IKSettings, IKSolver, IKStage, ik_marker_weights
+from rtkin.core.messages import AngleFlag, Skeleton3D
+from rtkin.reconstruct.pipeline import Pipeline
 
 FPS = 60.0
 #: Coordinates the issue sets targets for, and which the 22 HALPE_26 markers determine.

@@ -1,4 +1,4 @@
-"""One IK worker process per person (rtkin.ikpool + the runner + ik_node)."""
+"""One IK worker process per person (rtkin.runtime.leases + the runner + ik_node)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zmq
 
-from rtkin.ikpool import FREE, OFF, RETIRING, Leases
+from rtkin.runtime.leases import FREE, OFF, RETIRING, Leases
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_concurrent_claims_never_share_a_person(leases):
 
 def _collect_angles(endpoints, stop, out):
     """SUB every worker slot's endpoint on its own socket: (slot, person id) of every JointAngles."""
-    from rtkin.transport import Receiver
+    from rtkin.runtime.transport import Receiver
 
     ctx = zmq.Context()
     rxs = [Receiver(ctx, ep, [b"ja/"], bind=False) for ep in endpoints]
@@ -86,10 +86,10 @@ def test_one_worker_per_person_and_a_leaving_person_frees_it(tmp_path):
     """Three people walk in and out (A 0-3.5 s, B 1.5-10 s, C 5.5-10 s; at most two at once):
     every person is served by exactly one worker process at a time, every person gets joint
     angles, A's worker is freed when A leaves, and the surplus free process is stopped."""
-    from rtkin import virtual
-    from rtkin.calibration import write_calib_toml
-    from rtkin.config import angles_endpoints, config_from_dict
-    from rtkin.runner import Runner
+    from rtkin.sim import virtual
+    from rtkin.core.calibration import write_calib_toml
+    from rtkin.runtime.config import angles_endpoints, config_from_dict
+    from rtkin.runtime.runner import Runner
 
     rig = virtual.ring_rig(4)
     write_calib_toml(rig, tmp_path / "Calib.toml")
@@ -156,8 +156,8 @@ def test_a_crashed_worker_s_person_is_taken_over(tmp_path):
     import os
     import signal
 
-    from rtkin.config import angles_endpoints, config_from_dict
-    from rtkin.runner import Runner
+    from rtkin.runtime.config import angles_endpoints, config_from_dict
+    from rtkin.runtime.runner import Runner
 
     cfg = config_from_dict({
         "run": {"name": "crash", "output_dir": str(tmp_path / "out")},
@@ -200,11 +200,11 @@ def test_release_follows_stream_time_not_wall_time(tmp_path):
     """A stream processed slower than real time (every video frame through RTMPose on a CPU)
     must not release anybody between two frames; a person absent for release_after_s of stream
     time is released."""
-    from rtkin import virtual
-    from rtkin.config import angles_endpoints, config_from_dict
-    from rtkin.messages import Skeleton3D
-    from rtkin.nodes import NodeContext, ik_node
-    from rtkin.transport import Publisher, Receiver
+    from rtkin.sim import virtual
+    from rtkin.runtime.config import angles_endpoints, config_from_dict
+    from rtkin.core.messages import Skeleton3D
+    from rtkin.runtime.nodes import NodeContext, ik_node
+    from rtkin.runtime.transport import Publisher, Receiver
 
     cfg = config_from_dict({
         "transport": {"outputs": f"ipc://{tmp_path}/out.sock", "angles": f"ipc://{tmp_path}/ja{{worker}}.sock"},
@@ -258,9 +258,9 @@ def test_release_follows_stream_time_not_wall_time(tmp_path):
 
 def test_workers_that_cannot_start_are_not_respawned_forever(tmp_path, monkeypatch):
     """A worker that dies while starting (e.g. a broken model) is retried, but not forever."""
-    from rtkin.config import config_from_dict
-    from rtkin.ikpool import STARTING
-    from rtkin.runner import Runner, RunResult
+    from rtkin.runtime.config import config_from_dict
+    from rtkin.runtime.leases import STARTING
+    from rtkin.runtime.runner import Runner, RunResult
 
     cfg = config_from_dict({"ik": {"scaling": False}})
     runner = Runner(cfg, log=lambda *a: None)

@@ -1,4 +1,4 @@
-"""Construction and validation of the message types (rtkin.messages)."""
+"""Construction and validation of the message types (rtkin.core.messages)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtkin.messages import (
+from rtkin.core.messages import (
     AngleFlag,
     FrameSet,
     JointAngles,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtkin.mot import read_mot, write_mot
+from rtkin.io.mot import read_mot, write_mot
 
 
 def test_mot_round_trip_and_opensim_reads_it(tmp_path):

@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtkin import virtual
-from rtkin.association import AssociationSettings
-from rtkin.config import OpenPoseSourceSettings, ReconstructionSettings, RunConfig
-from rtkin.pipeline import Pipeline
-from rtkin.recording import INPUT, OUTPUT, RecordingWriter
-from rtkin.replay import replay
-from rtkin.sources import openpose_frames
+from rtkin.sim import virtual
+from rtkin.reconstruct.association import AssociationSettings
+from rtkin.runtime.config import OpenPoseSourceSettings, ReconstructionSettings, RunConfig
+from rtkin.reconstruct.pipeline import Pipeline
+from rtkin.io.recording import INPUT, OUTPUT, RecordingWriter
+from rtkin.offline.replay import replay
+from rtkin.capture.keypoints import openpose_frames
 
 PERIOD = 1e9 / 60
 
@@ -109,7 +109,7 @@ def _calib_text(rig):
     import tempfile
     from pathlib import Path
 
-    from rtkin.calibration import write_calib_toml
+    from rtkin.core.calibration import write_calib_toml
 
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "c.toml"
@@ -141,7 +141,7 @@ def test_replay_reproduces_live_outputs_exactly_even_from_a_cut_file(tmp_path, d
 
 def test_session_trc_loads_in_opensim_upright(tmp_path, live_single):
     osim = pytest.importorskip("opensim")
-    from rtkin.trc import skeleton3d_to_trc
+    from rtkin.io.trc import skeleton3d_to_trc
 
     _, _, outs, _ = live_single
     path = skeleton3d_to_trc(tmp_path / "s.trc", outs, 0, "HALPE_26", rate_hz=60.0)

@@ -1,4 +1,4 @@
-"""rtkin.pose: provider selection, model specs and lookup, SimCC decoding, the PoseEstimator stage.
+"""rtkin.capture.rtmpose: provider selection, model specs and lookup, SimCC decoding, the PoseEstimator stage.
 
 No network: the models are generated (tests/onnx_models.py) with known SimCC peaks and boxes, so the
 expected keypoints are computed here by hand (box -> padded, aspect-corrected crop -> peak in crop
@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import rtmlib
-from rtkin import assets, pose
-from rtkin.pose import (
+from rtkin.core import assets
+from rtkin.capture import rtmpose as pose
+from rtkin.capture.rtmpose import (
     ModelNotAvailableError,
     PoseEstimator,
     PoseModelSpec,
@@ -197,7 +198,7 @@ def test_preference_override(tmp_path, caplog):
     assert [n for n, _ in select_providers(avail, ["cuda"])] == [CUDA, CPU]
     assert [n for n, _ in select_providers(avail, ["OpenVINO", "CUDAExecutionProvider"])] == [OV, CUDA, CPU]
     assert [n for n, _ in select_providers(avail, "cpu")] == [CPU]
-    with caplog.at_level(logging.WARNING, logger="rtkin.pose"):
+    with caplog.at_level(logging.WARNING, logger="rtkin.capture.rtmpose"):
         sel = select_providers([CPU], ["tensorrt", "cuda"], engine_cache_dir=tmp_path)
     assert [n for n, _ in sel] == [CPU]
     assert "TensorrtExecutionProvider is not available" in caplog.text and "CUDAExecutionProvider" in caplog.text
@@ -232,7 +233,7 @@ def test_create_session_drops_a_provider_that_fails(models, monkeypatch, caplog)
         return real(path, sess_options=sess_options, providers=[(CPU, {})])
 
     monkeypatch.setattr(pose.ort, "InferenceSession", fake)
-    with caplog.at_level(logging.WARNING, logger="rtkin.pose"):
+    with caplog.at_level(logging.WARNING, logger="rtkin.capture.rtmpose"):
         s = create_session(models["pose"], [(TRT, {}), (CPU, {})])
     assert tried == [[TRT, CPU], [CPU]] and session_provider(s) == CPU
     assert "libnvinfer" in caplog.text

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtkin import __version__, assets
-from rtkin.calibration import read_calib_toml, read_qca
+from rtkin import __version__
+
+from rtkin.core import assets
+from rtkin.core.calibration import read_calib_toml, read_qca
 from rtkin.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +82,7 @@ def test_example_config_is_complete_and_equals_the_defaults():
     """The shipped example lists every setting at its default (so it documents them all)."""
     import dataclasses
 
-    from rtkin.config import EXAMPLE_CONFIG, RunConfig, load_config
+    from rtkin.runtime.config import EXAMPLE_CONFIG, RunConfig, load_config
 
     cfg = load_config(EXAMPLE_CONFIG)
     assert dataclasses.replace(cfg, base_dir=".") == RunConfig()

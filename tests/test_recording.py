@@ -1,4 +1,4 @@
-"""Crash-safe recording (rtkin.recording): round trips, every-byte truncation, corruption, kill -9."""
+"""Crash-safe recording (rtkin.io.recording): round trips, every-byte truncation, corruption, kill -9."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rtkin import codec
-from rtkin.messages import KeypointFrame, Skeleton3D
-from rtkin.recording import (
+from rtkin.core import codec
+from rtkin.core.messages import KeypointFrame, Skeleton3D
+from rtkin.io.recording import (
     END,
     HEADER,
     INPUT,
@@ -358,8 +358,8 @@ def test_header_corruption_and_wrong_first_kind(small_recording, tmp_path):
 CHILD = r"""
 import sys, time
 import numpy as np
-from rtkin.messages import KeypointFrame
-from rtkin.recording import RecordingWriter
+from rtkin.core.messages import KeypointFrame
+from rtkin.io.recording import RecordingWriter
 w = RecordingWriter(sys.argv[1], {"child": True}, flush_interval_s=0.05)
 kp = np.random.default_rng(0).uniform(0, 500, (2, 26, 3)).astype(np.float32)
 i = 0

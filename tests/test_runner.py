@@ -16,13 +16,13 @@ import time
 import numpy as np
 import zmq
 
-from rtkin.config import RunConfig, TransportSettings
+from rtkin.runtime.config import RunConfig, TransportSettings
 from rtkin.demo import synthetic_config
-from rtkin.messages import KeypointFrame, Skeleton3D
-from rtkin.recording import RecordingReader
-from rtkin.replay import replay
-from rtkin.runner import Runner
-from rtkin.transport import Receiver
+from rtkin.core.messages import KeypointFrame, Skeleton3D
+from rtkin.io.recording import RecordingReader
+from rtkin.offline.replay import replay
+from rtkin.runtime.runner import Runner
+from rtkin.runtime.transport import Receiver
 
 PERIOD_NS = int(round(1e9 / 60))
 
@@ -115,8 +115,8 @@ def _alive(pid: int) -> bool:
 
 def _recorded_angles(path) -> int:
     """JointAngles in a recording being written (the reader stops at the last whole record)."""
-    from rtkin.messages import JointAngles
-    from rtkin.recording import OUTPUT, RecordingError, RecordingReader
+    from rtkin.core.messages import JointAngles
+    from rtkin.io.recording import OUTPUT, RecordingError, RecordingReader
 
     if not path.exists():
         return 0

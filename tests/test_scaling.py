@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtkin import virtual
-from rtkin.ik import IKSettings, IKSolver
-from rtkin.messages import Skeleton3D
-from rtkin.scaling import (BODY_SEGMENTS, OnlineScaler, ScalingSettings, model_segment_lengths, scale_factors,
+from rtkin.sim import virtual
+from rtkin.kinematics.ik import IKSettings, IKSolver
+from rtkin.core.messages import Skeleton3D
+from rtkin.kinematics.scaling import (BODY_SEGMENTS, OnlineScaler, ScalingSettings, model_segment_lengths, scale_factors,
                            scale_model, segment_lengths)
-from rtkin.virtual_scaled import simulate_scaled_subject
+from rtkin.sim.scaled import simulate_scaled_subject
 
 FPS = 30.0
 MOTION = virtual.MotionSettings(duration_s=10.0, fps=FPS, seed=0)
@@ -119,7 +119,7 @@ def test_online_scaler(scaled_truth, tmp_path):
 @pytest.fixture(scope="module")
 def live_skeletons(scaled_truth):
     """The scaled subject through the live pipeline: demo rig, 3 px noise, 2 % outliers, 5 % dropouts."""
-    from rtkin.pipeline import Pipeline
+    from rtkin.reconstruct.pipeline import Pipeline
 
     rig = virtual.demo_rig()
     cs = virtual.CorruptionSettings(noise_px=3.0, outlier_rate=0.02, dropout_rate=0.05)
@@ -142,8 +142,8 @@ def test_live_pipeline_scaling(live_skeletons, tmp_path):
 
 def test_online_scaler_in_the_background_gives_the_same_model():
     """background=True computes in a worker process; the caller gets the path from a later call."""
-    from rtkin import virtual as _v
-    from rtkin.messages import Skeleton3D as _S
+    from rtkin.sim import virtual as _v
+    from rtkin.core.messages import Skeleton3D as _S
 
     subj = _v.simulate_subject(_v.MotionSettings(duration_s=4.0, fps=30.0))
     msgs = [_S(int(t * 1e9), int(t * 1e9), "HALPE_26", [0], subj.keypoints[i][None], np.ones((1, 26)),
@@ -169,8 +169,8 @@ def test_online_scaler_in_the_background_gives_the_same_model():
 def test_switch_model_in_steps_equals_loading_the_saved_model(scaled_truth, scaled_result, tmp_path):
     """The live switch rebuilds the scaled model in memory in short steps; it must solve exactly
     like the saved file, and continue from the person's pose (no cold start at the switch)."""
-    from rtkin.ik import IKStage
-    from rtkin.messages import AngleFlag
+    from rtkin.kinematics.ik import IKStage
+    from rtkin.core.messages import AngleFlag
 
     path = scale_model(None, scaled_result.factors, tmp_path / "scaled.osim", mass_kg=70.0)
     msgs = list(_messages(scaled_truth.keypoints[:40], FPS, noise=0.002))
@@ -192,7 +192,7 @@ def test_switch_model_in_steps_equals_loading_the_saved_model(scaled_truth, scal
 
 
 def test_model_stature_scales_with_the_model():
-    from rtkin.scaling import model_stature
+    from rtkin.kinematics.scaling import model_stature
 
     h = model_stature()
     assert h == pytest.approx(1.685, abs=0.005)  # crown marker over the lowest foot marker
@@ -203,7 +203,7 @@ def test_coco17_scaling_uses_the_corrected_markers_mirrors_and_height(scaled_tru
     """COCO_17 has no feet and no head-top keypoint: the feet take height / generic stature when
     the height is given; the right femur is measured with the corrected RHip marker (Pose2Sim's
     Coco17 RHip sits at knee height, which would clip the factor)."""
-    from rtkin.scaling import model_stature
+    from rtkin.kinematics.scaling import model_stature
 
     pts = scaled_truth.keypoints_for("COCO_17")
     true_stature = model_stature(factors=TRUE)

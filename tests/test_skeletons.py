@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtkin import assets
-from rtkin.skeletons import (
+from rtkin.core import assets
+from rtkin.core.skeletons import (
     COCO_133,
     DEFAULT_SKELETON,
     KNOWN_MARKER_SET_ISSUES,
@@ -362,7 +362,7 @@ def test_missing_asset_error():
 
 def test_pose2sim_not_imported_at_runtime():
     code = (
-        "import sys, rtkin.skeletons, rtkin.assets as a;"
+        "import sys, rtkin.core.skeletons, rtkin.core.assets as a;"
         "a.demo_videos(); a.marker_set_path('COCO_17');"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('Pose2Sim', 'anytree')];"
         "assert not bad, bad"

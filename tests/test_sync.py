@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtkin.messages import KeypointFrame
-from rtkin.sync import SyncSettings, Synchronizer
+from rtkin.core.messages import KeypointFrame
+from rtkin.reconstruct.sync import SyncSettings, Synchronizer
 
 CAMS = ("cam01", "cam02", "cam03", "cam04")
 P = 16_666_667  # 60 Hz period, ns
@@ -133,7 +133,7 @@ def test_tolerance_unknown_cameras_and_wrong_skeleton():
 
 
 def test_no_frame_lost_with_virtual_subject_jitter_and_offsets(demo_rig):
-    from rtkin import virtual
+    from rtkin.sim import virtual
 
     s = virtual.simulate_subject(virtual.MotionSettings(duration_s=3.0))
     views = virtual.render_views(demo_rig, s, seed=4)  # 1 ms jitter, +-2 ms camera offsets

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import zmq
 
-from rtkin.messages import KeypointFrame, Skeleton3D
-from rtkin.transport import Publisher, Receiver, settle
+from rtkin.core.messages import KeypointFrame, Skeleton3D
+from rtkin.runtime.transport import Publisher, Receiver, settle
 
 
 @pytest.fixture

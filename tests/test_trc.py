@@ -1,14 +1,14 @@
-"""TRC export (rtkin.trc): round trips, OpenSim loading, upright subject, NaN, Pose2Sim compatibility."""
+"""TRC export (rtkin.io.trc): round trips, OpenSim loading, upright subject, NaN, Pose2Sim compatibility."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rtkin.frames import OSIM_FROM_WORLD
-from rtkin.messages import Skeleton3D
-from rtkin.skeletons import get_skeleton
-from rtkin.trc import read_trc, skeleton3d_to_trc, write_trc
+from rtkin.core.frames import OSIM_FROM_WORLD
+from rtkin.core.messages import Skeleton3D
+from rtkin.core.skeletons import get_skeleton
+from rtkin.io.trc import read_trc, skeleton3d_to_trc, write_trc
 
 osim = pytest.importorskip("opensim")
 osim.Logger.setLevelString("error")
@@ -132,7 +132,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, rng, monkeypatch):
     time_s, pts, names = random_session(rng, t=3)
     path = write_trc(tmp_path / "keep.trc", time_s, pts, names)
     before = path.read_text()
-    import rtkin.trc as trc_mod
+    import rtkin.io.trc as trc_mod
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
@@ -200,7 +200,7 @@ def test_standing_subject_loads_upright(tmp_path):
 
 def test_standing_subject_matches_the_pose2sim_model_up_axis(tmp_path):
     """Ankle -> Head points the same way in our TRC (as OpenSim loads it) and in the model's default pose."""
-    from rtkin import assets
+    from rtkin.core import assets
 
     sk, pts = standing_subject()
     path = write_trc(tmp_path / "stand.trc", [0.0, 0.1], np.stack([pts, pts]), sk.keypoints)

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from rtkin import virtual
-from rtkin.openpose import read_openpose_folder
-from rtkin.triangulation import TriangulationSettings, Triangulator, triangulate
+from rtkin.sim import virtual
+from rtkin.io.openpose import read_openpose_folder
+from rtkin.reconstruct.triangulation import TriangulationSettings, Triangulator, triangulate
 
 pose2sim_common = pytest.importorskip("Pose2Sim.common")
 
@@ -80,7 +80,7 @@ def test_agrees_with_pose2sim_on_noisy_views(demo_rig, subject):
 def test_linear_dlt_does_not_depend_on_the_world_origin(demo_rig, subject):
     """Moving the world origin 20 m away moves linear-DLT points by exactly that shift; the
     homogeneous (SVD) solution changes, because |X_h| = 1 weighs the coordinates differently."""
-    from rtkin.calibration import Camera, Rig
+    from rtkin.core.calibration import Camera, Rig
 
     shift = np.array([20.0, -15.0, 3.0])
     moved_rig = Rig(tuple(Camera(c.name, c.size, c.K, c.dist[:4], c.rvec, c.tvec - c.R @ shift) for c in demo_rig))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtkin import virtual
-from rtkin.frames import OSIM_FROM_WORLD
-from rtkin.skeletons import get_skeleton
+from rtkin.sim import virtual
+from rtkin.core.frames import OSIM_FROM_WORLD
+from rtkin.core.skeletons import get_skeleton
 
 
 def test_motion_is_seeded_smooth_and_long_enough(subject):
@@ -40,7 +40,7 @@ def test_keypoints_are_opensim_forward_kinematics_of_the_truth(subject):
     """Independent FK of the truth coordinates reproduces the cached keypoints (pelvis_ty included)."""
     import opensim as osim
 
-    from rtkin import assets
+    from rtkin.core import assets
 
     osim.Logger.setLevelString("error")
     model = osim.Model(str(assets.model_path()))

@@ -5,7 +5,7 @@ Usage: python tools/convert_demo_calib.py
 
 from pathlib import Path
 
-from rtkin import assets
+from rtkin.core import assets
 from rtkin.cli import main
 
 if __name__ == "__main__":

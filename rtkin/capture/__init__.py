@@ -1,0 +1,1 @@
+"""rtkin.capture."""

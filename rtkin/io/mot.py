@@ -1,0 +1,105 @@
+"""MOT export of joint angles (OpenSim's storage format): degrees at the edge, SI inside.
+
+``write_mot`` takes values in rad (rotations) and m (translations), as JointAngles carries them,
+and writes rotations in degrees with ``inDegrees=yes``, as OpenSim's IK tool does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["write_mot", "read_mot", "joint_angles_to_mot", "recording_to_mots", "rotational_mask"]
+
+
+def rotational_mask(names: Sequence[str]) -> list[bool]:
+    """Which coordinates are rotations (rad; written in degrees), not translations (m)."""
+    from rtkin.clients.subscriber import coordinate_unit
+
+    return [coordinate_unit(n) == "rad" for n in names]
+
+
+def write_mot(path: str | os.PathLike, time_s: np.ndarray, names: Sequence[str], values: np.ndarray,
+              rotational: Sequence[bool], name: str = "Coordinates") -> Path:
+    """Write a .mot file.
+
+    Args:
+        path: output file (written to a temporary file, then renamed).
+        time_s: (T,) strictly increasing times, s.
+        names: (Q,) coordinate names.
+        values: (T, Q) rad for rotational coordinates, m for translations (NaN allowed).
+        rotational: (Q,) True where the coordinate is a rotation (converted to degrees).
+    """
+    time_s = np.asarray(time_s, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    names = list(names)
+    rot = np.asarray(rotational, dtype=bool)
+    if values.shape != (time_s.size, len(names)) or rot.shape != (len(names),):
+        raise ValueError(f"values must be (T, Q) = ({time_s.size}, {len(names)}), rotational (Q,); "
+                         f"got {values.shape} and {rot.shape}")
+    if time_s.size > 1 and not np.all(np.diff(time_s) > 0):
+        raise ValueError("time_s must be strictly increasing")
+    out = values.copy()
+    out[:, rot] = np.rad2deg(out[:, rot])
+    lines = [name, "version=1", f"nRows={time_s.size}", f"nColumns={len(names) + 1}", "inDegrees=yes", "",
+             "Units are S.I. units (second, meters, Newtons, ...)",
+             "If the header above contains a line with 'inDegrees', this indicates whether rotational "
+             "values are in degrees (yes) or radians (no).", "", "endheader", "\t".join(["time"] + names)]
+    for t, row in zip(time_s, out):
+        lines.append("\t".join([f"{t:.6f}"] + [f"{v:.8f}" if np.isfinite(v) else "NaN" for v in row]))
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_mot(path: str | os.PathLike) -> tuple[np.ndarray, list[str], np.ndarray, bool]:
+    """(time_s (T,), names (Q,), values (T, Q) as written, in_degrees) of a .mot file."""
+    text = Path(path).read_text(encoding="utf-8").splitlines()
+    end = next(i for i, line in enumerate(text) if line.strip().lower() == "endheader")
+    in_deg = any(line.strip().lower() == "indegrees=yes" for line in text[:end])
+    header = text[end + 1].split("\t")
+    rows = np.array([[float(v) for v in line.split("\t")] for line in text[end + 2:] if line.strip()])
+    rows = rows.reshape(-1, len(header))
+    return rows[:, 0], header[1:], rows[:, 1:], in_deg
+
+
+def joint_angles_to_mot(path: str | os.PathLike, messages, rotational: Sequence[bool], t0_ns: int | None = None) -> Path:
+    """One person's JointAngles messages (in time order) -> .mot; time 0 = ``t0_ns`` or the first."""
+    messages = list(messages)
+    if not messages:
+        raise ValueError("no JointAngles to export")
+    names = messages[0].names
+    if any(m.names != names for m in messages):
+        raise ValueError("JointAngles with different coordinate names cannot share a .mot file")
+    t0 = messages[0].time_ns if t0_ns is None else t0_ns
+    time_s = np.array([(m.time_ns - t0) * 1e-9 for m in messages])
+    return write_mot(path, time_s, names, np.stack([m.values for m in messages]), rotational)
+
+
+def recording_to_mots(recording: str | os.PathLike, out_dir: str | os.PathLike, name: str,
+                      min_frames: int = 30) -> list[Path]:
+    """Every person's recorded JointAngles -> ``<out_dir>/<name>_person<id>.mot`` (one file per
+    track id with at least ``min_frames`` frames; shorter tracks are fragments). Time 0 is the
+    first JointAngles of the session, so the files of one session share a time axis."""
+    from rtkin.core.messages import JointAngles
+    from rtkin.io.recording import recorded_outputs
+
+    by_person: dict[int, list] = {}
+    for ja in recorded_outputs(recording, JointAngles):
+        by_person.setdefault(int(ja.person_id), []).append(ja)
+    if not by_person:
+        return []
+    t0 = min(m[0].time_ns for m in by_person.values())
+    out = []
+    for pid, msgs in sorted(by_person.items()):
+        if len(msgs) < min_frames:
+            continue
+        msgs.sort(key=lambda m: m.time_ns)
+        out.append(joint_angles_to_mot(Path(out_dir) / f"{name}_person{pid}.mot", msgs, rotational_mask(msgs[0].names),
+                                       t0_ns=t0))
+    return out

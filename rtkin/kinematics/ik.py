@@ -1,0 +1,1050 @@
+"""Per-person, per-frame incremental inverse kinematics on Pose2Sim's OpenSim model.
+
+:class:`IKStage` turns a :class:`~rtkin.core.messages.Skeleton3D` into one
+:class:`~rtkin.core.messages.JointAngles` per person. It keeps one :class:`IKSolver` per person id;
+each solver owns a clone of the OpenSim model (``Model_Pose2Sim_simple.osim`` by default, with
+the skeleton's Pose2Sim marker set added; loaded once per process) and warm-starts every frame
+from that person's previous pose.
+
+The cost
+--------
+Markers are the skeleton's keypoints (``Skeleton.markers``; HALPE_26: 22, eyes and ears have
+none), rotated from the world frame (z up) to OpenSim ground (y up) with
+:data:`rtkin.core.frames.OSIM_FROM_WORLD` - the only place rtkin applies it. Marker ``m`` weighs
+``w_m`` = Pose2Sim's IK-setup weight (shoulders and hips 2, nose and head 0.1, neck 0.2, the rest
+1) x usability (finite, score >= ``min_score``, reprojection <= ``max_reproj_px``; a point a
+filter held through a gap counts ``held_weight``). The solved pose minimises the marker distances
+``|p_m(q) - x_m|`` (``p_m``: model marker by forward kinematics) over the coordinates ``q``
+within their ranges.
+
+Two solvers
+-----------
+- ``method="gauss_newton"`` (default): Levenberg-Marquardt, with OpenSim (Simbody) providing the
+  forward kinematics and the analytic station Jacobian ``dp/dq``
+  (``SimbodyMatterSubsystem.calcStationJacobian``). It converges quadratically (2-4 iterations
+  per frame, ~1 ms) and gives the truth back on clean keypoints (< 0.02 deg without the
+  smoothing prior). For noisy live data it adds, each measured on the virtual subject through
+  the live pipeline: a Cauchy loss (``robust_scale_m``) so one bad marker cannot drag a limb;
+  a random-walk prior towards the previous frame (``smoothing``) for the weakly observed
+  directions (pelvis tilt vs lumbar and hip flexion; arm rotation with a nearly straight
+  elbow); an innovation gate (``gate_m``) that drops a marker far from its predicted position
+  (left/right mix-ups that triangulate consistently, smeared by the filter); and a re-solve
+  without markers still ``outlier_m`` off after the solve.
+- ``method="opensim"``: OpenSim's ``InverseKinematicsSolver`` as Pose2Sim runs it (plain
+  weighted least squares), rebuilt every frame - a one-row ``TimeSeriesTableVec3`` ->
+  ``MarkersReference`` -> solver -> ``assemble()``; the solver copies its reference, so it cannot
+  be fed new rows - warm-started from the previous state. NaN markers are skipped by its
+  assembler. The assembler's L-BFGS stops early along the badly conditioned pelvis-tilt / lumbar
+  / hip-flexion direction: on clean keypoints it leaves ~3 mm marker error and 5-10 deg
+  coordinate errors at ``accuracy`` 1e-3 (0.9 mm, 2-5 deg at 1e-5; no better below), for 3-5 ms
+  (1e-3) or 6-10 ms (1e-5) per frame. Kept for comparison with Pose2Sim.
+
+Observability
+-------------
+With HALPE_26 / COCO_17 keypoints the forearm rotation (``pro_sup``) is not observable (the
+wrist keypoint lies near its axis) and drifts with the arm rotation, and the toes (``mtp``: two
+toe keypoints 5 cm from the joint) only add noise to the ankle (ankle RMSE 4.8 -> 3.0 deg when
+held); both are held at their model default (``fixed_coordinates``), and so is every
+coordinate that moves no marker (wrist flexion/deviation: the hand has no keypoint). They are
+reported with quality 0 and :attr:`~rtkin.core.messages.AngleFlag.FILLED`. The shoulder coordinates
+are bounded to their model range (unclamped in the model), so an arm rotation cannot wind up.
+
+Quality data
+------------
+A coordinate depends on the markers nearest to its joint: the first two marker-carrying
+segments at and below the joint's child body (an axial rotation shows only on the segment after
+the one it turns) and the nearest marker-carrying segment at or above its parent body; e.g.
+``knee_angle_r`` on RKnee, RAnkle and RHeel, ``arm_rot_r`` on the shoulders, Neck, RElbow and
+RWrist, ``pelvis_*`` on the hips, knees, shoulders and Neck. ``quality`` is the fraction of them
+that are used and good (>= ``min_views`` cameras, reprojection <= ``high_reproj_px``, not held);
+flags mark FEW_VIEWS, HIGH_REPROJ and HELD dependency markers, and UNSCALED while the model is
+the generic one (always for now: scaling is a separate stage).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, NamedTuple
+
+import numpy as np
+
+from rtkin.core import assets
+from rtkin.core.frames import OSIM_FROM_WORLD
+from rtkin.core.messages import AngleFlag, JointAngles, Skeleton3D
+from rtkin.core.skeletons import Skeleton, get_skeleton
+from rtkin.core.stats import Window
+
+__all__ = [
+    "METHODS",
+    "IKSettings",
+    "IKSolution",
+    "IKError",
+    "IKSolver",
+    "IKStage",
+    "ik_marker_weights",
+]
+
+_MIN_DT_S, _MAX_DT_S = 1e-3, 1.0  # bounds of the frame interval used by the smoothing prior, s
+
+#: Solver back-ends of :class:`IKSolver`.
+METHODS = ("gauss_newton", "opensim")
+
+
+class IKError(RuntimeError):
+    """One frame could not be solved (too few markers, no convergence, non-finite result)."""
+
+
+# ============================================================================ settings
+
+
+@dataclass(frozen=True)
+class IKSettings:
+    """Inverse-kinematics settings (defaults in one place; TOML keys map 1:1).
+
+    Attributes:
+        skeleton: keypoint set of the incoming Skeleton3D, e.g. ``"HALPE_26"``; selects the
+            Pose2Sim marker set and IK setup (marker weights).
+        model: OpenSim model file; ``""`` = Pose2Sim's ``Model_Pose2Sim_simple.osim``.
+        method: ``"gauss_newton"`` (default) or ``"opensim"`` (``InverseKinematicsSolver``).
+        accuracy: convergence tolerance of OpenSim's assembler (``setAccuracy``), dimensionless;
+            ``method="opensim"`` only.
+        constraint_weight: weight of the model's kinematic constraints (``inf`` = enforced
+            exactly, as OpenSim's default); ``method="opensim"`` only (the Pose2Sim models have
+            no constraints).
+        marker_weights: ``(marker name, weight)`` overrides of the weights read from Pose2Sim's
+            IK setup XML for ``skeleton`` (dimensionless, >= 0; 0 = never used).
+        min_score: a keypoint with a score below this is not used (score units, 0..1).
+        max_reproj_px: a keypoint with a mean reprojection error above this is not used, px.
+        held_weight: weight factor of a finite point a filter held through a gap
+            (``n_views == 0``), 0..1; 0 = do not use held points.
+        fixed_coordinates: coordinates held at their model default, not solved: forearm rotation
+            is not observable from a wrist keypoint, toe flexion from two toe keypoints only
+            adds noise to the ankle. Coordinates that move no marker are always held.
+        bound_to_range: keep every coordinate except the root joint's (pelvis) within its model
+            range, clamped or not (the model leaves the shoulders unclamped: an unobserved
+            arm rotation could otherwise wind up); clamped coordinates are always bounded.
+        robust_scale_m: scale ``c`` of the Cauchy loss on marker distances (``gauss_newton``),
+            m: a marker ``d`` away from the model weighs ``1 / (1 + d^2 / c^2)`` of its weight,
+            so a 20 cm glitch barely pulls the pose; ``inf`` = plain least squares.
+        min_markers: fewer usable markers than this -> no solution for the frame.
+        max_iterations: Gauss-Newton iterations per frame, warm-started (``gauss_newton``).
+        first_iterations: Gauss-Newton iterations for a first frame (from the initial guess).
+        step_tolerance: Gauss-Newton stops when no coordinate moves more than this in one
+            iteration, rad for rotations / m for translations.
+        damping: initial Levenberg-Marquardt damping (dimensionless; multiplies the diagonal).
+        smoothing: random-walk prior pulling every solved coordinate towards its previous-frame
+            value (``gauss_newton``): weight ``smoothing / dt`` (dt = time since the previous
+            solve, s) in m^2 of weighted marker error per rad^2 (or m^2), so m^2 s / rad^2; the
+            default is 1e-3 at 60 Hz. It steadies weakly observed directions (pelvis tilt vs
+            lumbar and hip flexion, arm rotation with a nearly straight elbow) at the cost of a
+            small lag there. 0 = none.
+        gate_m, gate_accel_mps2: innovation gate: before solving, a marker farther than
+            ``gate_m + gate_accel_mps2 * dt^2 / 2`` (m, m/s^2; dt = time since the previous
+            frame, s) from its constant-velocity prediction (model markers of the last two
+            solutions) is not used this frame: 0.074 m at 60 Hz, 0.116 m at 30 Hz. Correct
+            markers of the virtual subject through the live pipeline come within 0.04 m
+            (99.9 %); filter-smeared glitches are 0.05-1.3 m off. ``inf`` disables.
+        max_gated_frames: a marker is gated at most this many frames in a row, then used again
+            (so a truly fast movement cannot lock it out).
+        outlier_m: a used marker farther than this from the model after the solve (m) is dropped
+            and the frame solved again without it (``inf`` disables).
+        cold_accept_m: a cold start (first frame, or after a failure) tries initial arm poses in
+            turn until the marker RMS error is below this, m, and keeps the best.
+        max_marker_rms_m: a solution whose marker RMS error exceeds this (m) is retried from the
+            initial guess; if it still exceeds it, the frame fails and the warm start is dropped.
+        max_gap_s: a person's frame more than this after their previous one (s) starts cold.
+        forget_after_s: IKStage drops the solver of a person not seen for this long, s.
+        min_views: a dependency marker triangulated from fewer cameras sets FEW_VIEWS.
+        high_reproj_px: a dependency marker with a larger reprojection error (px) sets
+            HIGH_REPROJ.
+    """
+
+    skeleton: str = "HALPE_26"
+    model: str = ""
+    method: str = "gauss_newton"
+    accuracy: float = 1e-3
+    constraint_weight: float = math.inf
+    marker_weights: tuple[tuple[str, float], ...] = ()
+    min_score: float = 0.3
+    max_reproj_px: float = 15.0
+    held_weight: float = 0.5
+    fixed_coordinates: tuple[str, ...] = ("pro_sup_r", "pro_sup_l", "mtp_angle_r", "mtp_angle_l")
+    bound_to_range: bool = True
+    min_markers: int = 8
+    max_iterations: int = 6
+    first_iterations: int = 60
+    step_tolerance: float = 1e-3
+    damping: float = 1e-4
+    smoothing: float = 1.7e-5
+    robust_scale_m: float = 0.02
+    gate_m: float = 0.06
+    gate_accel_mps2: float = 100.0
+    max_gated_frames: int = 3
+    outlier_m: float = 0.1
+    cold_accept_m: float = 0.002
+    max_marker_rms_m: float = 0.08
+    max_gap_s: float = 0.5
+    forget_after_s: float = 5.0
+    min_views: int = 2
+    high_reproj_px: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"IKSettings.method must be one of {METHODS}, got {self.method!r}")
+        get_skeleton(self.skeleton)  # KeyError for an unknown skeleton
+        positive = ("accuracy", "constraint_weight", "step_tolerance", "damping", "max_marker_rms_m", "outlier_m",
+                    "cold_accept_m", "robust_scale_m", "gate_m", "max_reproj_px", "high_reproj_px",
+                    "max_gap_s", "forget_after_s")
+        for name in positive:
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0 and not math.isnan(v)):
+                raise ValueError(f"IKSettings.{name} must be > 0, got {v!r}")
+        if not (self.gate_accel_mps2 >= 0 and math.isfinite(self.gate_accel_mps2)):
+            raise ValueError(f"IKSettings.gate_accel_mps2 must be finite and >= 0, got {self.gate_accel_mps2!r}")
+        if not 0.0 <= self.held_weight <= 1.0:
+            raise ValueError(f"IKSettings.held_weight must be in [0, 1], got {self.held_weight!r}")
+        if not 0.0 <= self.min_score:
+            raise ValueError(f"IKSettings.min_score must be >= 0, got {self.min_score!r}")
+        if not (self.smoothing >= 0 and math.isfinite(self.smoothing)):
+            raise ValueError(f"IKSettings.smoothing must be finite and >= 0, got {self.smoothing!r}")
+        for name in ("min_markers", "max_iterations", "first_iterations", "min_views", "max_gated_frames"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"IKSettings.{name} must be an int >= 1, got {v!r}")
+        for name, w in self.marker_weights:
+            if not (isinstance(name, str) and w >= 0 and math.isfinite(w)):
+                raise ValueError(f"IKSettings.marker_weights: bad entry {(name, w)!r}")
+
+
+def ik_marker_weights(skeleton: str) -> dict[str, float]:
+    """Marker weights of Pose2Sim's IK setup for ``skeleton`` (``IKMarkerTask``: weight, or 0 if
+    ``apply`` is false), e.g. ``IK_Setup_Pose2Sim_Halpe26.xml``: shoulders and hips 2, nose and
+    head 0.1, neck 0.2, the rest 1. Dimensionless."""
+    root = ET.parse(assets.ik_setup_path(skeleton)).getroot()
+    out: dict[str, float] = {}
+    for task in root.iter("IKMarkerTask"):
+        apply = (task.findtext("apply") or "true").strip().lower() == "true"
+        weight = float((task.findtext("weight") or "0").strip())
+        out[task.get("name", "")] = weight if apply else 0.0
+    return out
+
+
+class IKSolution(NamedTuple):
+    """One frame's IK result.
+
+    Attributes:
+        values: ``(Q,)`` coordinate values in model order, rad / m.
+        marker_rms_m: RMS distance between used observed and model markers, m.
+        marker_errors_m: ``(M,)`` distance per marker (``IKSolver.marker_names`` order), m;
+            NaN where the marker was not observed (it is reported for unused finite ones).
+    """
+
+    values: np.ndarray
+    marker_rms_m: float
+    marker_errors_m: np.ndarray
+
+
+# ============================================================================ model topology
+
+
+@dataclass(frozen=True)
+class _Topology:
+    """Body tree of the model and where the markers and coordinates sit on it."""
+
+    body_parent: dict[str, str]  # child body -> parent body ("ground" for the root)
+    joint_bodies: dict[str, tuple[str, str]]  # coordinate -> (parent body, child body)
+    marker_body: tuple[str, ...]  # (M,)
+
+
+def _marker_bodies(body: str, children: dict[str, list[str]], on_body: dict[str, list[int]]) -> list[str]:
+    """``body`` if it carries markers, else the nearest descendant bodies that do."""
+    if on_body.get(body):
+        return [body]
+    return [b for c in children.get(body, []) for b in _marker_bodies(c, children, on_body)]
+
+
+def _nearest_down(body: str, children: dict[str, list[str]], on_body: dict[str, list[int]]) -> set[int]:
+    """Markers of the first two marker-carrying levels at and below ``body`` (an axial rotation
+    is only seen on the segment after the one it turns: arm rotation on the wrist)."""
+    first = _marker_bodies(body, children, on_body)
+    second = [b for f in first for c in children.get(f, []) for b in _marker_bodies(c, children, on_body)]
+    return {m for b in first + second for m in on_body[b]}
+
+
+def _subtree(body: str, children: dict[str, list[str]], on_body: dict[str, list[int]]) -> set[int]:
+    out = set(on_body.get(body, []))
+    for c in children.get(body, []):
+        out |= _subtree(c, children, on_body)
+    return out
+
+
+def _nearest_up(body: str, parent: dict[str, str], on_body: dict[str, list[int]]) -> set[int]:
+    """Markers on ``body``, or on the nearest ancestor that carries markers (none at ground)."""
+    while True:
+        if on_body.get(body):
+            return set(on_body[body])
+        if body not in parent:
+            return set()
+        body = parent[body]
+
+
+def _dependencies(topo: _Topology, coordinates: tuple[str, ...]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per coordinate: the indices of the markers nearest its joint, and whether any marker moves
+    with it at all (``(Q,)`` bool, False = unobservable)."""
+    children: dict[str, list[str]] = {}
+    for c, p in topo.body_parent.items():
+        children.setdefault(p, []).append(c)
+    on_body: dict[str, list[int]] = {}
+    for m, b in enumerate(topo.marker_body):
+        on_body.setdefault(b, []).append(m)
+    deps, observable = [], np.zeros(len(coordinates), dtype=bool)
+    for q, name in enumerate(coordinates):
+        parent, child = topo.joint_bodies[name]
+        down = _nearest_down(child, children, on_body)
+        observable[q] = bool(_subtree(child, children, on_body))
+        up = _nearest_up(parent, topo.body_parent, on_body) if parent != "ground" else set()
+        deps.append(np.array(sorted(down | up), dtype=np.intp))
+    return deps, observable
+
+
+# ============================================================================ solver
+
+
+_OSIM: Any = None
+
+
+def _osim():
+    """The ``opensim`` module, imported on first use with its logger set to errors only (it
+    logs every IK frame otherwise)."""
+    global _OSIM
+    if _OSIM is None:
+        import opensim as osim
+
+        osim.Logger.setLevelString("error")
+        _OSIM = osim
+    return _OSIM
+
+
+_TEMPLATES: dict[tuple[str, str], Any] = {}
+
+
+def load_with_markers(model_path: str | Path, skeleton: Skeleton):
+    """The model with the skeleton's Pose2Sim markers added (markers it already has are kept).
+
+    Markers of :data:`rtkin.core.skeletons.MARKER_SET_FIXES` come from the marker set named there
+    (Pose2Sim's Coco17 set puts RHip on the pelvis at the knee's height)."""
+    from rtkin.core.skeletons import MARKER_SET_FIXES
+
+    osim = _osim()
+    model = osim.Model(str(model_path))
+    path = assets.marker_set_path(skeleton.name)
+    markers = osim.MarkerSet(str(path))
+    fix_from, fixed = MARKER_SET_FIXES.get(path.name, ("", ()))
+    good = osim.MarkerSet(str(assets.marker_set_path(fix_from))) if fixed else None
+    have = model.getMarkerSet()
+    for i in range(markers.getSize()):
+        mk = markers.get(i)
+        if mk.getName() in fixed:
+            mk = good.get(mk.getName())
+        if not have.contains(mk.getName()):
+            model.addMarker(mk.clone())
+    model.finalizeConnections()
+    return model
+
+
+def _model_path(settings: "IKSettings", model_path: str | Path | None = None) -> Path:
+    """The model to solve on: ``model_path``, else ``settings.model``, else Pose2Sim's generic one."""
+    return Path(model_path) if model_path else (Path(settings.model) if settings.model else assets.model_path())
+
+
+def _template_model(path: Path, skeleton: Skeleton):
+    """The model at ``path`` with the skeleton's Pose2Sim marker set added, as Pose2Sim does
+    (``MarkerSet(file)`` + ``addMarker(marker.clone())``; markers the model already has are kept).
+    Loaded once per process and never modified: solvers work on clones."""
+    key = (str(Path(path).resolve()), skeleton.marker_set)
+    model = _TEMPLATES.get(key)
+    if model is None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"OpenSim model {path} not found")
+        model = load_with_markers(path, skeleton)
+        _TEMPLATES[key] = model
+    return model
+
+
+class IKSolver:
+    """Warm-started per-frame IK of one person on one OpenSim model.
+
+    Args:
+        settings: IK settings (skeleton, model, method, weights, iterations...).
+        model_path: model file overriding ``settings.model`` (e.g. a scaled model).
+
+    Attributes:
+        coordinate_names: ``(Q,)`` model coordinate names in model order (40 for the Pose2Sim
+            simple model).
+        marker_names: ``(M,)`` OpenSim marker names used, in ``skeleton.markers`` order.
+        marker_points: ``(M,)`` point index (into ``skeleton.points``) of each marker.
+        weights: ``(M,)`` base marker weights (Pose2Sim IK setup + overrides).
+        solved: ``(Q,)`` bool, False for coordinates held at their default (fixed / unobservable).
+        dependencies: per coordinate, ``(n,)`` marker indices its quality and flags depend on.
+        scaled: False while the model is the generic (unscaled) one.
+        iterations: solver iterations of the last solve (Gauss-Newton) or 0.
+        evaluations: forward-kinematics evaluations of the last solve (the cost driver).
+        used: ``(M,)`` bool, the markers the last solution used (usable and not outliers).
+    """
+
+    #: opensim method: weight of the coordinate goals holding fixed coordinates near their default
+    #: (they stay within 0.05 deg; weight 10 costs 1.5x the time, 100 nearly 2x)
+    _HELD_COORDINATE_WEIGHT = 1.0
+
+    def __init__(self, settings: IKSettings = IKSettings(), model_path: str | Path | None = None, model=None):
+        osim = _osim()
+        self.settings = settings
+        self.skeleton: Skeleton = get_skeleton(settings.skeleton)
+        path = _model_path(settings, model_path)
+        self.model_path = path
+        self.scaled = False
+        if model is None:  # else: a model built in memory (with the skeleton's markers), owned from now on
+            model = _template_model(path, self.skeleton).clone()  # ~5 ms instead of ~90 ms to load
+        self.model = model
+        self.state = model.initSystem()
+        if settings.method == "gauss_newton" and self.state.getNQ() != self.state.getNU():
+            raise ValueError(f"{path.name} has quaternion joints (nq != nu): use method='opensim'")
+        self._matter = model.getMatterSubsystem()
+        cs = model.getCoordinateSet()
+        self._coords = [cs.get(i) for i in range(cs.getSize())]
+        self.coordinate_names: tuple[str, ...] = tuple(c.getName() for c in self._coords)
+        self._rotational = np.array([c.getMotionType() == 1 for c in self._coords])
+        self._qidx = self._coordinate_q_indices()
+        self._setup_markers(model)
+        topo = self._topology(model)
+        self.dependencies, observable = _dependencies(topo, self.coordinate_names)
+        unknown = set(settings.fixed_coordinates) - set(self.coordinate_names)
+        if unknown:
+            raise ValueError(f"IKSettings.fixed_coordinates: no coordinates {sorted(unknown)} in {path.name}")
+        fixed = np.array([n in settings.fixed_coordinates for n in self.coordinate_names])
+        self.solved = observable & ~fixed
+        self._free = np.sort(self._qidx[self.solved])  # q indices solved
+        nq = self.state.getNQ()
+        self._lo, self._hi = np.full(nq, -np.inf), np.full(nq, np.inf)
+        root = [n for n in self.coordinate_names if topo.joint_bodies[n][0] == "ground"]
+        for c, qi in zip(self._coords, self._qidx):
+            if c.get_clamped() or (settings.bound_to_range and c.getName() not in root):
+                self._lo[qi], self._hi[qi] = c.getRangeMin(), c.getRangeMax()
+        self._q_default = self.state.getQ().to_numpy().copy()
+        self._root_q = np.sort(self._qidx[[self.coordinate_names.index(n) for n in root]])
+        self._root_body = topo.joint_bodies[root[0]][1] if root else ""
+        self._topo = topo
+        self._J = osim.Matrix()
+        self._q: np.ndarray | None = None  # previous solution (state Q order), None = cold
+        self.iterations = 0
+        self.evaluations = 0
+        self._dt = 1.0 / 60.0
+        self.used = np.zeros(len(self.marker_names), dtype=bool)
+        self._gated_run = np.zeros(len(self.marker_names), dtype=np.int64)  # consecutive gated frames
+        self._markers_prev: np.ndarray | None = None  # (M, 3) model markers of the last solution
+        self._markers_prev2: np.ndarray | None = None  # ... and of the one before, m
+        self._dt_prev = 1.0 / 60.0
+        if settings.method == "opensim":
+            self._setup_opensim(osim)
+
+    # ------------------------------------------------------------------ construction helpers
+    def _coordinate_q_indices(self) -> np.ndarray:
+        """``(Q,)`` index of each coordinate in the State's Q vector (found by perturbation)."""
+        q0 = self.state.getQ().to_numpy().copy()
+        out = np.empty(len(self._coords), dtype=np.intp)
+        for i, c in enumerate(self._coords):
+            v = c.getValue(self.state)
+            c.setValue(self.state, v + 0.1, False)
+            d = self.state.getQ().to_numpy() - q0
+            c.setValue(self.state, v, False)
+            hit = np.flatnonzero(np.abs(d) > 1e-9)
+            if hit.size != 1 or abs(d[hit[0]] - 0.1) > 1e-9:
+                raise ValueError(f"coordinate {c.getName()} is not a single generalized coordinate q")
+            out[i] = hit[0]
+        self.state.setQ(_osim().Vector.createFromMat(q0))
+        return out
+
+    def _setup_markers(self, model) -> None:
+        osim = _osim()
+        sk = self.skeleton
+        ms = model.getMarkerSet()
+        missing = [m for _, m in sk.markers if not ms.contains(m)]
+        if missing:
+            raise ValueError(f"model {self.model_path.name} has no markers {missing} of {sk.marker_set}")
+        self.marker_names: tuple[str, ...] = tuple(m for _, m in sk.markers)
+        self.marker_points = sk.indices([p for p, _ in sk.markers])
+        table = ik_marker_weights(sk.name)
+        table.update(dict(self.settings.marker_weights))
+        self.weights = np.array([table.get(m, 1.0) for m in self.marker_names], dtype=np.float64)
+        self._markers = [ms.get(m) for m in self.marker_names]
+        model.realizePosition(self.state)
+        self._mobods = osim.SimTKArrayMobilizedBodyIndex()
+        self._stations = osim.SimTKArrayVec3()
+        for mk in self._markers:
+            base = osim.PhysicalFrame.safeDownCast(mk.getParentFrame().findBaseFrame())
+            self._mobods.push_back(base.getMobilizedBodyIndex())
+            self._stations.push_back(mk.findLocationInFrame(self.state, base))
+
+    def _topology(self, model) -> _Topology:
+        body_parent: dict[str, str] = {}
+        joint_bodies: dict[str, tuple[str, str]] = {}
+        js = model.getJointSet()
+        for i in range(js.getSize()):
+            j = js.get(i)
+            parent = j.getParentFrame().findBaseFrame().getName()
+            child = j.getChildFrame().findBaseFrame().getName()
+            body_parent[child] = parent
+            for k in range(j.numCoordinates()):
+                joint_bodies[j.get_coordinates(k).getName()] = (parent, child)
+        marker_body = tuple(mk.getParentFrame().findBaseFrame().getName() for mk in self._markers)
+        return _Topology(body_parent, joint_bodies, marker_body)
+
+    def _setup_opensim(self, osim) -> None:
+        self._labels = osim.StdVectorString()
+        for m in self.marker_names:
+            self._labels.append(m)
+        # Held coordinates become coordinate goals, not locks: a locked coordinate is a
+        # constraint, which switches the assembler from L-BFGS to its interior-point optimizer
+        # (measured: 17 mm instead of 2.6 mm median marker error at accuracy 1e-3).
+        self._coord_refs = osim.SimTKArrayCoordinateReference()
+        for c, solved in zip(self._coords, self.solved):
+            if not solved:
+                ref = osim.CoordinateReference(c.getName(), osim.Constant(c.getDefaultValue()))
+                ref.setWeight(self._HELD_COORDINATE_WEIGHT)
+                self._coord_refs.push_back(ref)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def n_coordinates(self) -> int:
+        """Q, the number of model coordinates."""
+        return len(self.coordinate_names)
+
+    @property
+    def n_markers(self) -> int:
+        """M, the number of markers the skeleton maps to the model."""
+        return len(self.marker_names)
+
+    @property
+    def warm(self) -> bool:
+        """True when the next solve starts from the previous solution."""
+        return self._q is not None
+
+    def dependency_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(Q, M)`` 1.0 where coordinate q depends on marker m (:attr:`dependencies`), and
+        ``(Q,)`` the number of markers each depends on; built once."""
+        if getattr(self, "_dep_matrix", None) is None:
+            D = np.zeros((len(self.dependencies), len(self.marker_names)))
+            for q, deps in enumerate(self.dependencies):
+                D[q, deps] = 1.0
+            self._dep_matrix = (D, D.sum(axis=1))
+        return self._dep_matrix
+
+    def continue_from(self, other: "IKSolver") -> None:
+        """Warm-start from ``other``'s last pose (e.g. the generic-model solver of the same person
+        when their scaled model takes over): no cold solve at the switch."""
+        if other._q is None or other.coordinate_names != self.coordinate_names:
+            return
+        self._q = other._q.copy()
+        self.state.setTime(other.state.getTime())
+        self._dt, self._dt_prev = other._dt, other._dt_prev
+        # this model's markers at that pose; the one before shifted by the same offsets (the
+        # outlier gate predicts from both)
+        self._markers_prev = self._positions(self._q)
+        if other._markers_prev is not None and other._markers_prev2 is not None:
+            self._markers_prev2 = other._markers_prev2 + (self._markers_prev - other._markers_prev)
+        self._gated_run[:] = other._gated_run
+
+    def reset(self) -> None:
+        """Forget the previous pose: the next solve starts from the initial guesses."""
+        self._q = None
+        self._markers_prev = self._markers_prev2 = None
+        self._gated_run[:] = 0
+
+    def markers_from_points(self, points: np.ndarray, weights: np.ndarray | None = None
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        """Skeleton points -> marker observations.
+
+        Args:
+            points: ``(K, 3)`` world keypoints (z up), m; NaN = missing.
+            weights: ``(K,)`` bool mask or float weight factors per keypoint (None = all 1).
+
+        Returns:
+            ``(M, 3)`` markers in OpenSim ground (y up), m (NaN = missing), and ``(M,)`` weights
+            (base weight x factor; 0 where missing or masked). Derived points (COCO ``Neck``)
+            are the mean of their sources, with the smallest source factor.
+        """
+        sk = self.skeleton
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.shape != (sk.n_keypoints, 3):
+            raise ValueError(f"points must be (K, 3) = ({sk.n_keypoints}, 3) for {sk.name}, got {pts.shape}")
+        f = np.ones(sk.n_keypoints) if weights is None else np.asarray(weights, dtype=np.float64)
+        if f.shape != (sk.n_keypoints,):
+            raise ValueError(f"weights must be (K,) = ({sk.n_keypoints},), got {f.shape}")
+        if sk.derived:
+            pts = sk.with_derived(pts)
+            f = np.concatenate([f, [f[list(d.sources)].min() for d in sk.derived]])
+        x = pts[self.marker_points] @ OSIM_FROM_WORLD.T  # (M, 3) OpenSim ground
+        w = self.weights * f[self.marker_points]
+        finite = np.isfinite(x).all(-1)
+        ok = finite & np.isfinite(w) & (w > 0)
+        return np.where(finite[:, None], x, np.nan), np.where(ok, w, 0.0)
+
+    def solve(self, points_world: np.ndarray, weights: np.ndarray | None = None, time_s: float = 0.0) -> IKSolution:
+        """Solve one frame, warm-started from the previous solution.
+
+        Args:
+            points_world: ``(K, 3)`` keypoints of the skeleton in the world frame (z up), m;
+                NaN = missing (ignored).
+            weights: ``(K,)`` bool mask of keypoints to use, or float factors (>= 0) multiplying
+                the IK-setup marker weights; None = use every finite keypoint.
+            time_s: time of the frame, s (sets the OpenSim state's time).
+
+        Returns:
+            :class:`IKSolution`: ``(values (Q,) rad/m, marker_rms_m, marker_errors_m (M,))``.
+
+        Raises:
+            IKError: fewer than ``min_markers`` usable markers, or no acceptable solution; the
+                previous pose is kept for the next frame unless the solution was rejected.
+        """
+        x, w = self.markers_from_points(points_world, weights)
+        return self.solve_markers(x, w, time_s)
+
+    def solve_markers(self, x: np.ndarray, w: np.ndarray, time_s: float = 0.0) -> IKSolution:
+        """Like :meth:`solve` with ``(M, 3)`` markers already in OpenSim ground (y up), m, and
+        ``(M,)`` final weights (0 = unused)."""
+        n_used = int(np.count_nonzero(w > 0))
+        if n_used < self.settings.min_markers:
+            raise IKError(f"{n_used} usable markers, need {self.settings.min_markers}")
+        self.evaluations = 0
+        gap = float(time_s) - self.state.getTime()
+        if gap > self.settings.max_gap_s:
+            self.reset()  # the previous pose is too old to start from
+        self._dt = min(max(gap, _MIN_DT_S), _MAX_DT_S)
+        self.state.setTime(float(time_s))
+        cold = self._q is None
+        if not cold:
+            w = self._gate(x, w)
+        q, P, rms = self._cold_solve(x, w) if cold else self._solve_from(self._q, x, w, False)
+        outlier = (w > 0) & (np.linalg.norm(P - x, axis=-1) > self.settings.outlier_m)
+        if outlier.any() and n_used - int(outlier.sum()) >= self.settings.min_markers:
+            w = np.where(outlier, 0.0, w)  # e.g. a left/right swap that survived triangulation
+            q, P, rms = self._cold_solve(x, w) if cold else self._solve_from(self._q, x, w, False)
+        if rms > self.settings.max_marker_rms_m and not cold:
+            retry = self._cold_solve(x, w)
+            if retry[2] < rms:
+                q, P, rms = retry
+        if not (np.isfinite(q).all() and math.isfinite(rms)):
+            self._q = None
+            raise IKError("IK produced non-finite values")
+        if rms > self.settings.max_marker_rms_m:
+            self._q = None
+            raise IKError(f"marker RMS {rms * 1e3:.0f} mm > {self.settings.max_marker_rms_m * 1e3:.0f} mm")
+        self._markers_prev2 = None if cold else self._markers_prev
+        self._markers_prev, self._dt_prev = P, self._dt
+        self._q = q
+        self.used = w > 0
+        err = np.linalg.norm(P - x, axis=-1)  # NaN where not observed
+        return IKSolution(q[self._qidx].copy(), rms, err)
+
+    def _gate(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Innovation gating: drop markers farther than ``gate_m + gate_accel_mps2 * dt^2 / 2``
+        from where the model markers of the last two solutions, extrapolated at constant
+        velocity, put them (a glitch, e.g. a left/right mix-up in two views that triangulates
+        consistently), unless a marker has been dropped ``max_gated_frames`` frames in a row (it
+        may just be fast) or so many are that the prediction is stale."""
+        st = self.settings
+        use = w > 0
+        pred = self._markers_prev
+        if self._markers_prev2 is not None:
+            pred = pred + (pred - self._markers_prev2) * (self._dt / self._dt_prev)
+        d = np.linalg.norm(pred - x, axis=-1)
+        gate = st.gate_m + 0.5 * st.gate_accel_mps2 * self._dt ** 2
+        gated = use & (d > gate) & (self._gated_run < st.max_gated_frames)
+        n = int(gated.sum())
+        if n == 0 or n > use.sum() / 3 or use.sum() - n < st.min_markers:
+            self._gated_run[:] = 0
+            return w
+        self._gated_run = np.where(gated, self._gated_run + 1, 0)
+        return np.where(gated, 0.0, w)
+
+    # ------------------------------------------------------------------ kinematics
+    def _set_q(self, q: np.ndarray) -> None:
+        self.state.setQ(_osim().Vector.createFromMat(np.ascontiguousarray(q, dtype=np.float64)))
+        self.model.realizePosition(self.state)
+
+    def _positions(self, q: np.ndarray) -> np.ndarray:
+        """``(M, 3)`` model markers in ground at ``q``, m."""
+        self.evaluations += 1
+        self._set_q(q)
+        return np.array([mk.getLocationInGround(self.state).to_numpy() for mk in self._markers])
+
+    def _fk(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Markers ``(M, 3)`` and station Jacobian ``(3M, nq)`` (dp/dq = dp/du here) at ``q``."""
+        P = self._positions(q)
+        self._matter.calcStationJacobian(self.state, self._mobods, self._stations, self._J)
+        return P, self._J.to_numpy()
+
+    # ------------------------------------------------------------------ Gauss-Newton
+    def _marker_cost(self, r: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
+        """Robust marker cost of residuals ``r`` (n, 3) m with weights ``w`` (n,), and the IRLS
+        weights ``(n,)``: Cauchy ``w c^2 log(1 + d^2 / c^2)`` (~ ``w d^2`` for ``d << c``), or
+        plain ``w d^2`` when ``robust_scale_m`` is inf."""
+        d2 = np.einsum("ij,ij->i", r, r)
+        c = self.settings.robust_scale_m
+        if not math.isfinite(c):
+            return float(w @ d2), w
+        c2 = c * c
+        return float(w @ (c2 * np.log1p(d2 / c2))), w / (1.0 + d2 / c2)
+
+    def _gauss_newton(self, q: np.ndarray, x: np.ndarray, w: np.ndarray, free: np.ndarray,
+                      iterations: int, prior: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+        """Levenberg-Marquardt (iteratively reweighted for the robust loss) over the ``free`` q
+        indices, minimising ``marker cost + prior |q - q0|^2`` (``q0``: the starting ``q``).
+        Returns q, its ``(M, 3)`` model markers and the number of iterations."""
+        use = w > 0
+        xs, wu = x[use], w[use]
+        rows = np.repeat(np.flatnonzero(use) * 3, 3) + np.tile(np.arange(3), int(use.sum()))
+        q = np.clip(q, self._lo, self._hi)
+        q0 = q[free].copy()
+        P, J = self._fk(q)
+        cost, rho = self._marker_cost(P[use] - xs, wu)
+        mu = self.settings.damping
+        it = 0
+        di = np.arange(free.size)  # diagonal of the normal matrix
+        sub = np.ix_(rows, free)
+        for it in range(1, iterations + 1):
+            Jf = J[sub]
+            ws = np.repeat(rho, 3)
+            A = Jf.T @ (Jf * ws[:, None])
+            g = Jf.T @ (ws * (P[use] - xs).ravel())
+            if prior > 0:
+                A[di, di] += prior
+                g += prior * (q[free] - q0)
+            diag = A[di, di] + 1e-9
+            moved = False
+            for _ in range(8):  # raise the damping until the cost decreases
+                A_mu = A.copy()
+                A_mu[di, di] += mu * diag
+                try:
+                    dq = -np.linalg.solve(A_mu, g)
+                except np.linalg.LinAlgError:
+                    mu *= 10.0
+                    continue
+                if np.abs(dq).max() < self.settings.step_tolerance:
+                    return q, P, it  # converged: the next step would be negligible
+                q_new = q.copy()
+                q_new[free] += dq
+                q_new = np.clip(q_new, self._lo, self._hi)
+                P_new, J_new = self._fk(q_new)
+                cost_new, rho_new = self._marker_cost(P_new[use] - xs, wu)
+                cost_new += prior * float(np.sum((q_new[free] - q0) ** 2))
+                if cost_new <= cost or not math.isfinite(cost):
+                    step = np.abs(q_new - q).max()
+                    q, P, J, cost, rho = q_new, P_new, J_new, cost_new, rho_new
+                    mu = max(mu / 3.0, 1e-9)
+                    moved = True
+                    break
+                mu *= 4.0
+            if not moved or step < self.settings.step_tolerance:
+                break
+        return q, P, it
+
+    #: Arm poses tried from a cold start, (arm_flex, arm_add, elbow_flex) rad per side: down,
+    #: out sideways, forward, overhead (near arm_add = -90 deg the shoulder coordinates have
+    #: several equivalent / locally optimal solutions).
+    _ARM_STARTS = ((0.0, -0.2, 0.3), (0.0, -1.5, 0.3), (1.2, -0.3, 0.3), (0.0, -2.0, 0.3))
+
+    def _set_named(self, q: np.ndarray, name: str, value: float) -> None:
+        if name in self.coordinate_names:
+            q[self._qidx[self.coordinate_names.index(name)]] = value
+
+    def _initial_guesses(self, x: np.ndarray, w: np.ndarray) -> list[np.ndarray]:
+        """First poses for a cold start: the default pose facing the hips' forward direction, the
+        pelvis where the markers are and the root coordinates fitted to the markers of the root
+        body and its neighbours (pelvis, thighs, trunk); then one copy per arm pose of
+        ``_ARM_STARTS``."""
+        q = self._q_default.copy()
+        self._set_named(q, "elbow_flex_r", 0.3)
+        self._set_named(q, "elbow_flex_l", 0.3)
+        heading = self._heading(x)
+        if heading is not None:
+            self._set_named(q, "pelvis_rotation", heading)
+        if self._root_q.size:
+            P = self._positions(q)
+            use = w > 0
+            shift = np.average(x[use] - P[use], axis=0, weights=w[use])
+            for axis, name in enumerate(("pelvis_tx", "pelvis_ty", "pelvis_tz")):
+                if name in self.coordinate_names:
+                    q[self._qidx[self.coordinate_names.index(name)]] += shift[axis]
+            near = np.array([self._near_root(b) for b in self._topo.marker_body])
+            w_root = np.where(near, w, 0.0)
+            if np.count_nonzero(w_root) >= 3:
+                q, _, _ = self._gauss_newton(q, x, w_root, self._root_q, self.settings.first_iterations)
+        guesses = []
+        for flex, add, elbow in self._ARM_STARTS:
+            g = q.copy()
+            for side in ("r", "l"):
+                self._set_named(g, f"arm_flex_{side}", flex)
+                self._set_named(g, f"arm_add_{side}", add)
+                self._set_named(g, f"elbow_flex_{side}", elbow)
+            if not any(np.array_equal(g, h) for h in guesses):
+                guesses.append(g)
+        return guesses
+
+    def _cold_solve(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Best of the solves from every initial guess (stops at the first one that fits to
+        ``cold_accept_m``)."""
+        best: tuple[np.ndarray, np.ndarray, float] | None = None
+        for q in self._initial_guesses(x, w):
+            sol = self._solve_from(q, x, w, True)
+            if best is None or sol[2] < best[2]:
+                best = sol
+            if best[2] <= self.settings.cold_accept_m:
+                break
+        assert best is not None
+        return best
+
+    def _near_root(self, body: str) -> bool:
+        return body == self._root_body or self._topo.body_parent.get(body) == self._root_body
+
+    def _heading(self, x: np.ndarray) -> float | None:
+        """Rotation about the vertical (OpenSim y) that turns the model's right (+z) onto the
+        observed right direction (RHip - LHip, else RShoulder - LShoulder), rad."""
+        names = self.marker_names
+        for right, left in (("RHip", "LHip"), ("RShoulder", "LShoulder")):
+            if right in names and left in names:
+                d = x[names.index(right)] - x[names.index(left)]
+                if np.isfinite(d).all() and math.hypot(d[0], d[2]) > 0.05:
+                    return math.atan2(d[0], d[2])
+        return None
+
+    def _solve_from(self, q: np.ndarray, x: np.ndarray, w: np.ndarray, cold: bool
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Solve from ``q``; returns the solution, its ``(M, 3)`` model markers and the marker
+        RMS error over the used markers, m."""
+        if self.settings.method == "opensim":
+            q = self._assemble(q, x, w)
+            P = self._positions(q)
+            self.iterations = 0
+        else:
+            n = self.settings.first_iterations if cold else self.settings.max_iterations
+            prior = 0.0 if cold else self.settings.smoothing / self._dt
+            q, P, self.iterations = self._gauss_newton(q, x, w, self._free, n, prior)
+        use = w > 0
+        d2 = np.sum((P[use] - x[use]) ** 2, axis=-1)
+        rms = float(np.sqrt(d2.mean())) if d2.size else math.nan
+        return q, P, rms
+
+    # ------------------------------------------------------------------ OpenSim IK solver
+    def _assemble(self, q: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """One frame with ``InverseKinematicsSolver.assemble`` from ``q``; returns the new q."""
+        osim = _osim()
+        use = w > 0
+        table = osim.TimeSeriesTableVec3()
+        table.setColumnLabels(self._labels)
+        row = osim.RowVectorVec3(len(self.marker_names))
+        nan = osim.Vec3(math.nan, math.nan, math.nan)
+        for m, (p, u) in enumerate(zip(x, use)):
+            row[m] = osim.Vec3(float(p[0]), float(p[1]), float(p[2])) if u else nan
+        t = self.state.getTime()
+        table.appendRow(t, row)
+        weights = osim.SetMarkerWeights()
+        for name, wm in zip(self.marker_names, w):
+            weights.cloneAndAppend(osim.MarkerWeight(name, float(wm)))
+        ref = osim.MarkersReference(table, weights)
+        solver = osim.InverseKinematicsSolver(self.model, ref, self._coord_refs, self.settings.constraint_weight)
+        solver.setAccuracy(self.settings.accuracy)
+        self.state.setQ(osim.Vector.createFromMat(np.clip(q, self._lo, self._hi)))
+        try:
+            solver.assemble(self.state)
+        except RuntimeError as e:  # SimTK exceptions surface as RuntimeError
+            raise IKError(f"OpenSim assemble failed: {e}") from e
+        return self.state.getQ().to_numpy().copy()
+
+
+# ============================================================================ stage
+
+
+class IKStage:
+    """Skeleton3D -> one JointAngles per person, with one warm-started :class:`IKSolver` each.
+
+    Args:
+        settings: IK settings; ``settings.skeleton`` must match the incoming messages.
+        model_path: model file overriding ``settings.model``.
+
+    Attributes:
+        counters: ``frames`` (messages), ``people`` (person-frames seen), ``outputs``,
+            ``no_markers`` (too few usable keypoints: no output), ``failed`` (solver error: no
+            output), ``solvers_created``, ``forgotten`` (solvers dropped after ``forget_after_s``).
+        timing: seconds per solved person-frame (:class:`rtkin.core.stats.Window`).
+    """
+
+    def __init__(self, settings: IKSettings = IKSettings(), model_path: str | Path | None = None):
+        self.settings = settings
+        self.model_path = model_path
+        self.skeleton = get_skeleton(settings.skeleton)
+        self._solvers: dict[int, IKSolver] = {}
+        path = _model_path(settings, model_path)
+        _template_model(path, self.skeleton)  # load now (and fail now), not at the first person
+        self.counters = {"frames": 0, "people": 0, "outputs": 0, "no_markers": 0, "failed": 0,
+                         "solvers_created": 0, "forgotten": 0}
+        self.timing = Window()
+        self.last_error: str = ""
+        self._last_seen_ns: dict[int, int] = {}
+
+    def reset(self) -> None:
+        """Forget every person (their solvers and previous poses)."""
+        self._solvers.clear()
+        self._last_seen_ns.clear()
+
+    def forget(self, person_id: int) -> None:
+        """Forget one person (e.g. a retired track id); unknown ids are ignored."""
+        self._solvers.pop(int(person_id), None)
+        self._last_seen_ns.pop(int(person_id), None)
+
+    def _evict(self, now_ns: int) -> None:
+        """Drop the solvers of people not seen for ``forget_after_s``."""
+        limit = int(self.settings.forget_after_s * 1e9)
+        for pid in [p for p, t in self._last_seen_ns.items() if now_ns - t > limit]:
+            self.forget(pid)
+            self.counters["forgotten"] += 1
+
+    @property
+    def person_ids(self) -> tuple[int, ...]:
+        """Ids of the people with a solver, in creation order."""
+        return tuple(self._solvers)
+
+    def solver(self, person_id: int) -> IKSolver:
+        """The solver of ``person_id``, created on first use."""
+        pid = int(person_id)
+        s = self._solvers.get(pid)
+        if s is None:
+            s = self._solvers[pid] = IKSolver(self.settings, self.model_path)
+            self.counters["solvers_created"] += 1
+        return s
+
+    def use_model(self, person_id: int, model_path: str | Path, model=None) -> None:
+        """Solve ``person_id`` from now on with a scaled model (its JointAngles lose UNSCALED),
+        warm-started from their current pose. ``model``: the same model already built in memory."""
+        pid = int(person_id)
+        s = IKSolver(self.settings, model_path, model=model)
+        s.scaled = True
+        old = self._solvers.get(pid)
+        if old is not None:
+            s.continue_from(old)
+        self._solvers[pid] = s
+        self.counters["solvers_created"] += 1
+
+    def switch_model(self, person_id: int, model_path: str | Path, factors: Mapping[str, float],
+                     mass_kg: float | None = None) -> Iterator[None]:
+        """:meth:`use_model` in steps of a few ms each (a generator: every ``next()`` does one).
+
+        Loading a saved ``.osim`` takes ~90 ms, and OpenSim holds the GIL, so a thread cannot hide
+        it from a 60 Hz loop. Instead the scaled model is rebuilt in memory from the generic
+        template exactly as :func:`rtkin.kinematics.scaling.scale_model` built the file at ``model_path``
+        (clone ~5 ms, initSystem ~4 ms, ``Model.scale`` ~8 ms, solver set-up ~8 ms); a live loop
+        runs one step after each frame it published, in the gap before the next frame.
+        """
+        from rtkin.kinematics.scaling import apply_scale_steps
+
+        model = _template_model(_model_path(self.settings, self.model_path), self.skeleton).clone()
+        yield
+        yield from apply_scale_steps(model, factors, mass_kg)
+        self.use_model(person_id, model_path, model=model)
+
+    def usable(self, sk: Skeleton3D, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(K,)`` weight factors of person ``n``'s keypoints (0 = unused, ``held_weight`` for a
+        held point) and ``(K,)`` held mask."""
+        st = self.settings
+        pts = sk.points[n]
+        finite = np.isfinite(pts).all(-1)
+        held = finite & (sk.n_views[n] == 0)
+        measured = finite & ~held & (sk.scores[n] >= st.min_score) & (sk.reproj_error_px[n] <= st.max_reproj_px)
+        factor = np.where(measured, 1.0, np.where(held, st.held_weight, 0.0))
+        return factor, held
+
+    def __call__(self, sk: Skeleton3D) -> list[JointAngles]:
+        if sk.skeleton != self.skeleton.name or sk.n_keypoints != self.skeleton.n_keypoints:
+            raise ValueError(f"IKStage expects {self.skeleton.name} ({self.skeleton.n_keypoints} keypoints), "
+                             f"got {sk.skeleton} ({sk.n_keypoints})")
+        self.counters["frames"] += 1
+        out = []
+        self._evict(sk.time_ns)
+        for n, pid in enumerate(sk.person_ids):
+            self.counters["people"] += 1
+            self._last_seen_ns[int(pid)] = sk.time_ns
+            ja = self._person(sk, n, int(pid))
+            if ja is not None:
+                out.append(ja)
+        self.counters["outputs"] += len(out)
+        return out
+
+    def _person(self, sk: Skeleton3D, n: int, pid: int) -> JointAngles | None:
+        factor, held = self.usable(sk, n)
+        if np.count_nonzero(factor > 0) < self.settings.min_markers:  # before creating a solver
+            self.counters["no_markers"] += 1
+            return None
+        t0 = time.perf_counter()
+        solver = self.solver(pid)
+        x, w = solver.markers_from_points(sk.points[n], factor)
+        if np.count_nonzero(w > 0) < self.settings.min_markers:
+            self.counters["no_markers"] += 1
+            return None
+        try:
+            sol = solver.solve_markers(x, w, sk.time_ns * 1e-9)
+        except IKError as e:
+            self.counters["failed"] += 1
+            self.last_error = str(e)
+            return None
+        self.timing.add(time.perf_counter() - t0)
+        quality, flags = self._quality(solver, sk, n, held)
+        return JointAngles(
+            time_ns=sk.time_ns,
+            capture_ns=sk.capture_ns,
+            person_id=pid,
+            names=solver.coordinate_names,
+            values=sol.values,
+            marker_rms_m=sol.marker_rms_m,
+            quality=quality,
+            flags=flags,
+        )
+
+    def _quality(self, solver: IKSolver, sk: Skeleton3D, n: int, held_k: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """``(Q,)`` quality in [0, 1] and ``(Q,)`` AngleFlag bits from the markers the solution
+        used (not gated or rejected as outliers), their views, reprojection errors and held state."""
+        st = self.settings
+        sk_def = self.skeleton
+        views = sk.n_views[n].astype(np.int64)
+        err = sk.reproj_error_px[n].astype(np.float64)
+        held = held_k
+        if sk_def.derived:  # a derived point has its worst source's views / error / held state
+            views = np.concatenate([views, [views[list(d.sources)].min() for d in sk_def.derived]])
+            err = np.concatenate([err, [err[list(d.sources)].max() for d in sk_def.derived]])
+            held = np.concatenate([held, [held[list(d.sources)].any() for d in sk_def.derived]])
+        mp = solver.marker_points
+        m_views, m_err, m_held = views[mp], err[mp], held[mp]  # (M,)
+        used = solver.used
+        few = ~m_held & (m_views < st.min_views)
+        high = (m_views > 0) & (m_err > st.high_reproj_px)
+        held_used = m_held & used
+        good = used & ~m_held & (m_views >= st.min_views) & ~(m_err > st.high_reproj_px)
+        D, count = solver.dependency_matrix()  # (Q, M) float 0/1, (Q,) markers per coordinate
+        with np.errstate(invalid="ignore", divide="ignore"):
+            quality = np.where(count > 0, (D @ good) / count, 0.0).astype(np.float32)
+        flags = np.full(D.shape[0], 0 if solver.scaled else AngleFlag.UNSCALED, dtype=np.uint8)
+        flags[(D @ few) > 0] |= np.uint8(AngleFlag.FEW_VIEWS)
+        flags[(D @ high) > 0] |= np.uint8(AngleFlag.HIGH_REPROJ)
+        flags[(D @ held_used) > 0] |= np.uint8(AngleFlag.HELD)
+        unsolved = ~solver.solved
+        flags[unsolved] = np.uint8(0 if solver.scaled else AngleFlag.UNSCALED) | np.uint8(AngleFlag.FILLED)
+        quality[unsolved] = 0.0
+        return quality, flags
+
+    def status(self) -> dict[str, Any]:
+        """Counters and p50/p99 ms per solved person-frame."""
+        return {"counters": dict(self.counters), "timing_ms": self.timing.summary(), "people": len(self._solvers)}

@@ -1,0 +1,228 @@
+"""Associate people across views: which detection in each camera is the same person.
+
+Pairwise affinity: for detections i (view a) and j (view b), the median symmetric epipolar
+distance over the keypoints both see with a score above ``min_score`` (undistorted px): how far
+each keypoint lies from the epipolar line of its counterpart, averaged both ways. The median
+ignores a few wrong keypoints (a swapped limb, an outlier) that would dominate a mean. Same person
+-> a few px; different people -> tens to hundreds.
+
+Multi-person mode groups detections greedily: pairs sorted by affinity are merged into groups when
+the merge keeps at most one detection per view and the groups agree (mean pairwise distance under
+``max_epipolar_px``). Single-person mode forms the same groups and keeps one: the group closest to
+the tracked subject's last 3D pose when there is one (reprojected into the views), otherwise the
+group seen by the most views (then the most consistent) -- never "the largest box", so a
+bystander seen by two cameras loses to the subject seen by four.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from numba import njit
+
+from rtkin.core.calibration import Rig
+
+__all__ = ["AssociationSettings", "Associator", "pairwise_epipolar_distance"]
+
+
+@dataclass(frozen=True)
+class AssociationSettings:
+    """Association settings (TOML ``[association]`` maps 1:1).
+
+    Attributes:
+        mode: ``"single"`` (one subject; bystanders rejected) or ``"multi"``.
+        min_score: keypoints below this score are ignored (0..1).
+        max_epipolar_px: two detections can be the same person if their median symmetric epipolar
+            distance is below this, px.
+        min_common_keypoints: keypoints both detections must see for their distance to count.
+        prior_gate_px: single mode: a group whose median reprojection distance to the tracked
+            subject's last pose is above this is not the subject, px.
+        duplicate_m: multi mode: two groups whose triangulated keypoints are closer than this
+            (mean distance) are one person split in two; the one seen by fewer views is dropped, m.
+    """
+
+    mode: str = "single"
+    min_score: float = 0.3
+    max_epipolar_px: float = 40.0
+    min_common_keypoints: int = 4
+    prior_gate_px: float = 80.0
+    duplicate_m: float = 0.35
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("single", "multi"):
+            raise ValueError(f"association.mode must be 'single' or 'multi', got {self.mode!r}")
+        if not (self.max_epipolar_px > 0 and self.prior_gate_px > 0 and self.min_common_keypoints >= 1):
+            raise ValueError("association thresholds must be > 0")
+
+
+@njit(cache=True)
+def _epipolar_kernel(F, ua, wa, ub, wb, min_common, out):  # pragma: no cover - compiled
+    """out (Pa, Pb) median symmetric epipolar distance over keypoints seen in both, px."""
+    K = ua.shape[1]
+    buf = np.empty(K)
+    la = np.empty((K, 3))
+    for i in range(ua.shape[0]):
+        for k in range(K):  # epipolar lines in b of a's points: F @ x_a
+            for r in range(3):
+                la[k, r] = F[r, 0] * ua[i, k, 0] + F[r, 1] * ua[i, k, 1] + F[r, 2]
+        for j in range(ub.shape[0]):
+            n = 0
+            for k in range(K):
+                if wa[i, k] <= 0.0 or wb[j, k] <= 0.0:
+                    continue
+                xb, yb = ub[j, k, 0], ub[j, k, 1]
+                # line in a of b's point: F^T @ x_b
+                l0 = F[0, 0] * xb + F[1, 0] * yb + F[2, 0]
+                l1 = F[0, 1] * xb + F[1, 1] * yb + F[2, 1]
+                l2 = F[0, 2] * xb + F[1, 2] * yb + F[2, 2]
+                d_a = abs(l0 * ua[i, k, 0] + l1 * ua[i, k, 1] + l2) / (np.sqrt(l0 * l0 + l1 * l1) + 1e-12)
+                d_b = abs(la[k, 0] * xb + la[k, 1] * yb + la[k, 2]) / (np.sqrt(la[k, 0] ** 2 + la[k, 1] ** 2) + 1e-12)
+                buf[n] = 0.5 * (d_a + d_b)
+                n += 1
+            if n < min_common or n == 0:
+                out[i, j] = np.inf
+            else:
+                out[i, j] = np.median(buf[:n])
+
+
+def pairwise_epipolar_distance(F: np.ndarray, ua: np.ndarray, wa: np.ndarray, ub: np.ndarray, wb: np.ndarray,
+                               min_common: int) -> np.ndarray:
+    """Median symmetric epipolar distance between detections of two views.
+
+    Args:
+        F: (3, 3) fundamental matrix, ``x_b^T F x_a = 0`` (undistorted px).
+        ua: (Pa, K, 2) undistorted px of view a; wa: (Pa, K) weights (0 = not seen).
+        ub: (Pb, K, 2) undistorted px of view b; wb: (Pb, K) weights.
+        min_common: fewer common keypoints than this -> inf.
+
+    Returns:
+        (Pa, Pb) median distance over the keypoints both see, px (inf where not comparable).
+    """
+    out = np.empty((ua.shape[0], ub.shape[0]))
+    _epipolar_kernel(np.ascontiguousarray(F, dtype=np.float64), np.ascontiguousarray(ua, dtype=np.float64),
+                     np.ascontiguousarray(wa, dtype=np.float64), np.ascontiguousarray(ub, dtype=np.float64),
+                     np.ascontiguousarray(wb, dtype=np.float64), int(min_common), out)
+    return out
+
+
+class Associator:
+    """Stage: per-view detections -> groups of (view, detection) that are one person.
+
+    Call with ``views``: per camera (rig order) a (P_c, K, 3) array (x_px, y_px, score; distorted
+    px) or None, and optionally ``prior``: (N, K, 3) world points of the people tracked last
+    (single mode uses the first). Returns a list of groups, each a dict camera index -> detection
+    index, best first; single mode returns at most one group.
+    """
+
+    def __init__(self, rig: Rig, settings: AssociationSettings = AssociationSettings()):
+        self.rig = rig
+        self.settings = settings
+        self._F = rig.fundamentals()
+
+    def reset(self) -> None:
+        """Stateless; present for the stage interface."""
+
+    def __call__(self, views: Sequence[np.ndarray | None], prior: np.ndarray | None = None) -> list[dict[int, int]]:
+        C = len(self.rig)
+        if len(views) != C:
+            raise ValueError(f"expected {C} views (rig order), got {len(views)}")
+        und, wts = self._prepare(views)
+        pairs = self._pairs(und, wts)
+        groups = self._group(pairs, [0 if u is None else len(u) for u in und])
+        if self.settings.mode == "multi":
+            return [g for g, _ in groups if len(g) >= 2]
+        return self._pick_subject(groups, views, prior)
+
+    # ------------------------------------------------------------------ steps
+    def _prepare(self, views):
+        s = self.settings
+        und, wts = [], []
+        for c, v in enumerate(views):
+            if v is None or len(v) == 0:
+                und.append(None)
+                wts.append(None)
+                continue
+            v = np.asarray(v, dtype=np.float64)
+            und.append(self.rig[c].undistort(v[..., :2]))
+            wts.append(np.where(v[..., 2] >= s.min_score, v[..., 2], 0.0))
+        return und, wts
+
+    def _pairs(self, und, wts) -> list[tuple[float, int, int, int, int]]:
+        """All (distance, view a, det i, view b, det j) under the threshold, best first."""
+        s = self.settings
+        out = []
+        C = len(und)
+        for a in range(C):
+            for b in range(a + 1, C):
+                if und[a] is None or und[b] is None:
+                    continue
+                d = pairwise_epipolar_distance(self._F[a, b], und[a], wts[a], und[b], wts[b], s.min_common_keypoints)
+                for i, j in zip(*np.nonzero(d < s.max_epipolar_px)):
+                    out.append((float(d[i, j]), a, int(i), b, int(j)))
+        out.sort()
+        return out
+
+    def _group(self, pairs, counts) -> list[tuple[dict[int, int], float]]:
+        """Greedy merging of pairs into groups; returns (group, mean pair distance), best first."""
+        dist = {}
+        for d, a, i, b, j in pairs:
+            dist[(a, i, b, j)] = dist[(b, j, a, i)] = d
+        owner: dict[tuple[int, int], int] = {}
+        groups: dict[int, dict[int, int]] = {}
+        next_id = 0
+        for d, a, i, b, j in pairs:
+            ga, gb = owner.get((a, i)), owner.get((b, j))
+            if ga is None:
+                ga, next_id = next_id, next_id + 1
+                groups[ga] = {a: i}
+                owner[(a, i)] = ga
+            if gb is None:
+                gb, next_id = next_id, next_id + 1
+                groups[gb] = {b: j}
+                owner[(b, j)] = gb
+            if ga == gb or set(groups[ga]) & set(groups[gb]):
+                continue  # already together, or would put two detections of one view together
+            cross = [dist.get((va, ia, vb, ib), np.inf) for va, ia in groups[ga].items() for vb, ib in groups[gb].items()]
+            if np.mean(cross) < self.settings.max_epipolar_px and max(cross) < 2 * self.settings.max_epipolar_px:
+                for v, k in groups[gb].items():
+                    owner[(v, k)] = ga
+                groups[ga].update(groups.pop(gb))
+        scored = []
+        for g in groups.values():
+            items = list(g.items())
+            ds = [dist[(va, ia, vb, ib)] for n, (va, ia) in enumerate(items) for vb, ib in items[n + 1:]
+                  if (va, ia, vb, ib) in dist]
+            scored.append((g, float(np.mean(ds)) if ds else np.inf))
+        scored.sort(key=lambda t: (-len(t[0]), t[1]))
+        return scored
+
+    def _pick_subject(self, groups, views, prior) -> list[dict[int, int]]:
+        if not groups:
+            return []
+        if prior is not None and len(prior) and np.isfinite(prior[0]).any():
+            proj = self._project_prior(prior[0], {c for g, _ in groups for c in g})
+            best, best_d = None, np.inf
+            for g, _ in groups:
+                d = self._prior_distance(g, views, proj)
+                if d < best_d:
+                    best, best_d = g, d
+            if best is not None and best_d < self.settings.prior_gate_px:
+                return [best]
+        g = groups[0][0]
+        return [g] if len(g) >= 2 else []
+
+    def _project_prior(self, points: np.ndarray, cams: set[int]) -> dict[int, np.ndarray]:
+        """(K, 2) distorted px of the prior's points in each camera (NaN where unknown)."""
+        return {c: self.rig[c].project(points) for c in cams}
+
+    def _prior_distance(self, group, views, proj) -> float:
+        """Median px distance between a group's detections and the prior's reprojection."""
+        ds = []
+        for c, i in group.items():
+            det = np.asarray(views[c][i])
+            ok = (det[:, 2] >= self.settings.min_score) & np.isfinite(proj[c]).all(-1)
+            if ok.any():
+                ds.append(np.linalg.norm(det[ok, :2] - proj[c][ok], axis=-1))
+        return float(np.median(np.concatenate(ds))) if ds else np.inf

@@ -1,0 +1,141 @@
+"""FrameSet -> Skeleton3D: associate, triangulate, track, filter. One plain stateful stage.
+
+The same object runs inside the live sync process, in ``rtkin replay`` and in tests, so live and
+replayed outputs are the same computation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtkin.reconstruct.association import Associator
+from rtkin.core.calibration import Rig
+from rtkin.runtime.config import ReconstructionSettings
+from rtkin.reconstruct.filters import make_filter
+from rtkin.reconstruct.health import CameraHealth
+from rtkin.core.messages import FrameSet, Skeleton3D
+from rtkin.core.skeletons import get_skeleton
+from rtkin.reconstruct.tracking import Tracker
+from rtkin.reconstruct.triangulation import Triangulator
+
+__all__ = ["Reconstructor"]
+
+
+class Reconstructor:
+    """Stage: ``__call__(FrameSet) -> Skeleton3D`` (people seen in this slot, tracked ids).
+
+    Args:
+        rig: calibrated cameras; FrameSets must list the same camera names in the same order.
+        skeleton: keypoint set name of the 2D detections.
+        settings: association, triangulation, tracking and filter settings.
+    """
+
+    def __init__(self, rig: Rig, skeleton: str = "HALPE_26", settings: ReconstructionSettings = ReconstructionSettings()):
+        self.rig = rig
+        self.skeleton = get_skeleton(skeleton)
+        self.settings = settings
+        self.associator = Associator(rig, settings.association)
+        self.triangulator = Triangulator(rig, settings.triangulation)
+        self.tracker = Tracker(settings.tracking)
+        self.health = CameraHealth(rig, settings.health) if settings.health.enabled else None
+        #: True: the calibration check is queued and run by :meth:`run_deferred` (the live sync
+        #: node calls it after publishing, so it is not on the latency path); False: inline.
+        self.defer_health = False
+        self._deferred: list[tuple] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget tracks and filter states."""
+        self.tracker.reset()
+        self._filters: dict[int, object] = {}
+        self._deferred = []
+        if self.health is not None:
+            self.health.reset()
+
+    def run_deferred(self) -> None:
+        """Run the queued calibration-check updates, in frame order (see :attr:`defer_health`)."""
+        pending, self._deferred = self._deferred, []
+        for args in pending:
+            self.health.update(*args)
+
+    def __call__(self, fs: FrameSet) -> Skeleton3D:
+        if fs.cameras != self.rig.names:
+            raise ValueError(f"FrameSet cameras {fs.cameras} differ from the rig's {self.rig.names}")
+        K = self.skeleton.n_keypoints
+        views = [None if f is None else f.keypoints for f in fs.frames]
+        for f in fs.frames:
+            if f is not None and (f.skeleton != self.skeleton.name or f.n_keypoints != K):
+                raise ValueError(f"{f.camera}: skeleton {f.skeleton} with {f.n_keypoints} keypoints, "
+                                 f"expected {self.skeleton.name} ({K})")
+        prior = self.tracker.last_points() if self.settings.association.mode == "single" else None
+        groups = self.associator(views, prior if prior is not None and len(prior) else None)
+        kp = np.zeros((len(self.rig), len(groups), K, 3), dtype=np.float64)
+        for g, group in enumerate(groups):
+            for c, i in group.items():
+                kp[c, g] = views[c][i]
+        res = self.triangulator(kp)
+        if self.health is not None:
+            if self.defer_health:
+                self._deferred.append((views, groups, res.points))
+            else:
+                self.health.update(views, groups, res.points)
+        points = _drop_duplicates(res.points, res.n_views, self.settings.association.duplicate_m)
+        ids = self.tracker.update(points)
+        for pid in self.tracker.retired:
+            self._filters.pop(pid, None)
+        return self._output(fs, res, kp, ids)
+
+    def _output(self, fs: FrameSet, res, kp: np.ndarray, ids: np.ndarray) -> Skeleton3D:
+        keep = np.flatnonzero(ids >= 0)
+        K = self.skeleton.n_keypoints
+        t_s = fs.slot_ns * 1e-9
+        points = np.empty((keep.size, K, 3))
+        n_views = res.n_views[keep].copy()
+        err = res.reproj_error_px[keep].astype(np.float32)
+        w = np.where(res.used, kp[..., 2], 0.0)  # (C, G, K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scores = np.nan_to_num(w.sum(0) / res.used.sum(0), nan=0.0)[keep].astype(np.float32)
+        for n, g in enumerate(keep):
+            pid = int(ids[g])
+            filt = self._filters.get(pid)
+            if filt is None:
+                filt = self._filters[pid] = make_filter(self.settings.filter, K * 3)
+            out = np.asarray(filt(res.points[g].reshape(-1), t_s), dtype=np.float64).reshape(K, 3)
+            bad = ~np.isfinite(out).all(-1)
+            out[bad] = np.nan
+            points[n] = out
+            n_views[n][bad] = 0
+        err[~np.isfinite(points).all(-1)] = np.nan
+        return Skeleton3D(
+            time_ns=fs.slot_ns,
+            capture_ns=fs.capture_ns,
+            skeleton=self.skeleton.name,
+            person_ids=ids[keep].astype(np.int64),
+            points=points,
+            scores=scores,
+            reproj_error_px=err,
+            n_views=n_views,
+        )
+
+
+def _drop_duplicates(points: np.ndarray, n_views: np.ndarray, min_dist_m: float) -> np.ndarray:
+    """(G, K, 3) points with groups that repeat a better-seen group (mean distance over common
+    keypoints < ``min_dist_m``) set to NaN, so they are not tracked as a second person."""
+    G = points.shape[0]
+    if G < 2:
+        return points
+    order = np.argsort(-n_views.sum(-1), kind="stable")
+    out = points.copy()
+    kept: list[int] = []
+    for g in order:
+        dup = False
+        for h in kept:
+            ok = np.isfinite(out[g]).all(-1) & np.isfinite(out[h]).all(-1)
+            if ok.sum() >= 3 and np.linalg.norm(out[g][ok] - out[h][ok], axis=-1).mean() < min_dist_m:
+                dup = True
+                break
+        if dup:
+            out[g] = np.nan
+        else:
+            kept.append(g)
+    return out

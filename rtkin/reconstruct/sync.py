@@ -1,0 +1,253 @@
+"""Timestamp synchronisation: KeypointFrames from C cameras -> FrameSets, one per time slot.
+
+Slots are a regular grid at ``fps_hz`` anchored on the first frame's capture time; a frame goes to
+the nearest slot if it is within ``tolerance_ms`` of it. A slot is emitted, in order, as soon as
+every live camera has moved past it (complete), or ``max_wait_ms`` after its first frame arrived
+(a late or silent camera never stalls the stream: its view is empty). A camera that delivered
+nothing for ``stale_ms`` is not waited for until it delivers again (a killed camera costs one
+``max_wait_ms`` once, not on every slot; when it comes back it rejoins). Frames for a slot already
+emitted are late: dropped and counted.
+
+Every decision depends only on the frames and on the ``now_ns`` receive times passed in, never on
+a clock read inside, so a recording of (frame, receive time) replays into the same FrameSets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from rtkin.core.messages import FrameSet, KeypointFrame
+
+__all__ = ["SyncSettings", "SyncCounters", "Synchronizer"]
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """Synchroniser settings (TOML ``[sync]`` maps 1:1).
+
+    Attributes:
+        fps_hz: slot rate, Hz (the pipeline rate; usually the cameras' frame rate).
+        tolerance_ms: max distance between a frame's capture time and its slot time, ms; frames
+            further away are dropped (``None``: half a slot period, i.e. every frame gets a slot).
+        max_wait_ms: how long a slot waits for missing cameras after its first frame, ms.
+        stale_ms: a camera silent for this long (receive clock) is not waited for, ms.
+        max_pending_slots: open slots kept at most; older ones are emitted regardless.
+    """
+
+    fps_hz: float = 60.0
+    tolerance_ms: float | None = None
+    max_wait_ms: float = 30.0
+    stale_ms: float = 150.0
+    max_pending_slots: int = 16
+
+    def __post_init__(self) -> None:
+        if not self.fps_hz > 0:
+            raise ValueError(f"sync.fps_hz must be > 0, got {self.fps_hz}")
+        if self.tolerance_ms is not None and not self.tolerance_ms > 0:
+            raise ValueError(f"sync.tolerance_ms must be > 0, got {self.tolerance_ms}")
+        if not (self.max_wait_ms >= 0 and self.stale_ms > 0 and self.max_pending_slots >= 1):
+            raise ValueError("sync.max_wait_ms >= 0, stale_ms > 0 and max_pending_slots >= 1 are required")
+
+    @property
+    def period_ns(self) -> int:
+        return int(round(1e9 / self.fps_hz))
+
+    @property
+    def tolerance_ns(self) -> int:
+        if self.tolerance_ms is None:
+            return self.period_ns // 2
+        return int(round(self.tolerance_ms * 1e6))
+
+
+@dataclass
+class SyncCounters:
+    """What the synchroniser did with its input (all cumulative)."""
+
+    frames_in: int = 0
+    used: int = 0
+    late: int = 0
+    superseded: int = 0  # a second frame of the same camera for one slot (the farther one)
+    out_of_tolerance: int = 0
+    unknown_camera: int = 0
+    wrong_skeleton: int = 0
+    framesets: int = 0
+    incomplete: int = 0  # FrameSets emitted with at least one view empty
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Slot:
+    index: int
+    first_recv_ns: int
+    frames: dict[int, KeypointFrame] = field(default_factory=dict)
+    last_recv_ns: int = 0  # receive time of the newest frame kept in the slot
+
+
+class Synchronizer:
+    """Stage: ``push(frame, now_ns) -> [FrameSet, ...]``; ``poll(now_ns)`` emits timed-out slots.
+
+    Args:
+        cameras: camera names in rig order (FrameSets list them in this order).
+        settings: see :class:`SyncSettings`.
+        skeleton: if given, frames of another skeleton are dropped and counted.
+    """
+
+    def __init__(self, cameras: Sequence[str], settings: SyncSettings = SyncSettings(), skeleton: str | None = None):
+        self.cameras = tuple(cameras)
+        if len(set(self.cameras)) != len(self.cameras) or not self.cameras:
+            raise ValueError(f"camera names must be unique and non-empty: {self.cameras}")
+        self.settings = settings
+        self.skeleton = skeleton
+        self._cam_index = {c: i for i, c in enumerate(self.cameras)}
+        self.counters = SyncCounters()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every slot and camera state (counters are kept)."""
+        self._origin_ns: int | None = None
+        self._pending: dict[int, _Slot] = {}
+        self._next_index = 0  # slots below this were emitted
+        self._watermark = [-1] * len(self.cameras)  # highest slot delivered per camera
+        self._last_recv = [None] * len(self.cameras)  # receive time of each camera's last frame
+        self._start_ns: int | None = None  # receive time of the first frame (never-seen cameras are
+        # waited for until stale_ms after it, so the first slots are not emitted with one view)
+        self._last_capture = [None] * len(self.cameras)
+        self._period_est = [None] * len(self.cameras)  # smoothed frame interval per camera, ns
+        #: slot index -> receive time of the last frame that went into its FrameSet (ns), for the
+        #: "last camera frame in -> output" latency; the consumer pops the entries it uses.
+        self.arrival_ns: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ input
+    def push(self, frame: KeypointFrame, now_ns: int) -> list[FrameSet]:
+        """Add one frame received at ``now_ns`` (receive clock, ns); returns FrameSets now due."""
+        out = self.poll(now_ns)
+        self.counters.frames_in += 1
+        c = self._cam_index.get(frame.camera)
+        if c is None:
+            self.counters.unknown_camera += 1
+            return out
+        if self.skeleton is not None and frame.skeleton != self.skeleton:
+            self.counters.wrong_skeleton += 1
+            return out
+        self._last_recv[c] = now_ns
+        self._track_rate(c, frame.capture_ns)
+        if self._start_ns is None:
+            self._start_ns = now_ns
+        if self._origin_ns is None:
+            self._origin_ns = frame.capture_ns
+        s = self._slot_of(frame.capture_ns)
+        if s is None:
+            self.counters.out_of_tolerance += 1
+            return out
+        if s < self._next_index:
+            self.counters.late += 1
+            return out
+        self._add(c, s, frame, now_ns)
+        out.extend(self._emit_ready(now_ns))
+        return out
+
+    def poll(self, now_ns: int) -> list[FrameSet]:
+        """Emit slots whose wait expired by ``now_ns`` (and everything before them), in order."""
+        if not self._pending:
+            return []
+        wait = int(self.settings.max_wait_ms * 1e6)
+        due = [s for s, slot in self._pending.items() if now_ns >= slot.first_recv_ns + wait]
+        out = self._emit_through(max(due)) if due else []
+        out.extend(self._emit_ready(now_ns))
+        return out
+
+    def flush(self) -> list[FrameSet]:
+        """End of stream: emit every pending slot."""
+        return self._emit_through(max(self._pending)) if self._pending else []
+
+    def next_deadline_ns(self) -> int | None:
+        """Receive-clock time at which :meth:`poll` will next have something to emit, or None."""
+        if not self._pending:
+            return None
+        return min(s.first_recv_ns for s in self._pending.values()) + int(self.settings.max_wait_ms * 1e6)
+
+    # ------------------------------------------------------------------ internals
+    def _slot_of(self, capture_ns: int) -> int | None:
+        period = self.settings.period_ns
+        rel = capture_ns - self._origin_ns
+        s = (rel + period // 2) // period
+        if abs(rel - s * period) > self.settings.tolerance_ns:
+            return None
+        return int(s)
+
+    def _slot_time(self, s: int) -> int:
+        return self._origin_ns + s * self.settings.period_ns
+
+    def _add(self, c: int, s: int, frame: KeypointFrame, now_ns: int) -> None:
+        slot = self._pending.get(s)
+        if slot is None:
+            slot = self._pending[s] = _Slot(s, now_ns)
+        old = slot.frames.get(c)
+        if old is not None:
+            self.counters.superseded += 1
+            t = self._slot_time(s)
+            if abs(old.capture_ns - t) <= abs(frame.capture_ns - t):
+                return
+        else:
+            self.counters.used += 1
+        slot.frames[c] = frame
+        slot.last_recv_ns = max(slot.last_recv_ns, now_ns)
+        self._watermark[c] = max(self._watermark[c], s)
+
+    def _track_rate(self, c: int, capture_ns: int) -> None:
+        last = self._last_capture[c]
+        self._last_capture[c] = capture_ns
+        if last is None or capture_ns <= last:
+            return
+        dt = capture_ns - last
+        est = self._period_est[c]
+        self._period_est[c] = dt if est is None else 0.8 * est + 0.2 * dt
+
+    def _done_with(self, c: int, slot: _Slot) -> bool:
+        """Camera c will not improve this slot: it moved past it, or it has a frame there and is
+        not faster than the slot rate (a faster camera may still send a closer frame)."""
+        if self._watermark[c] > slot.index:
+            return True
+        f = slot.frames.get(c)
+        if f is None:
+            return False
+        est = self._period_est[c]
+        fast = est is not None and est < 0.75 * self.settings.period_ns
+        return not fast or f.capture_ns >= self._slot_time(slot.index)
+
+    def _live(self, now_ns: int) -> list[int]:
+        stale = int(self.settings.stale_ms * 1e6)
+        start = now_ns if self._start_ns is None else self._start_ns
+        return [c for c, t in enumerate(self._last_recv) if now_ns - (start if t is None else t) < stale]
+
+    def _emit_ready(self, now_ns: int) -> list[FrameSet]:
+        """Emit leading slots that every live camera has moved past (or that overflow)."""
+        out: list[FrameSet] = []
+        live = self._live(now_ns)
+        while self._pending:
+            s = min(self._pending)
+            if live and all(self._done_with(c, self._pending[s]) for c in live):
+                out.extend(self._emit_through(s))
+            elif len(self._pending) > self.settings.max_pending_slots:
+                out.extend(self._emit_through(s))
+            else:
+                break
+        return out
+
+    def _emit_through(self, last: int) -> list[FrameSet]:
+        out = []
+        for s in sorted(k for k in self._pending if k <= last):
+            slot = self._pending.pop(s)
+            frames = tuple(slot.frames.get(c) for c in range(len(self.cameras)))
+            if any(f is None for f in frames):
+                self.counters.incomplete += 1
+            self.counters.framesets += 1
+            out.append(FrameSet(self._slot_time(s), self.cameras, frames, slot_index=s))
+            self.arrival_ns[s] = slot.last_recv_ns
+            if len(self.arrival_ns) > 4 * self.settings.max_pending_slots + 64:  # nobody pops: stay bounded
+                self.arrival_ns.pop(next(iter(self.arrival_ns)))
+        self._next_index = max(self._next_index, last + 1)
+        return out
