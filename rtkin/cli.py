@@ -68,7 +68,7 @@ def _cmd_calib_show(args: argparse.Namespace) -> int:
 
 def _parse_board(spec: str):
     """``checkerboard:COLSxROWS:SQUARE_M`` (inner corners) or ``charuco:COLSxROWS:SQUARE_M:MARKER_M[:DICT]``."""
-    from rtkin.calibrate.board import Checkerboard, CharucoBoard
+    from rtkin.calibrate.boards import Checkerboard, CharucoBoard
 
     parts = spec.split(":")
     try:
@@ -100,7 +100,7 @@ def _progress(done: int, total: int | None, label: str) -> None:
 
 
 def _cmd_calib_intrinsics(args: argparse.Namespace) -> int:
-    from rtkin.calibrate.board import calibrate_intrinsics, intrinsics_rig
+    from rtkin.calibrate.intrinsics import calibrate_intrinsics, intrinsics_rig
     from rtkin.core.calibration import CalibrationError, write_calib_toml
 
     board = _parse_board(args.board)
@@ -147,7 +147,7 @@ def _cmd_calib_extrinsics(args: argparse.Namespace) -> int:
     intr = _load_intrinsics(args.intrinsics)
     try:
         if args.board:
-            from rtkin.calibrate.board import solve_extrinsics_board
+            from rtkin.calibrate.board_extrinsics import solve_extrinsics_board
 
             board = _parse_board(args.board)
             cams = _parse_cameras(args.camera)
@@ -167,10 +167,12 @@ def _cmd_calib_extrinsics(args: argparse.Namespace) -> int:
 def _people_extrinsics(args, intr):
     """Extrinsics from a person moving: OpenPose-JSON folders (``{camera}_json``), one per camera.
 
-    Views that also see bystanders are resolved by :func:`rtkin.calibrate.people.select_subject`
+    Views that also see bystanders are resolved by :func:`rtkin.calibrate.subject.select_subject`
     (cameras that see only the subject anchor it; no extrinsics needed).
     """
-    from rtkin.calibrate.people import NotEnoughDataError, calibrate_from_people, select_subject
+    from rtkin.calibrate.errors import NotEnoughDataError
+    from rtkin.calibrate.people import calibrate_from_people
+    from rtkin.calibrate.subject import select_subject
     from rtkin.io.openpose import read_openpose_folder
     from rtkin.core.skeletons import get_skeleton
 

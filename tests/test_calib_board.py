@@ -10,22 +10,15 @@ import pytest
 from rtkin.core import assets
 
 from rtkin.sim import virtual
-from rtkin.calibrate.board import (
-    BoardNotFoundError,
-    CharucoBoard,
-    Checkerboard,
+from rtkin.calibrate.board_extrinsics import BoardNotFoundError, calibrate_extrinsics_board, solve_extrinsics_board
+from rtkin.calibrate.board_render import board_image, render_board, write_board_image
+from rtkin.calibrate.boards import CharucoBoard, Checkerboard, detect_board, iter_images
+from rtkin.calibrate.intrinsics import (
     IntrinsicsSettings,
     NotEnoughViewsError,
-    board_image,
-    calibrate_extrinsics_board,
     calibrate_intrinsics,
     calibrate_intrinsics_detections,
-    detect_board,
     intrinsics_rig,
-    iter_images,
-    render_board,
-    solve_extrinsics_board,
-    write_board_image,
 )
 from rtkin.core.calibration import CalibrationError, Rig, read_calib_toml, rodrigues, rodrigues_inv, write_calib_toml
 

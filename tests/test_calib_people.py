@@ -12,18 +12,12 @@ import pytest
 from scipy.optimize._numdiff import approx_derivative
 
 from rtkin.sim import virtual
-from rtkin.calibrate import people as cp
+from rtkin.calibrate import bundle
 from rtkin.core.calibration import Rig, rodrigues
-from rtkin.calibrate.people import (
-    GENERIC_STATURE_M,
-    NotEnoughDataError,
-    PeopleCalibrationSettings,
-    align_rig,
-    body_frame,
-    calibrate_from_people,
-    select_subject,
-    similarity_transform,
-)
+from rtkin.calibrate.errors import NotEnoughDataError
+from rtkin.calibrate.people import PeopleCalibrationSettings, align_rig, calibrate_from_people, similarity_transform
+from rtkin.calibrate.subject import select_subject
+from rtkin.calibrate.world import GENERIC_STATURE_M, BodyFrame, body_frame
 from rtkin.io.openpose import read_openpose_folder
 from rtkin.core.skeletons import get_skeleton
 from rtkin.reconstruct.triangulation import Triangulator
@@ -203,11 +197,11 @@ def test_similarity_transform_recovers_a_known_transform(rng):
 
 def test_align_rig_modes(demo_rig):
     R = rodrigues(np.array([0.0, 0.0, 0.7]))  # a turn about the vertical
-    frame = cp.BodyFrame(R, np.array([0.3, -0.2, 0.0]), 1.0)
+    frame = BodyFrame(R, np.array([0.3, -0.2, 0.0]), 1.0)
     moved = frame.apply(demo_rig)
     assert align_rig(moved, demo_rig, "floor").max_centre_error_m < 1e-9
     assert align_rig(moved, demo_rig, "none").max_centre_error_m > 0.1
-    scaled = cp.BodyFrame(np.eye(3), np.zeros(3), 0.5).apply(demo_rig)
+    scaled = BodyFrame(np.eye(3), np.zeros(3), 0.5).apply(demo_rig)
     a = align_rig(scaled, demo_rig, "similarity")
     assert a.scale == pytest.approx(2.0) and a.max_centre_error_m < 1e-9 and a.max_orientation_error_deg < 1e-6
     assert align_rig(scaled, demo_rig, "floor").max_centre_error_m > 0.1
@@ -221,7 +215,7 @@ def test_bundle_adjustment_jacobian_matches_finite_differences(rng):
     cam_idx, pt_idx = np.repeat(np.arange(4), 15), np.tile(np.arange(15), 4)
     rv, tv = np.stack([c.rvec for c in rig]), np.stack([c.tvec for c in rig])
     for refine in (False, True):
-        prob = cp._BAProblem(list(rig), cam_idx, pt_idx, rng.normal(size=(60, 2)), 0, refine)
+        prob = bundle._BAProblem(list(rig), cam_idx, pt_idx, rng.normal(size=(60, 2)), 0, refine)
         x = prob.pack(rv, tv, np.full(4, 0.03), X)
         analytic = prob.jacobian(x, rv, tv).toarray()
         numeric = approx_derivative(lambda p: prob.residuals(p, rv, tv), x, method="3-point")
