@@ -41,7 +41,8 @@ from rtkin.core import assets
 
 from rtkin.sim import virtual
 from rtkin.core.calibration import write_calib_toml
-from rtkin.kinematics.ik import IKSettings, IKStage
+from rtkin.kinematics.ik import IKSettings
+from rtkin.kinematics.ik_stage import IKStage
 from rtkin.reconstruct.pipeline import Pipeline
 
 FPS = 60.0

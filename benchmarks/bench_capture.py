@@ -27,7 +27,8 @@ import zmq
 from rtkin.core import assets
 from rtkin.capture.sources import open_source
 from rtkin.core.messages import KeypointFrame
-from rtkin.capture.rtmpose import ModelNotAvailableError, PoseEstimator, model_spec
+from rtkin.capture.models import ModelNotAvailableError, model_spec
+from rtkin.capture.rtmpose import PoseEstimator
 from rtkin.runtime.transport import Publisher
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -34,7 +34,8 @@ import time
 import numpy as np
 
 from rtkin.sim import virtual
-from rtkin.kinematics.ik import IKSettings, IKSolver, IKStage
+from rtkin.kinematics.ik import IKSettings, IKSolver
+from rtkin.kinematics.ik_stage import IKStage
 from rtkin.reconstruct.pipeline import Pipeline
 
 FPS = 60.0

@@ -352,7 +352,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         with _View(cfg, args.view, args.view_port):
             result, summary = run_synthetic_demo(cfg)
     else:
-        from rtkin.capture.rtmpose import ModelNotAvailableError
+        from rtkin.capture.models import ModelNotAvailableError
 
         cfg = video_config(args.output, realtime=args.realtime, pose_model=args.pose_model or "",
                            det_model=args.det_model or "", mode=args.mode, providers=tuple(args.provider or ()))

@@ -13,7 +13,8 @@ import pytest
 
 from rtkin.sim import virtual
 from rtkin.core.frames import OSIM_FROM_WORLD
-from rtkin.kinematics.ik import IKError, IKSettings, IKSolver, IKStage, ik_marker_weights
+from rtkin.kinematics.ik import IKError, IKSettings, IKSolver, ik_marker_weights
+from rtkin.kinematics.ik_stage import IKStage
 from rtkin.core.messages import AngleFlag, Skeleton3D
 from rtkin.reconstruct.pipeline import Pipeline
 

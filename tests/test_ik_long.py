@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from rtkin.sim import virtual
-from rtkin.kinematics.ik import IKSettings, IKStage
+from rtkin.kinematics.ik import IKSettings
+from rtkin.kinematics.ik_stage import IKStage
 from rtkin.reconstruct.pipeline import Pipeline
 
 ARM = ("arm_flex_r", "arm_add_r", "arm_rot_r", "arm_flex_l", "arm_add_l", "arm_rot_l", "elbow_flex_r", "elbow_flex_l")

@@ -203,7 +203,8 @@ def test_release_follows_stream_time_not_wall_time(tmp_path):
     from rtkin.sim import virtual
     from rtkin.runtime.config import angles_endpoints, config_from_dict
     from rtkin.core.messages import Skeleton3D
-    from rtkin.runtime.nodes import NodeContext, ik_node
+    from rtkin.runtime.ik_node import ik_node
+    from rtkin.runtime.node import NodeContext
     from rtkin.runtime.transport import Publisher, Receiver
 
     cfg = config_from_dict({

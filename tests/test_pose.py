@@ -17,22 +17,15 @@ import pytest
 
 import rtmlib
 from rtkin.core import assets
-from rtkin.capture import rtmpose as pose
-from rtkin.capture.rtmpose import (
-    ModelNotAvailableError,
-    PoseEstimator,
-    PoseModelSpec,
-    create_session,
-    decode_simcc,
-    model_spec,
-    resolve_model,
-    select_providers,
-    session_provider,
-)
+from rtkin.capture import models as capture_models
+from rtkin.capture import onnx as capture_onnx
+from rtkin.capture.models import ModelNotAvailableError, PoseModelSpec, model_spec, resolve_model
+from rtkin.capture.onnx import create_session, select_providers, session_provider
+from rtkin.capture.rtmpose import PoseEstimator, decode_simcc
 
 from onnx_models import make_detector_model, make_rtmpose_model
 
-TRT, CUDA, OV, CPU = (pose.PROVIDERS[k] for k in ("tensorrt", "cuda", "openvino", "cpu"))
+TRT, CUDA, OV, CPU = (capture_onnx.PROVIDERS[k] for k in ("tensorrt", "cuda", "openvino", "cpu"))
 W_IN, H_IN = 192, 256  # RTMPose input (w, h)
 K = 26
 # known SimCC peaks (u, v) in crop pixels: a zig-zag down the crop
@@ -175,7 +168,7 @@ def test_default_engine_cache_dir(tmp_path, monkeypatch):
     assert sel[0][1]["trt_engine_cache_path"] == str(tmp_path / "trt_engines")
     assert (tmp_path / "trt_engines").is_dir()
     monkeypatch.delenv("RTKIN_CACHE_DIR")
-    assert pose.default_engine_cache_dir() == Path.home() / ".cache" / "rtkin" / "trt_engines"
+    assert capture_onnx.default_engine_cache_dir() == Path.home() / ".cache" / "rtkin" / "trt_engines"
 
 
 @pytest.mark.parametrize(
@@ -198,7 +191,7 @@ def test_preference_override(tmp_path, caplog):
     assert [n for n, _ in select_providers(avail, ["cuda"])] == [CUDA, CPU]
     assert [n for n, _ in select_providers(avail, ["OpenVINO", "CUDAExecutionProvider"])] == [OV, CUDA, CPU]
     assert [n for n, _ in select_providers(avail, "cpu")] == [CPU]
-    with caplog.at_level(logging.WARNING, logger="rtkin.capture.rtmpose"):
+    with caplog.at_level(logging.WARNING, logger="rtkin.capture.onnx"):
         sel = select_providers([CPU], ["tensorrt", "cuda"], engine_cache_dir=tmp_path)
     assert [n for n, _ in sel] == [CPU]
     assert "TensorrtExecutionProvider is not available" in caplog.text and "CUDAExecutionProvider" in caplog.text
@@ -223,7 +216,7 @@ def test_create_session_on_cpu(models):
 
 
 def test_create_session_drops_a_provider_that_fails(models, monkeypatch, caplog):
-    real = pose.ort.InferenceSession
+    real = capture_onnx.ort.InferenceSession
     tried = []
 
     def fake(path, sess_options=None, providers=None):
@@ -232,8 +225,8 @@ def test_create_session_drops_a_provider_that_fails(models, monkeypatch, caplog)
             raise RuntimeError("libnvinfer.so.10: cannot open shared object file")
         return real(path, sess_options=sess_options, providers=[(CPU, {})])
 
-    monkeypatch.setattr(pose.ort, "InferenceSession", fake)
-    with caplog.at_level(logging.WARNING, logger="rtkin.capture.rtmpose"):
+    monkeypatch.setattr(capture_onnx.ort, "InferenceSession", fake)
+    with caplog.at_level(logging.WARNING, logger="rtkin.capture.onnx"):
         s = create_session(models["pose"], [(TRT, {}), (CPU, {})])
     assert tried == [[TRT, CPU], [CPU]] and session_provider(s) == CPU
     assert "libnvinfer" in caplog.text
@@ -278,7 +271,7 @@ def test_resolve_local_path(models, tmp_path):
 def test_resolve_url_offline_fails_fast_with_help(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cache = tmp_path / "torch" / "hub" / "checkpoints"
-    assert pose.rtmlib_cache_dir() == cache
+    assert capture_models.rtmlib_cache_dir() == cache
     t = time.perf_counter()
     with pytest.raises(ModelNotAvailableError) as e:
         resolve_model(URL)
@@ -296,7 +289,7 @@ def test_resolve_url_from_rtmlib_cache(tmp_path, monkeypatch):
     cache = tmp_path / "rtmlib" / "hub" / "checkpoints"
     # rtmlib names the extracted end2end.onnx after the zip, cut at the first dot
     target = cache / "rtmpose-m_simcc-body7_pt-body7-halpe26_700e-256x192-4d3e73dd_20230605.onnx"
-    assert pose.cached_model_path(URL) == target
+    assert capture_models.cached_model_path(URL) == target
     target.parent.mkdir(parents=True)
     target.write_bytes(b"onnx")
     assert resolve_model(URL) == target
@@ -314,7 +307,7 @@ def test_download_failure_is_wrapped_quickly(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("HTTP Error 404")
 
-    monkeypatch.setattr(pose, "_probe_hosts", lambda urls, timeout_s: None)
+    monkeypatch.setattr(capture_models, "_probe_hosts", lambda urls, timeout_s: None)
     monkeypatch.setattr(rtmlib.tools.file, "download_checkpoint", boom)
     with pytest.raises(ModelNotAvailableError, match="HTTP Error 404"):
         resolve_model(URL, allow_download=True)
@@ -494,7 +487,7 @@ def test_no_person(models, frame, tmp_path):
 def _cached_real_spec() -> PoseModelSpec | None:
     for mode in ("balanced", "lightweight", "performance"):
         spec = model_spec("HALPE_26", mode)
-        if pose._cached(spec.pose_model) and pose._cached(spec.det_model):
+        if capture_models._cached(spec.pose_model) and capture_models._cached(spec.det_model):
             return spec
     return None
 
@@ -503,7 +496,7 @@ def test_real_rtmpose_finds_the_demo_subject(frame):
     spec = _cached_real_spec()
     if spec is None:
         pytest.skip(
-            f"RTMPose weights not in rtmlib's cache ({pose.rtmlib_cache_dir()}); "
+            f"RTMPose weights not in rtmlib's cache ({capture_models.rtmlib_cache_dir()}); "
             "they download automatically with network access"
         )
     est = PoseEstimator(spec, providers=["cpu"], det_frequency=4)
@@ -519,7 +512,7 @@ def test_real_rtmpose_finds_the_demo_subject(frame):
     height = k[[15, 16], 1].mean() - k[17, 1]
     assert 0.15 * H < height < H
     # same as rtmlib's own solution on the same weights (CPU)
-    ref = rtmlib.BodyWithFeet(det=str(pose._cached(spec.det_model)), pose=str(pose._cached(spec.pose_model)),
+    ref = rtmlib.BodyWithFeet(det=str(capture_models._cached(spec.det_model)), pose=str(capture_models._cached(spec.pose_model)),
                               det_input_size=spec.det_input_size[::-1],
                               pose_input_size=spec.pose_input_size, backend="onnxruntime", device="cpu")
     ref_k, ref_s = ref(frame)

@@ -13,12 +13,53 @@ from pathlib import Path
 
 from rtkin.sim import virtual
 from rtkin.core.calibration import Rig
-from rtkin.runtime.config import OpenPoseSourceSettings, VirtualSourceSettings
 from rtkin.core.messages import KeypointFrame
 from rtkin.io.openpose import list_frames, read_openpose_json
 from rtkin.core.skeletons import get_skeleton
 
 __all__ = ["virtual_scene", "virtual_frames", "openpose_frames", "shifted", "VirtualScene"]
+
+
+@dataclass(frozen=True)
+class VirtualSourceSettings:
+    """The virtual subject played live as one stream per camera (see ``rtkin.sim.virtual``).
+
+    Attributes:
+        duration_s: length of the motion, s. seed: motion and corruption seed.
+        noise_px, outlier_rate, dropout_rate, swap_rate: 2D corruption (px, fractions).
+        bystander: add a standing bystander (seen by the cameras that see the back of the room).
+        people: number of subjects (>1: they walk around each other).
+        presence: per subject, ``[start_s, end_s]`` when they are in view (people walking in and
+            out); subjects without an entry are always in view. Empty = everybody, always.
+    """
+
+    duration_s: float = 12.0
+    seed: int = 0
+    noise_px: float = 3.0
+    outlier_rate: float = 0.02
+    dropout_rate: float = 0.05
+    swap_rate: float = 0.0
+    bystander: bool = False
+    people: int = 1
+    presence: tuple[tuple[float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        for i, w in enumerate(self.presence):
+            if len(w) != 2 or not 0 <= w[0] < w[1]:
+                raise ValueError(f"source.virtual.presence[{i}] must be [start_s, end_s] with 0 <= start < end, got {w}")
+
+
+@dataclass(frozen=True)
+class OpenPoseSourceSettings:
+    """OpenPose-JSON folders as Pose2Sim writes them, one per camera.
+
+    Attributes:
+        root: folder holding the per-camera folders, relative to the config.
+        folder_pattern: per-camera folder name, ``{camera}`` replaced (Pose2Sim: ``{camera}_json``).
+    """
+
+    root: str = ""
+    folder_pattern: str = "{camera}_json"
 
 
 @dataclass(frozen=True)

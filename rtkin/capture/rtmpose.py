@@ -1,25 +1,15 @@
-"""2D pose estimation on one image: rtmlib's pre/post-processing, onnxruntime sessions of our own.
+"""RTMPose on one image: rtmlib's pre/post-processing around onnxruntime sessions of our own.
 
-Three parts:
+**PoseEstimator**, a stage: BGR image -> keypoints ``(P, K, 2)`` px and scores ``(P, K)``. The
+person detector runs every ``det_frequency`` frames (Pose2Sim's ``det_frequency``); in between,
+each person's box is the box of their previous keypoints (rtmlib's ``PoseTracker`` idea). The
+rtmlib objects (``RTMPose``, ``YOLOX`` / ``RTMDet``) are built around our sessions, without
+rtmlib's constructor (which would first open a CPU session of its own and print). Person crops
+use rtmlib's ``bbox_xyxy2cs`` + ``top_down_affine`` but are normalised in float32 into reused
+buffers (:meth:`PoseEstimator.pose_inputs`): ``RTMPose.preprocess`` allocates float64 temporaries
+that cost ~2 ms per person in page faults inside a frame loop; the tests check both agree.
 
-- **Execution providers.** :func:`select_providers` picks, from what onnxruntime offers, TensorRT
-  (FP16, engine + timing cache on disk so a restart does not rebuild engines) -> CUDA ->
-  OpenVINO (CPU) -> CPU, CPU always last as the fallback; :func:`create_session` builds an
-  ``InferenceSession`` from that list (dropping a provider that fails to initialise) and
-  :func:`session_provider` says which provider the session really uses.
-- **Models.** :class:`PoseModelSpec` / :func:`model_spec` name the pose model and the person
-  detector of a skeleton and a Pose2Sim mode (``lightweight`` / ``balanced`` / ``performance``,
-  the URLs of rtmlib's ``BodyWithFeet.MODE`` (HALPE_26), ``Body.MODE`` (COCO_17) and
-  ``Wholebody.MODE`` (COCO_133)); :func:`resolve_model` maps a URL to the ``.onnx`` that rtmlib's
-  downloader leaves in its cache and never blocks when offline (:class:`ModelNotAvailableError`).
-- **PoseEstimator**, a stage: BGR image -> keypoints ``(P, K, 2)`` px and scores ``(P, K)``. The
-  person detector runs every ``det_frequency`` frames (Pose2Sim's ``det_frequency``); in between,
-  each person's box is the box of their previous keypoints (rtmlib's ``PoseTracker`` idea). The
-  rtmlib objects (``RTMPose``, ``YOLOX`` / ``RTMDet``) are built around our sessions, without
-  rtmlib's constructor (which would first open a CPU session of its own and print). Person crops
-  use rtmlib's ``bbox_xyxy2cs`` + ``top_down_affine`` but are normalised in float32 into reused
-  buffers (:meth:`PoseEstimator.pose_inputs`): ``RTMPose.preprocess`` allocates float64 temporaries
-  that cost ~2 ms per person in page faults inside a frame loop; the tests check both agree.
+Execution providers: :mod:`rtkin.capture.onnx`; model names and lookup: :mod:`rtkin.capture.models`.
 
 rtmlib facts this module relies on (rtmlib 0.0.16, checked by ``tests/test_pose.py``):
 
@@ -47,403 +37,26 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
-import socket
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import cv2
 import numpy as np
 import onnxruntime as ort
-from rtmlib import YOLOX, Body, BodyWithFeet, RTMDet, RTMPose, Wholebody
+from rtmlib import YOLOX, RTMDet, RTMPose
 from rtmlib.tools.pose_estimation.post_processings import get_simcc_maximum
 from rtmlib.tools.pose_estimation.pre_processings import bbox_xyxy2cs, top_down_affine
 from rtmlib.tools.solution.pose_tracker import pose_to_bbox
 
-from rtkin.core.skeletons import get_skeleton
+from rtkin.capture.models import PoseModelSpec, resolve_model
+from rtkin.capture.onnx import PROVIDERS, create_session, select_providers, session_provider
 
-__all__ = [
-    "PROVIDERS",
-    "DEFAULT_PROVIDER_ORDER",
-    "MODES",
-    "ModelNotAvailableError",
-    "PoseModelSpec",
-    "PoseEstimator",
-    "select_providers",
-    "create_session",
-    "session_provider",
-    "default_engine_cache_dir",
-    "model_spec",
-    "resolve_model",
-    "rtmlib_cache_dir",
-    "cached_model_path",
-    "decode_simcc",
-]
+__all__ = ["decode_simcc", "PoseEstimator"]
+
 
 log = logging.getLogger(__name__)
-
-# --------------------------------------------------------------------------- execution providers
-
-#: Short name -> onnxruntime provider name, in the default order of preference.
-PROVIDERS: dict[str, str] = {
-    "tensorrt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "cpu": "CPUExecutionProvider",
-}
-DEFAULT_PROVIDER_ORDER: tuple[str, ...] = tuple(PROVIDERS.values())
-_CPU = PROVIDERS["cpu"]
-
-
-def default_engine_cache_dir() -> Path:
-    """``$RTKIN_CACHE_DIR/trt_engines`` or ``~/.cache/rtkin/trt_engines`` (not created here)."""
-    base = os.environ.get("RTKIN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "rtkin")
-    return Path(base) / "trt_engines"
-
-
-def _provider_full_name(name: str) -> str:
-    key = name.strip().lower()
-    for short, full in PROVIDERS.items():
-        if key in (short, full.lower()):
-            return full
-    known = ", ".join(f"{s!r} ({f})" for s, f in PROVIDERS.items())
-    raise ValueError(f"unknown execution provider {name!r}; known: {known}")
-
-
-def _provider_options(name: str, engine_cache_dir: Path, device_id: int) -> dict[str, Any]:
-    # Option names from the onnxruntime docs:
-    # - TensorRT: https://onnxruntime.ai/docs/execution-providers/TensorRT-ExecutionProvider.html
-    #   ("Configurations": device_id, trt_fp16_enable, trt_engine_cache_enable,
-    #   trt_engine_cache_path, trt_timing_cache_enable, trt_timing_cache_path; the timing cache
-    #   options came with microsoft/onnxruntime#14767 and #17865, ORT >= 1.15 / 1.17). Engines are
-    #   keyed by a hash of the model graph, so one directory serves every model.
-    # - CUDA: https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html (device_id)
-    # - OpenVINO: https://onnxruntime.ai/docs/execution-providers/OpenVINO-ExecutionProvider.html
-    #   (device_type "CPU" | "GPU" | "NPU" ...)
-    # onnxruntime's Python layer turns every option value into str (True -> "True").
-    if name == PROVIDERS["tensorrt"]:
-        engine_cache_dir.mkdir(parents=True, exist_ok=True)
-        return {
-            "device_id": device_id,
-            "trt_fp16_enable": True,
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(engine_cache_dir),
-            "trt_timing_cache_enable": True,
-            "trt_timing_cache_path": str(engine_cache_dir),
-        }
-    if name == PROVIDERS["cuda"]:
-        return {"device_id": device_id}
-    if name == PROVIDERS["openvino"]:
-        return {"device_type": "CPU"}
-    return {}
-
-
-def select_providers(
-    available: Sequence[str],
-    preference: Sequence[str] | str | None = None,
-    engine_cache_dir: str | Path | None = None,
-    device_id: int = 0,
-) -> list[tuple[str, dict[str, Any]]]:
-    """Execution providers to ask onnxruntime for, best first, each with its options.
-
-    Args:
-        available: what this onnxruntime offers (``onnxruntime.get_available_providers()``).
-        preference: provider names to try, in order (short ``"tensorrt"``, ``"cuda"``,
-            ``"openvino"``, ``"cpu"`` or full ``"CUDAExecutionProvider"``, any case); default
-            TensorRT -> CUDA -> OpenVINO -> CPU. A preferred provider that is not available is
-            skipped with a warning.
-        engine_cache_dir: TensorRT engine and timing cache directory (created when TensorRT is
-            selected); default :func:`default_engine_cache_dir`.
-        device_id: GPU index for TensorRT and CUDA.
-
-    Returns:
-        ``[(provider_name, options), ...]``, always ending with ``("CPUExecutionProvider", {})``.
-
-    Raises:
-        ValueError: an unknown provider name in ``preference`` (the message lists known names).
-    """
-    if isinstance(preference, str):
-        preference = [preference]
-    wanted = DEFAULT_PROVIDER_ORDER if preference is None else [_provider_full_name(p) for p in preference]
-    offered = set(available)
-    chosen: list[str] = []
-    for name in wanted:
-        if name in chosen:
-            continue
-        if name != _CPU and name not in offered:
-            if preference is not None:
-                log.warning("execution provider %s is not available here (onnxruntime offers %s); skipped",
-                            name, ", ".join(available) or "nothing")
-            continue
-        chosen.append(name)
-    if _CPU not in chosen:
-        chosen.append(_CPU)
-    cache = Path(engine_cache_dir).expanduser() if engine_cache_dir is not None else default_engine_cache_dir()
-    return [(name, _provider_options(name, cache, int(device_id))) for name in chosen]
-
-
-def _normalise_providers(providers: Sequence[str | tuple[str, dict]]) -> list[tuple[str, dict]]:
-    out = []
-    for p in providers:
-        if isinstance(p, str):
-            out.append((p, {}))
-        else:
-            name, opts = p
-            out.append((str(name), dict(opts)))
-    if not out:
-        raise ValueError("providers must not be empty")
-    return out
-
-
-def create_session(
-    model_path: str | Path,
-    providers: Sequence[str | tuple[str, dict]],
-    intra_op_threads: int | None = None,
-) -> ort.InferenceSession:
-    """An onnxruntime session (graph optimisation ALL, log severity warning) on ``providers``.
-
-    ``providers`` is what :func:`select_providers` returns (names alone are accepted too). If the
-    first provider fails to initialise (e.g. TensorRT libraries missing), it is dropped with a
-    warning and the next is tried; onnxruntime itself silently falls back to CPU for a provider
-    it does not have, so check :func:`session_provider`.
-
-    Args:
-        model_path: an existing ``.onnx`` file.
-        providers: ``[(name, options), ...]`` best first.
-        intra_op_threads: CPU threads per operator (onnxruntime default: all cores).
-    """
-    path = Path(model_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {path}")
-    provs = _normalise_providers(providers)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 2  # 0 verbose, 1 info, 2 warning, 3 error
-    if intra_op_threads:
-        so.intra_op_num_threads = int(intra_op_threads)
-    while True:
-        try:
-            return ort.InferenceSession(str(path), sess_options=so, providers=provs)
-        except Exception as e:  # onnxruntime raises its own Fail / RuntimeException types
-            if len(provs) == 1:
-                raise
-            log.warning("could not create a session on %s (%s: %s); trying %s",
-                        provs[0][0], type(e).__name__, e, provs[1][0])
-            provs = provs[1:]
-
-
-def session_provider(session: ort.InferenceSession) -> str:
-    """The provider a session actually runs on (its first one), e.g. ``"CPUExecutionProvider"``."""
-    return session.get_providers()[0]
-
-
-# --------------------------------------------------------------------------- models
-
-MODES: tuple[str, ...] = ("lightweight", "balanced", "performance")
-# Skeleton -> rtmlib solution whose MODE table Pose2Sim uses for that skeleton.
-_MODE_TABLES: dict[str, dict[str, dict[str, Any]]] = {
-    "HALPE_26": BodyWithFeet.MODE,
-    "COCO_17": Body.MODE,
-    "COCO_133": Wholebody.MODE,
-}
-_DET_KINDS = ("yolox", "rtmdet")
-
-
-@dataclass(frozen=True)
-class PoseModelSpec:
-    """Which pose model and person detector to run.
-
-    Attributes:
-        skeleton: ``"HALPE_26"``, ``"COCO_17"`` or ``"COCO_133"`` (the pose model's output order).
-        pose_model: RTMPose ``.onnx`` path or rtmlib download URL.
-        pose_input_size: pose model input ``(w, h)`` px (a static model shape takes precedence).
-        det_model: person detector ``.onnx`` path or URL.
-        det_input_size: detector input ``(w, h)`` px (square for every rtmlib detector).
-        det_kind: ``"yolox"`` (raw pixels in) or ``"rtmdet"`` (normalised input).
-    """
-
-    skeleton: str
-    pose_model: str
-    pose_input_size: tuple[int, int]
-    det_model: str
-    det_input_size: tuple[int, int]
-    det_kind: str = "yolox"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "skeleton", get_skeleton(self.skeleton).name)
-        for name in ("pose_input_size", "det_input_size"):
-            size = tuple(int(v) for v in getattr(self, name))
-            if len(size) != 2 or min(size) <= 0:
-                raise ValueError(f"{name} must be (w, h) > 0, got {getattr(self, name)!r}")
-            object.__setattr__(self, name, size)
-        if self.det_kind not in _DET_KINDS:
-            raise ValueError(f"det_kind must be one of {_DET_KINDS}, got {self.det_kind!r}")
-        object.__setattr__(self, "pose_model", str(self.pose_model))
-        object.__setattr__(self, "det_model", str(self.det_model))
-
-    @property
-    def n_keypoints(self) -> int:
-        """K, the number of keypoints of the skeleton."""
-        return len(get_skeleton(self.skeleton).keypoints)
-
-
-def _guess_det_kind(path_or_url: str) -> str:
-    return "rtmdet" if "rtmdet" in os.path.basename(urlparse(path_or_url).path).lower() else "yolox"
-
-
-def model_spec(
-    skeleton: str = "HALPE_26",
-    mode: str = "balanced",
-    pose_path: str | Path | None = None,
-    det_path: str | Path | None = None,
-    *,
-    det_kind: str | None = None,
-) -> PoseModelSpec:
-    """The models of a skeleton in a Pose2Sim mode, local paths overriding the download URLs.
-
-    Args:
-        skeleton: ``"HALPE_26"`` (rtmlib ``BodyWithFeet``), ``"COCO_17"`` (``Body``) or
-            ``"COCO_133"`` (``Wholebody``); case and ``_`` ignored.
-        mode: ``"lightweight"``, ``"balanced"`` or ``"performance"``.
-        pose_path, det_path: local ``.onnx`` files replacing the mode's pose model / detector
-            (the input sizes stay the mode's; a static model input shape overrides them anyway).
-        det_kind: ``"yolox"`` or ``"rtmdet"``; default guessed from the detector's file name.
-    """
-    sk = get_skeleton(skeleton).name
-    if sk not in _MODE_TABLES:
-        raise ValueError(f"no rtmlib models for skeleton {sk!r}; known: {', '.join(_MODE_TABLES)}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    table = _MODE_TABLES[sk][mode]
-    pose = str(pose_path) if pose_path is not None else table["pose"]
-    det = str(det_path) if det_path is not None else table["det"]
-    det_size = table["det_input_size"]  # rtmlib's (h, w); square for every MODE entry
-    return PoseModelSpec(
-        skeleton=sk,
-        pose_model=pose,
-        pose_input_size=tuple(table["pose_input_size"]),
-        det_model=det,
-        det_input_size=(det_size[1], det_size[0]),
-        det_kind=det_kind or _guess_det_kind(det),
-    )
-
-
-class ModelNotAvailableError(FileNotFoundError):
-    """A model is neither a local file nor in rtmlib's download cache, and cannot be downloaded."""
-
-
-_HELP = (
-    "rtkin needs the RTMPose weights: run once with network access (they download automatically), "
-    "or pass --pose-model PATH, or try `rtkin demo --synthetic`"
-)
-
-
-def _is_url(s: str) -> bool:
-    return urlparse(s).scheme.lower() in ("http", "https", "ftp")
-
-
-def rtmlib_cache_dir() -> Path:
-    """Where rtmlib's ``download_checkpoint`` keeps models: ``$TORCH_HOME/hub/checkpoints``
-    (default ``${XDG_CACHE_HOME:-~/.cache}/rtmlib/hub/checkpoints``), evaluated now."""
-    from rtmlib.tools.file import _get_rtmhub_dir
-
-    return Path(_get_rtmhub_dir()) / "checkpoints"
-
-
-def cached_model_path(url: str) -> Path:
-    """The ``.onnx`` rtmlib leaves in its cache for ``url`` (may not exist).
-
-    rtmlib downloads ``<name>.zip``, extracts the ``end2end.onnx`` inside and moves it to
-    ``<cache>/<name up to its first dot>.onnx``.
-    """
-    filename = os.path.basename(urlparse(url).path)
-    return rtmlib_cache_dir() / (filename.split(".")[0] + ".onnx")
-
-
-def _cached(url: str) -> Path | None:
-    onnx_path = cached_model_path(url)
-    if onnx_path.is_file():
-        return onnx_path
-    raw = onnx_path.parent / os.path.basename(urlparse(url).path)  # a non-zip download kept as is
-    if raw.is_file() and raw.suffix.lower() == ".onnx":
-        return raw
-    return None
-
-
-def _probe_hosts(urls: Sequence[str], timeout_s: float) -> None:
-    """Raise OSError unless one of the URLs' hosts accepts a TCP connection within ``timeout_s``.
-
-    Run in a daemon thread so that a hanging DNS lookup (not covered by socket timeouts) cannot
-    block us either.
-    """
-    errors: list[str] = []
-    ok = threading.Event()
-
-    def probe() -> None:
-        for u in urls:
-            p = urlparse(u)
-            port = p.port or (443 if p.scheme == "https" else 80)
-            try:
-                with socket.create_connection((p.hostname, port), timeout=timeout_s):
-                    ok.set()
-                    return
-            except OSError as e:
-                errors.append(f"{p.hostname}: {e}")
-
-    t = threading.Thread(target=probe, daemon=True, name="rtkin-model-probe")
-    t.start()
-    t.join(timeout_s * len(urls) + 1.0)
-    if not ok.is_set():
-        raise OSError("; ".join(errors) or f"no answer within {timeout_s:g} s")
-
-
-def resolve_model(url_or_path: str | Path, allow_download: bool = False, *, timeout_s: float = 5.0) -> Path:
-    """Local ``.onnx`` file of a model given as a path or an rtmlib download URL.
-
-    Args:
-        url_or_path: an existing file, or a URL (looked up in :func:`rtmlib_cache_dir`).
-        allow_download: download a URL missing from the cache with rtmlib's ``download_checkpoint``
-            (which also tries rtmlib's Hugging Face mirror). The hosts are probed first for at most
-            ``timeout_s`` each, so an offline machine fails fast instead of hanging.
-
-    Raises:
-        FileNotFoundError: a local path that does not exist.
-        ModelNotAvailableError: a URL not in the cache that may not or cannot be downloaded; the
-            message names the URL, the cache directory and what to do.
-    """
-    s = str(url_or_path)
-    if not _is_url(s):
-        path = Path(s).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"model file not found: {path}")
-        return path
-    hit = _cached(s)
-    if hit is not None:
-        return hit
-    where = f"{s}\nis not in rtmlib's model cache {rtmlib_cache_dir()} (expected {cached_model_path(s).name})"
-    if not allow_download:
-        raise ModelNotAvailableError(f"model not available offline: {where}.\n{_HELP}.")
-    from rtmlib.tools import file as rtm_file
-
-    mirror = getattr(rtm_file, "get_mirror_url", lambda u: None)(s)
-    try:
-        _probe_hosts([s] + ([mirror] if mirror else []), timeout_s)
-        path = Path(rtm_file.download_checkpoint(s))
-    except Exception as e:  # network, HTTP, zip errors: all mean "not available"
-        raise ModelNotAvailableError(
-            f"could not download the model: {where}; download failed ({type(e).__name__}: {e}).\n{_HELP}."
-        ) from e
-    if not path.is_file():
-        raise ModelNotAvailableError(f"rtmlib's download of {s} left no file at {path}.\n{_HELP}.")
-    return path
-
-
-# --------------------------------------------------------------------------- SimCC
 
 
 def decode_simcc(
@@ -469,13 +82,13 @@ def decode_simcc(
     return (locs / split_ratio).astype(np.float32), scores.astype(np.float32)
 
 
-# --------------------------------------------------------------------------- estimator
-
 _TIMING_KEYS = (
     "det_preprocess_s", "det_inference_s", "det_postprocess_s",
     "pose_preprocess_s", "pose_inference_s", "pose_postprocess_s",
     "tracking_s", "preprocess_s", "inference_s", "postprocess_s", "total_s",
 )  # fmt: skip
+
+
 _DUPLICATE_IOU = 0.8  # tracked boxes overlapping more than this follow the same person
 
 

@@ -38,7 +38,7 @@ from typing import Union
 import numpy as np
 import zmq
 
-from rtkin.core.messages import JointAngles, Skeleton3D
+from rtkin.core.messages import JointAngles, Skeleton3D, coordinate_unit
 from rtkin.runtime.transport import Receiver, ReceiverCounters, settle
 
 __all__ = ["Subscriber", "coordinate_unit", "DEFAULT_ENDPOINTS", "DEFAULT_ANGLES_ENDPOINTS"]
@@ -52,12 +52,6 @@ DEFAULT_ANGLES_ENDPOINTS = tuple(f"tcp://127.0.0.1:{5552 + w}" for w in range(8)
 DEFAULT_ENDPOINTS = ("tcp://127.0.0.1:5551",) + DEFAULT_ANGLES_ENDPOINTS
 
 _POLL_SLICE_MS = 100  # longest single blocking poll, so Ctrl-C is handled promptly
-
-
-def coordinate_unit(name: str) -> str:
-    """Unit of a JointAngles coordinate's value: ``"m"`` for OpenSim translations (``*_tx``,
-    ``*_ty``, ``*_tz``, e.g. ``pelvis_tx``), ``"rad"`` for every other (rotational) coordinate."""
-    return "m" if name.endswith(("_tx", "_ty", "_tz")) else "rad"
 
 
 def _topic_bytes(t: str | bytes) -> bytes:

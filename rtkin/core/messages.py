@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "coordinate_unit",
     "AngleFlag",
     "FrameSet",
     "JointAngles",
@@ -381,6 +382,12 @@ class Skeleton3D(_Message):
         """K, the number of keypoints of the skeleton."""
         return int(self.points.shape[1])
 
+    def select(self, index) -> "Skeleton3D":
+        """The same message restricted to the people at ``index`` (indices into ``person_ids``)."""
+        idx = np.asarray(index, dtype=np.intp)
+        return Skeleton3D(self.time_ns, self.capture_ns, self.skeleton, self.person_ids[idx], self.points[idx],
+                          self.scores[idx], self.reproj_error_px[idx], self.n_views[idx])
+
 
 def _person_ids(where: str, value: Any) -> np.ndarray:
     ids = _array(where, value, np.int64, ("N",))
@@ -397,6 +404,12 @@ def _points(where: str, value: Any) -> np.ndarray:
     ok = np.isfinite(pts).all(axis=-1) | np.isnan(pts).all(axis=-1)
     _require_all(where, ok, "each point must be all-finite or all-NaN")
     return pts
+
+
+def coordinate_unit(name: str) -> str:
+    """Unit of a JointAngles coordinate's value: ``"m"`` for OpenSim translations (``*_tx``,
+    ``*_ty``, ``*_tz``, e.g. ``pelvis_tx``), ``"rad"`` for every other (rotational) coordinate."""
+    return "m" if name.endswith(("_tx", "_ty", "_tz")) else "rad"
 
 
 @dataclass(frozen=True, eq=False)

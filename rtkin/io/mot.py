@@ -17,7 +17,7 @@ __all__ = ["write_mot", "read_mot", "joint_angles_to_mot", "recording_to_mots", 
 
 def rotational_mask(names: Sequence[str]) -> list[bool]:
     """Which coordinates are rotations (rad; written in degrees), not translations (m)."""
-    from rtkin.clients.subscriber import coordinate_unit
+    from rtkin.core.messages import coordinate_unit
 
     return [coordinate_unit(n) == "rad" for n in names]
 

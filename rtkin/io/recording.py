@@ -33,6 +33,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -41,7 +42,7 @@ import msgpack
 from rtkin import __version__
 from rtkin.core.codec import DEFAULT_LIMITS, DecodeError, DecodeLimits, Message, pack, unpack
 
-__all__ = [
+__all__ = ["RecordingSettings", 
     "FORMAT_VERSION",
     "HEADER",
     "INPUT",
@@ -65,6 +66,19 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 #: Largest header record payload the reader accepts by default, bytes (calibration + config text).
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    """Attributes:
+        enabled: record every KeypointFrame the sync node receives (crash-safe log).
+        path: recording file ("" = ``<output_dir>/<name>.rtkrec``).
+        outputs: also record the Skeleton3D outputs.
+    """
+
+    enabled: bool = True
+    path: str = ""
+    outputs: bool = True
 
 
 class RecordKind(enum.IntEnum):

@@ -45,7 +45,7 @@ import numpy as np
 
 from rtkin.core import assets
 from rtkin.core.frames import WORLD_FROM_OSIM
-from rtkin.kinematics.ik import _template_model, load_with_markers
+from rtkin.kinematics.model import apply_scale, load_with_markers, marker_points, neutral_values, scale_tool_manual, template_model
 from rtkin.core.messages import Skeleton3D
 from rtkin.core.skeletons import Skeleton, get_skeleton
 
@@ -60,7 +60,6 @@ __all__ = [
     "scale_factors",
     "scale_model",
     "OnlineScaler",
-    "apply_scale_steps",
     "background_executor",
     "model_stature",
 ]
@@ -295,111 +294,6 @@ def segment_lengths(points: np.ndarray, skeleton: str | Skeleton = "HALPE_26",
 # ============================================================================ model lengths
 
 
-def _osim():
-    import opensim as osim
-
-    osim.Logger.setLevelString("error")
-    return osim
-
-
-def _neutral_values(model) -> dict[str, float]:
-    """Neutral pose: observable coordinates 0 (arms down), the others at the model default."""
-    from rtkin.sim.virtual import OBSERVABLE_COORDINATES
-
-    cs = model.getCoordinateSet()
-    out = {}
-    for i in range(cs.getSize()):
-        c = cs.get(i)
-        n = c.getName()
-        out[n] = 0.0 if (n in OBSERVABLE_COORDINATES and n != "pelvis_ty") else c.getDefaultValue()
-    return out
-
-
-def _uniform_scales(model, factors: Mapping[str, float]) -> list:
-    """One OpenSim ``Scale`` (uniform factor) per body of ``factors`` that ``model`` has."""
-    osim = _osim()
-    bodies = model.getBodySet()
-    out = []
-    for body, f in factors.items():
-        if bodies.contains(body):
-            sc = osim.Scale()
-            sc.setSegmentName(body)
-            sc.setScaleFactors(osim.Vec3(float(f), float(f), float(f)))
-            sc.setApply(True)
-            out.append(sc)
-    return out
-
-
-def _scale_set(model, factors: Mapping[str, float]):
-    """OpenSim ``ScaleSet`` of uniform ``factors`` for the bodies ``model`` has (others ignored)."""
-    ss = _osim().ScaleSet()
-    for sc in _uniform_scales(model, factors):
-        ss.cloneAndAppend(sc)
-    return ss
-
-
-def _final_mass(mass_kg: float | None) -> tuple[bool, float]:
-    """(preserve the mass distribution, final total mass or -1) as OpenSim's scalers take them."""
-    preserve = mass_kg is not None and mass_kg > 0
-    return preserve, float(mass_kg) if preserve else -1.0
-
-
-def _apply_scale(model, factors: Mapping[str, float], mass_kg: float | None = None):
-    """Scale ``model`` in place (markers move with their bodies); returns a new state."""
-    for _ in apply_scale_steps(model, factors, mass_kg):
-        pass
-    return model.initSystem()
-
-
-def _scale_tool_manual(model, factors: Mapping[str, float], mass_kg: float | None = None) -> None:
-    """Scale ``model`` in place with OpenSim's ScaleTool model scaler (``ModelScaler``, scaling
-    order ``manualScale``: the given per-body factors; no measurements, no marker placement).
-    The same operation as :func:`apply_scale_steps` (``Model.scale``), which the live switch uses;
-    a test checks both give the same model."""
-    osim = _osim()
-    model.initSystem()
-    scaler = osim.ModelScaler()
-    scaler.setApply(True)
-    order = osim.ArrayStr()
-    order.append("manualScale")
-    scaler.setScalingOrder(order)
-    for sc in _uniform_scales(model, factors):
-        scaler.addScale(sc)
-    preserve, mass = _final_mass(mass_kg)
-    scaler.setPreserveMassDist(preserve)
-    scaler.setPrintResultFiles(False)
-    if not scaler.processModel(model, "", mass):
-        raise RuntimeError("OpenSim ModelScaler (manual scale factors) failed")
-    model.initSystem()
-
-
-def apply_scale_steps(model, factors: Mapping[str, float], mass_kg: float | None = None):
-    """:func:`_apply_scale` as a generator of short steps (initSystem, then ``Model.scale``), for a
-    live loop that spreads the work over frame gaps. The caller calls ``initSystem`` after."""
-    state = model.initSystem()
-    yield
-    if not model.scale(state, _scale_set(model, factors), *_final_mass(mass_kg)):
-        raise RuntimeError("OpenSim Model.scale failed")
-    yield
-
-
-def _marker_points(model, state, skeleton: Skeleton, values: Mapping[str, float] | None = None) -> np.ndarray:
-    """(K, 3) model markers of the skeleton's keypoints, OpenSim ground m (NaN: no marker)."""
-    if values is not None:
-        cs = model.getCoordinateSet()
-        for n, v in values.items():
-            cs.get(n).setValue(state, float(v), False)
-    model.realizePosition(state)
-    ms = model.getMarkerSet()
-    marker_of = dict(skeleton.markers)
-    out = np.full((skeleton.n_keypoints, 3), np.nan)
-    for k, name in enumerate(skeleton.keypoints):
-        m = marker_of.get(name)
-        if m is not None and ms.contains(m):
-            out[k] = ms.get(m).getLocationInGround(state).to_numpy()
-    return out
-
-
 def model_segment_lengths(model_path: str | Path | None = None, skeleton: str | Skeleton = "HALPE_26",
                           factors: Mapping[str, float] | None = None) -> dict[str, float]:
     """The :data:`SEGMENTS` landmark distances on a model in the NEUTRAL pose, m.
@@ -449,7 +343,7 @@ def model_stature(model_path: str | Path | None = None, factors: Mapping[str, fl
     """Standing height of a model (scaled in memory by ``factors``), m: the crown marker over the
     lowest foot marker in the neutral pose (HALPE_26 markers, whatever the keypoint skeleton)."""
     sk = get_skeleton("HALPE_26")
-    pts = _neutral_points(_template_model(Path(model_path or assets.model_path()), sk), sk, factors)
+    pts = _neutral_points(template_model(Path(model_path or assets.model_path()), sk), sk, factors)
     idx = sk.indices([_STATURE_TOP, *_STATURE_FEET])
     return float(pts[idx[0], 1] - np.nanmin(pts[idx[1:], 1]))
 
@@ -508,8 +402,8 @@ def _neutral_points(generic_model, sk: Skeleton, factors: Mapping[str, float] | 
     """(K, 3) the skeleton's markers in the neutral pose, OpenSim ground m, on a copy of
     ``generic_model`` (unscaled, with the skeleton's markers; not modified) scaled by ``factors``."""
     model = generic_model.clone()
-    state = _apply_scale(model, factors) if factors else model.initSystem()
-    return _marker_points(model, state, sk, _neutral_values(model))
+    state = apply_scale(model, factors) if factors else model.initSystem()
+    return marker_points(model, state, sk, neutral_values(model))
 
 
 def _neutral_lengths(generic_model, sk: Skeleton, factors: Mapping[str, float] | None) -> dict[str, float]:
@@ -536,7 +430,7 @@ def _ik_ratios(generic: Path, sk: Skeleton, factors: Mapping[str, float], pts: n
             except IKError:
                 ik.reset()
                 continue
-            m = _marker_points(model, state, sk, dict(zip(ik.coordinate_names, sol.values)))
+            m = marker_points(model, state, sk, dict(zip(ik.coordinate_names, sol.values)))
             data.append(p)
             fitted.append(m @ WORLD_FROM_OSIM.T)
     if not data:
@@ -565,7 +459,7 @@ def scale_model(generic_path: str | Path | None, factors: Mapping[str, float], o
     """
     sk = _skeleton(skeleton)
     model = load_with_markers(generic_path or assets.model_path(), sk)
-    _scale_tool_manual(model, factors, mass_kg)
+    scale_tool_manual(model, factors, mass_kg)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.setName(f"{model.getName()}_scaled")
@@ -710,7 +604,7 @@ def background_executor(warm: bool = False):
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    from rtkin.runtime.leases import background_init
+    from rtkin.core.priority import background_init
 
     pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
                                   initializer=background_init, initargs=(BACKGROUND_NICE,))

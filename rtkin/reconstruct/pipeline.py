@@ -10,9 +10,8 @@ import time
 from typing import Callable
 
 from rtkin.core.calibration import Rig
-from rtkin.runtime.config import ReconstructionSettings
 from rtkin.core.messages import KeypointFrame, Skeleton3D
-from rtkin.reconstruct.reconstructor import Reconstructor
+from rtkin.reconstruct.reconstructor import ReconstructionSettings, Reconstructor
 from rtkin.core.stats import Window
 from rtkin.reconstruct.sync import SyncSettings, Synchronizer
 

@@ -6,19 +6,31 @@ replayed outputs are the same computation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from rtkin.reconstruct.association import Associator
+from rtkin.reconstruct.association import AssociationSettings, Associator
 from rtkin.core.calibration import Rig
-from rtkin.runtime.config import ReconstructionSettings
-from rtkin.reconstruct.filters import make_filter
-from rtkin.reconstruct.health import CameraHealth
+from rtkin.reconstruct.filters import FilterSettings, make_filter
+from rtkin.reconstruct.health import CameraHealth, HealthSettings
 from rtkin.core.messages import FrameSet, Skeleton3D
 from rtkin.core.skeletons import get_skeleton
-from rtkin.reconstruct.tracking import Tracker
-from rtkin.reconstruct.triangulation import Triangulator
+from rtkin.reconstruct.tracking import Tracker, TrackingSettings
+from rtkin.reconstruct.triangulation import TriangulationSettings, Triangulator
 
-__all__ = ["Reconstructor"]
+__all__ = ["Reconstructor", "ReconstructionSettings"]
+
+
+@dataclass(frozen=True)
+class ReconstructionSettings:
+    """Everything between FrameSets and Skeleton3D."""
+
+    association: AssociationSettings = AssociationSettings()
+    triangulation: TriangulationSettings = TriangulationSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    filter: FilterSettings = FilterSettings()
+    health: HealthSettings = HealthSettings()
 
 
 class Reconstructor:

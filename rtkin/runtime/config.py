@@ -13,13 +13,13 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtkin.reconstruct.association import AssociationSettings
-from rtkin.reconstruct.filters import FilterSettings
-from rtkin.reconstruct.health import HealthSettings
+from rtkin.capture.keypoints import OpenPoseSourceSettings, VirtualSourceSettings
+from rtkin.capture.settings import CaptureSettings
+from rtkin.io.recording import RecordingSettings
 from rtkin.kinematics.ik import IKSettings
+from rtkin.kinematics.live import LiveKinematicsSettings
+from rtkin.reconstruct.reconstructor import ReconstructionSettings
 from rtkin.reconstruct.sync import SyncSettings
-from rtkin.reconstruct.tracking import TrackingSettings
-from rtkin.reconstruct.triangulation import TriangulationSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,96 +102,6 @@ class TransportSettings:
 
 
 @dataclass(frozen=True)
-class VirtualSourceSettings:
-    """The virtual subject played live as one stream per camera (see ``rtkin.sim.virtual``).
-
-    Attributes:
-        duration_s: length of the motion, s. seed: motion and corruption seed.
-        noise_px, outlier_rate, dropout_rate, swap_rate: 2D corruption (px, fractions).
-        bystander: add a standing bystander (seen by the cameras that see the back of the room).
-        people: number of subjects (>1: they walk around each other).
-        presence: per subject, ``[start_s, end_s]`` when they are in view (people walking in and
-            out); subjects without an entry are always in view. Empty = everybody, always.
-    """
-
-    duration_s: float = 12.0
-    seed: int = 0
-    noise_px: float = 3.0
-    outlier_rate: float = 0.02
-    dropout_rate: float = 0.05
-    swap_rate: float = 0.0
-    bystander: bool = False
-    people: int = 1
-    presence: tuple[tuple[float, float], ...] = ()
-
-    def __post_init__(self) -> None:
-        for i, w in enumerate(self.presence):
-            if len(w) != 2 or not 0 <= w[0] < w[1]:
-                raise ValueError(f"source.virtual.presence[{i}] must be [start_s, end_s] with 0 <= start < end, got {w}")
-
-
-@dataclass(frozen=True)
-class OpenPoseSourceSettings:
-    """OpenPose-JSON folders as Pose2Sim writes them, one per camera.
-
-    Attributes:
-        root: folder holding the per-camera folders, relative to the config.
-        folder_pattern: per-camera folder name, ``{camera}`` replaced (Pose2Sim: ``{camera}_json``).
-    """
-
-    root: str = ""
-    folder_pattern: str = "{camera}_json"
-
-
-@dataclass(frozen=True)
-class CaptureSettings:
-    """Cameras, videos or streams through RTMPose (one capture process per camera).
-
-    Attributes:
-        inputs: per camera, in rig order: a video file, an image folder, a webcam index ("0") or
-            a stream URL (rtsp://, http://); relative paths resolve against the config. [] = the
-            Pose2Sim demo videos (cam01..cam04).
-        mode: RTMPose models as in Pose2Sim: lightweight | balanced | performance.
-        pose_model, det_model: local ONNX files overriding the mode's models ("" = rtmlib's
-            download cache; rtmlib fetches them once with network access).
-        det_frequency: run the person detector every N frames, track boxes in between.
-        providers: execution provider preference, e.g. ["tensorrt", "cuda", "cpu"];
-            [] = the best one onnxruntime offers (TensorRT -> CUDA -> OpenVINO / CPU).
-        engine_cache_dir: TensorRT engine cache ("" = ~/.cache/rtkin/trt_engines).
-        decimate: keep every Nth frame of the source.
-        loop: replay video files / image folders from the start when they end.
-        fps: frame rate of video files / image folders, Hz (0 = the container's; folders: 30).
-        preview: publish a low-resolution JPEG preview of each camera.
-        preview_endpoint: where each camera's preview PUB binds; ``{port}`` (``preview_port`` +
-            camera index), ``{index}`` (0-based) and ``{camera}`` are substituted.
-        preview_port: port of the first camera's preview.
-        preview_width: preview width, px. preview_every: publish every Nth processed frame.
-    """
-
-    inputs: tuple[str, ...] = ()
-    mode: str = "balanced"
-    pose_model: str = ""
-    det_model: str = ""
-    det_frequency: int = 4
-    providers: tuple[str, ...] = ()
-    engine_cache_dir: str = ""
-    decimate: int = 1
-    loop: bool = False
-    fps: float = 0.0
-    preview: bool = False
-    preview_endpoint: str = "tcp://127.0.0.1:{port}"
-    preview_port: int = 5560
-    preview_width: int = 320
-    preview_every: int = 2
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("lightweight", "balanced", "performance"):
-            raise ValueError(f"capture.mode must be lightweight, balanced or performance, got {self.mode!r}")
-        if self.det_frequency < 1 or self.decimate < 1 or self.preview_every < 1 or self.preview_width < 16:
-            raise ValueError("capture.det_frequency, decimate, preview_every must be >= 1 and preview_width >= 16")
-
-
-@dataclass(frozen=True)
 class SourceSettings:
     """Attributes:
         kind: ``"capture"`` (videos / cameras through RTMPose), ``"virtual"`` or ``"openpose"``
@@ -217,32 +127,12 @@ class SourceSettings:
 
 
 @dataclass(frozen=True)
-class RecordingSettings:
-    """Attributes:
-        enabled: record every KeypointFrame the sync node receives (crash-safe log).
-        path: recording file ("" = ``<output_dir>/<name>.rtkrec``).
-        outputs: also record the Skeleton3D outputs.
-    """
-
-    enabled: bool = True
-    path: str = ""
-    outputs: bool = True
-
-
-@dataclass(frozen=True)
-class ReconstructionSettings:
-    """Everything between FrameSets and Skeleton3D."""
-
-    association: AssociationSettings = AssociationSettings()
-    triangulation: TriangulationSettings = TriangulationSettings()
-    tracking: TrackingSettings = TrackingSettings()
-    filter: FilterSettings = FilterSettings()
-    health: HealthSettings = HealthSettings()
-
-
-@dataclass(frozen=True)
-class IKRunSettings:
+class IKRunSettings(LiveKinematicsSettings):
     """Inverse kinematics in the run (TOML ``[ik]``; the solver's settings in ``[ik.solver]``).
+
+    The subject and scaling keys (``scaling``, ``scaling_seconds``, ``until_scaled``, ``height_m``,
+    ``mass_kg``) are :class:`rtkin.kinematics.live.LiveKinematicsSettings`'s; this adds the
+    process layout.
 
     Attributes:
         enabled: run IK worker processes on the Skeleton3D stream.
@@ -254,13 +144,6 @@ class IKRunSettings:
             ``1 + spare_workers`` run even with nobody in view (started before the stream).
         release_after_s: a person unseen for this long in stream time (Skeleton3D times) frees
             their worker (IK and scaling state dropped), s. The tracker never reuses a retired id.
-        height_m: subject height, m (0 = unknown); with scaling, it scales the segments the
-            keypoints cannot measure and is checked against the scaled model's height.
-        mass_kg: subject mass, kg (0 = unknown); the scaled model's total mass.
-        scaling: scale the model to each person from their first ``scaling_seconds`` of good
-            frames (``rtkin.kinematics.scaling.OnlineScaler``); the scaled model is saved in the output folder.
-        until_scaled: ``"generic"`` (joint angles on the generic model meanwhile, flagged
-            UNSCALED) or ``"wait"`` (no joint angles until the person is scaled).
         solver: the IK solver settings (``rtkin.kinematics.ik.IKSettings``; its skeleton is the rig's).
     """
 
@@ -268,25 +151,21 @@ class IKRunSettings:
     max_workers: int = 8
     spare_workers: int = 1
     release_after_s: float = 1.0
-    scaling: bool = True
-    scaling_seconds: float = 3.0
-    until_scaled: str = "generic"
-    height_m: float = 0.0
-    mass_kg: float = 0.0
     solver: IKSettings = IKSettings()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 1 <= self.max_workers <= 64:
             raise ValueError(f"ik.max_workers must be in [1, 64], got {self.max_workers}")
         if not 1 <= self.spare_workers <= self.max_workers:
             raise ValueError(f"ik.spare_workers must be in [1, max_workers], got {self.spare_workers}")
         if not self.release_after_s > 0:
             raise ValueError(f"ik.release_after_s must be > 0, got {self.release_after_s}")
-        if self.height_m < 0 or self.mass_kg < 0 or (self.height_m and not 0.5 <= self.height_m <= 2.5):
-            raise ValueError(f"ik.height_m must be 0 (unknown) or in [0.5, 2.5] m and ik.mass_kg >= 0, "
-                             f"got {self.height_m} m, {self.mass_kg} kg")
-        if self.until_scaled not in ("generic", "wait"):
-            raise ValueError(f"ik.until_scaled must be 'generic' or 'wait', got {self.until_scaled!r}")
+
+    def live(self) -> LiveKinematicsSettings:
+        """The part the kinematics stage takes."""
+        return LiveKinematicsSettings(**{f.name: getattr(self, f.name)
+                                         for f in dataclasses.fields(LiveKinematicsSettings)})
 
 
 @dataclass(frozen=True)

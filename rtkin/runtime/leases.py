@@ -22,11 +22,9 @@ by a free worker.
 
 from __future__ import annotations
 
-import os
-import signal
 from typing import Iterable
 
-__all__ = ["OFF", "FREE", "RETIRING", "STARTING", "Leases", "background_init", "lower_priority"]
+__all__ = ["OFF", "FREE", "RETIRING", "STARTING", "Leases"]
 
 OFF = -2
 FREE = -1
@@ -98,32 +96,3 @@ class Leases:
     def served(self) -> dict[int, int]:
         """person id -> slot, for the slots serving someone."""
         return {int(v): w for w, v in enumerate(self.snapshot()) if v >= 0}
-
-
-def background_init(niceness: int) -> None:
-    """Initializer of a worker's helper process (background scaling): lower priority, leave
-    Ctrl-C to the parent (the whole process group gets SIGINT in a terminal; the parent shuts the
-    helper down), and exit when the parent dies (a killed IK worker leaves no orphan). Lives here
-    because this module imports nothing heavy."""
-    import threading
-    import time
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="rtkin-parent-watch", daemon=True).start()
-    lower_priority(niceness)
-
-
-def lower_priority(increment: int) -> None:
-    """Raise this process's niceness by ``increment`` (yield the CPU to the latency-critical sync
-    and IK processes on a machine with few cores); normal priority where not permitted."""
-    try:
-        os.nice(increment)
-    except OSError:  # pragma: no cover - not permitted: normal priority
-        pass

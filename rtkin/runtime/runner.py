@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 
 from rtkin.runtime.config import RunConfig
 from rtkin.runtime.leases import FREE, OFF, STARTING, Leases
-from rtkin.runtime.nodes import NodeContext, capture_models, capture_node, ik_node, load_rig, recorder_node, source_node, sync_node
+from rtkin.runtime.ik_node import ik_node
+from rtkin.runtime.node import NodeContext, load_rig
+from rtkin.runtime.recorder_node import recorder_node
+from rtkin.runtime.source_nodes import capture_models, capture_node, source_node
+from rtkin.runtime.sync_node import sync_node
 
 __all__ = ["Runner", "RunResult"]
 

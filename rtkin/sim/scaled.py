@@ -21,10 +21,10 @@ def simulate_scaled_subject(factors: Mapping[str, float], settings: MotionSettin
                             floor_z: float = 0.0) -> SubjectTruth:
     """Motion + HALPE_26 keypoints (world, z up, m) of the generic model scaled by ``factors``
     (body name -> uniform factor; bodies not named keep 1)."""
-    from rtkin.kinematics.scaling import _apply_scale
+    from rtkin.kinematics.model import apply_scale
 
     model = _load_model(with_markers=True)
-    state = _apply_scale(model, factors)
+    state = apply_scale(model, factors)
     motion = generate_motion(settings)
     names = tuple(get_skeleton("HALPE_26").keypoints)
     return on_floor(motion, names, fk_markers(model, state, motion, names), floor_z)

@@ -55,14 +55,7 @@ __all__ = [
 ]
 
 #: Coordinates the keypoints can observe; the motion drives these (others stay at default).
-OBSERVABLE_COORDINATES = (
-    "pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz",
-    "hip_flexion_r", "hip_adduction_r", "hip_rotation_r", "knee_angle_r", "ankle_angle_r",
-    "hip_flexion_l", "hip_adduction_l", "hip_rotation_l", "knee_angle_l", "ankle_angle_l",
-    "L5_S1_Flex_Ext", "L5_S1_Lat_Bending", "L5_S1_axial_rotation",
-    "arm_flex_r", "arm_add_r", "arm_rot_r", "elbow_flex_r",
-    "arm_flex_l", "arm_add_l", "arm_rot_l", "elbow_flex_l",
-)
+from rtkin.kinematics.model import OBSERVABLE_COORDINATES  # noqa: E402  (re-exported: the coordinates it drives)
 
 #: Head landmarks without a Pose2Sim marker: head-body frame location, m (x fwd, y up, z right).
 HEAD_LANDMARKS = {

@@ -1,0 +1,198 @@
+"""The IK stage: Skeleton3D -> one JointAngles per person, one warm-started solver each, with
+per-coordinate quality and flags (see :mod:`rtkin.kinematics.ik` for the solver and the cost).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from rtkin.core.messages import AngleFlag, JointAngles, Skeleton3D
+from rtkin.core.skeletons import get_skeleton
+from rtkin.core.stats import Window
+from rtkin.kinematics.ik import IKError, IKSettings, IKSolver
+from rtkin.kinematics.model import apply_scale_steps, model_path_for, template_model
+
+__all__ = ["IKStage"]
+
+
+class IKStage:
+    """Skeleton3D -> one JointAngles per person, with one warm-started :class:`IKSolver` each.
+
+    Args:
+        settings: IK settings; ``settings.skeleton`` must match the incoming messages.
+        model_path: model file overriding ``settings.model``.
+
+    Attributes:
+        counters: ``frames`` (messages), ``people`` (person-frames seen), ``outputs``,
+            ``no_markers`` (too few usable keypoints: no output), ``failed`` (solver error: no
+            output), ``solvers_created``, ``forgotten`` (solvers dropped after ``forget_after_s``).
+        timing: seconds per solved person-frame (:class:`rtkin.core.stats.Window`).
+    """
+
+    def __init__(self, settings: IKSettings = IKSettings(), model_path: str | Path | None = None):
+        self.settings = settings
+        self.model_path = model_path
+        self.skeleton = get_skeleton(settings.skeleton)
+        self._solvers: dict[int, IKSolver] = {}
+        path = model_path_for(settings, model_path)
+        template_model(path, self.skeleton)  # load now (and fail now), not at the first person
+        self.counters = {"frames": 0, "people": 0, "outputs": 0, "no_markers": 0, "failed": 0,
+                         "solvers_created": 0, "forgotten": 0}
+        self.timing = Window()
+        self.last_error: str = ""
+        self._last_seen_ns: dict[int, int] = {}
+
+    def reset(self) -> None:
+        """Forget every person (their solvers and previous poses)."""
+        self._solvers.clear()
+        self._last_seen_ns.clear()
+
+    def forget(self, person_id: int) -> None:
+        """Forget one person (e.g. a retired track id); unknown ids are ignored."""
+        self._solvers.pop(int(person_id), None)
+        self._last_seen_ns.pop(int(person_id), None)
+
+    def _evict(self, now_ns: int) -> None:
+        """Drop the solvers of people not seen for ``forget_after_s``."""
+        limit = int(self.settings.forget_after_s * 1e9)
+        for pid in [p for p, t in self._last_seen_ns.items() if now_ns - t > limit]:
+            self.forget(pid)
+            self.counters["forgotten"] += 1
+
+    @property
+    def person_ids(self) -> tuple[int, ...]:
+        """Ids of the people with a solver, in creation order."""
+        return tuple(self._solvers)
+
+    def solver(self, person_id: int) -> IKSolver:
+        """The solver of ``person_id``, created on first use."""
+        pid = int(person_id)
+        s = self._solvers.get(pid)
+        if s is None:
+            s = self._solvers[pid] = IKSolver(self.settings, self.model_path)
+            self.counters["solvers_created"] += 1
+        return s
+
+    def use_model(self, person_id: int, model_path: str | Path, model=None) -> None:
+        """Solve ``person_id`` from now on with a scaled model (its JointAngles lose UNSCALED),
+        warm-started from their current pose. ``model``: the same model already built in memory."""
+        pid = int(person_id)
+        s = IKSolver(self.settings, model_path, model=model)
+        s.scaled = True
+        old = self._solvers.get(pid)
+        if old is not None:
+            s.continue_from(old)
+        self._solvers[pid] = s
+        self.counters["solvers_created"] += 1
+
+    def switch_model(self, person_id: int, model_path: str | Path, factors: Mapping[str, float],
+                     mass_kg: float | None = None) -> Iterator[None]:
+        """:meth:`use_model` in steps of a few ms each (a generator: every ``next()`` does one).
+
+        Loading a saved ``.osim`` takes ~90 ms, and OpenSim holds the GIL, so a thread cannot hide
+        it from a 60 Hz loop. Instead the scaled model is rebuilt in memory from the generic
+        template exactly as :func:`rtkin.kinematics.scaling.scale_model` built the file at ``model_path``
+        (clone ~5 ms, initSystem ~4 ms, ``Model.scale`` ~8 ms, solver set-up ~8 ms); a live loop
+        runs one step after each frame it published, in the gap before the next frame.
+        """
+        model = template_model(model_path_for(self.settings, self.model_path), self.skeleton).clone()
+        yield
+        yield from apply_scale_steps(model, factors, mass_kg)
+        self.use_model(person_id, model_path, model=model)
+
+    def usable(self, sk: Skeleton3D, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(K,)`` weight factors of person ``n``'s keypoints (0 = unused, ``held_weight`` for a
+        held point) and ``(K,)`` held mask."""
+        st = self.settings
+        pts = sk.points[n]
+        finite = np.isfinite(pts).all(-1)
+        held = finite & (sk.n_views[n] == 0)
+        measured = finite & ~held & (sk.scores[n] >= st.min_score) & (sk.reproj_error_px[n] <= st.max_reproj_px)
+        factor = np.where(measured, 1.0, np.where(held, st.held_weight, 0.0))
+        return factor, held
+
+    def __call__(self, sk: Skeleton3D) -> list[JointAngles]:
+        if sk.skeleton != self.skeleton.name or sk.n_keypoints != self.skeleton.n_keypoints:
+            raise ValueError(f"IKStage expects {self.skeleton.name} ({self.skeleton.n_keypoints} keypoints), "
+                             f"got {sk.skeleton} ({sk.n_keypoints})")
+        self.counters["frames"] += 1
+        out = []
+        self._evict(sk.time_ns)
+        for n, pid in enumerate(sk.person_ids):
+            self.counters["people"] += 1
+            self._last_seen_ns[int(pid)] = sk.time_ns
+            ja = self._person(sk, n, int(pid))
+            if ja is not None:
+                out.append(ja)
+        self.counters["outputs"] += len(out)
+        return out
+
+    def _person(self, sk: Skeleton3D, n: int, pid: int) -> JointAngles | None:
+        factor, held = self.usable(sk, n)
+        if np.count_nonzero(factor > 0) < self.settings.min_markers:  # before creating a solver
+            self.counters["no_markers"] += 1
+            return None
+        t0 = time.perf_counter()
+        solver = self.solver(pid)
+        x, w = solver.markers_from_points(sk.points[n], factor)
+        if np.count_nonzero(w > 0) < self.settings.min_markers:
+            self.counters["no_markers"] += 1
+            return None
+        try:
+            sol = solver.solve_markers(x, w, sk.time_ns * 1e-9)
+        except IKError as e:
+            self.counters["failed"] += 1
+            self.last_error = str(e)
+            return None
+        self.timing.add(time.perf_counter() - t0)
+        quality, flags = self._quality(solver, sk, n, held)
+        return JointAngles(
+            time_ns=sk.time_ns,
+            capture_ns=sk.capture_ns,
+            person_id=pid,
+            names=solver.coordinate_names,
+            values=sol.values,
+            marker_rms_m=sol.marker_rms_m,
+            quality=quality,
+            flags=flags,
+        )
+
+    def _quality(self, solver: IKSolver, sk: Skeleton3D, n: int, held_k: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """``(Q,)`` quality in [0, 1] and ``(Q,)`` AngleFlag bits from the markers the solution
+        used (not gated or rejected as outliers), their views, reprojection errors and held state."""
+        st = self.settings
+        sk_def = self.skeleton
+        views = sk.n_views[n].astype(np.int64)
+        err = sk.reproj_error_px[n].astype(np.float64)
+        held = held_k
+        if sk_def.derived:  # a derived point has its worst source's views / error / held state
+            views = np.concatenate([views, [views[list(d.sources)].min() for d in sk_def.derived]])
+            err = np.concatenate([err, [err[list(d.sources)].max() for d in sk_def.derived]])
+            held = np.concatenate([held, [held[list(d.sources)].any() for d in sk_def.derived]])
+        mp = solver.marker_points
+        m_views, m_err, m_held = views[mp], err[mp], held[mp]  # (M,)
+        used = solver.used
+        few = ~m_held & (m_views < st.min_views)
+        high = (m_views > 0) & (m_err > st.high_reproj_px)
+        held_used = m_held & used
+        good = used & ~m_held & (m_views >= st.min_views) & ~(m_err > st.high_reproj_px)
+        D, count = solver.dependency_matrix()  # (Q, M) float 0/1, (Q,) markers per coordinate
+        with np.errstate(invalid="ignore", divide="ignore"):
+            quality = np.where(count > 0, (D @ good) / count, 0.0).astype(np.float32)
+        flags = np.full(D.shape[0], 0 if solver.scaled else AngleFlag.UNSCALED, dtype=np.uint8)
+        flags[(D @ few) > 0] |= np.uint8(AngleFlag.FEW_VIEWS)
+        flags[(D @ high) > 0] |= np.uint8(AngleFlag.HIGH_REPROJ)
+        flags[(D @ held_used) > 0] |= np.uint8(AngleFlag.HELD)
+        unsolved = ~solver.solved
+        flags[unsolved] = np.uint8(0 if solver.scaled else AngleFlag.UNSCALED) | np.uint8(AngleFlag.FILLED)
+        quality[unsolved] = 0.0
+        return quality, flags
+
+    def status(self) -> dict[str, Any]:
+        """Counters and p50/p99 ms per solved person-frame."""
+        return {"counters": dict(self.counters), "timing_ms": self.timing.summary(), "people": len(self._solvers)}
