@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import msgpack
 import numpy as np
 import pytest
 import zmq
@@ -32,6 +33,19 @@ def _recv_all(rx, n, timeout_ms=2000):
         if got is not None:
             out.append(got)
     return out
+
+
+def _wait_connected(raw, rx, timeout_s=30.0):
+    """Send well-formed status probes on the raw PUB socket until ``rx`` gets one (the
+    subscription has reached the publisher: a fixed settle time is not enough on a busy machine)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        raw.send_multipart([b"status/probe/\0" + bytes(8), msgpack.packb({})])
+        if rx.recv(50) is not None:
+            while rx.recv(50) is not None:  # drain the other probes in flight
+                pass
+            return
+    raise AssertionError("subscriber never connected")
 
 
 def _pair(ctx, tmp_path, topics=(b"",), rcvhwm=1000):
@@ -62,16 +76,20 @@ def test_malformed_messages_are_counted_and_dropped(ctx, tmp_path):
     rx = Receiver(ctx, ep, [b""], bind=True)
     raw = ctx.socket(zmq.PUB)
     raw.connect(ep)
-    settle(raw, rx.socket)
+    _wait_connected(raw, rx)
+    base = (rx.counters.received, rx.counters.malformed)
     raw.send_multipart([b"kp/cam01/\0" + bytes(8), b"\xc1garbage"])  # bad header
     raw.send_multipart([b"no-separator", b"x"])  # bad topic frame
     raw.send_multipart([b"kp/cam01/\0" + bytes(8)])  # truncated
     good = Publisher(ctx, ep, bind=False)
-    settle(good.socket, rx.socket)
-    good.send(_kp())
-    got = _recv_all(rx, 1)
-    assert len(got) == 1 and got[0].message == _kp()
-    assert rx.counters.malformed == 3 and rx.counters.received == 4
+    got, deadline = [], time.monotonic() + 30
+    while not got and time.monotonic() < deadline:  # until the new connection is up
+        good.send(_kp())
+        got = _recv_all(rx, 1, timeout_ms=100)
+    while rx.counters.malformed - base[1] < 3 and rx.recv(100) is None and time.monotonic() < deadline:
+        pass
+    assert got and got[0].message == _kp()
+    assert rx.counters.malformed - base[1] == 3 and rx.counters.received - base[0] >= 4
     raw.close(), good.close(), rx.close()
 
 
