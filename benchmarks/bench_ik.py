@@ -101,17 +101,19 @@ def _e2e(seconds: float, scaling: bool, recorder: bool = True) -> None:
         cfg = dataclasses.replace(cfg, ik=dataclasses.replace(cfg.ik, scaling=scaling),
                                   recording=dataclasses.replace(cfg.recording, enabled=recorder))
         res = Runner(cfg, log=lambda *a: None).run()
-    samples = np.concatenate([np.asarray(v.get("e2e_s", []), dtype=float)
-                              for k, v in res.reports.items() if k.startswith("ik:")] or [np.zeros(0)])
+    from rtkin.core.stats import histogram_percentiles, merge_histograms
+
+    hist = merge_histograms(v.get("e2e_hist") for k, v in res.reports.items() if k.startswith("ik:"))
     ik = np.concatenate([[v["timing_ms"]["p50"]] for k, v in res.reports.items()
                          if k.startswith("ik:") and v["timing_ms"].get("n")] or [[np.nan]])
     sync = res.reports.get("sync", {})
     rec = sync.get("timing_ms", {}).get("reconstruct", {})
-    if not samples.size:
+    if not hist["n"]:
         print(f"  scaling {'on ' if scaling else 'off'}: no JointAngles ({res.errors})")
         return
-    p50, p99, mx = np.percentile(samples * 1e3, 50), np.percentile(samples * 1e3, 99), samples.max() * 1e3
-    print(f"  scaling {'on ' if scaling else 'off'}, recorder {'on ' if recorder else 'off'}: n={samples.size:5d}  "
+    p50, p99 = histogram_percentiles(hist, (50, 99), scale=1e3)
+    mx = hist["max"] * 1e3
+    print(f"  scaling {'on ' if scaling else 'off'}, recorder {'on ' if recorder else 'off'}: n={hist['n']:5d}  "
           f"last camera frame in -> JointAngles out p50 {p50:5.2f}  p99 {p99:5.2f}  max {mx:6.2f} ms   "
           f"(in this run: reconstruct p50 {rec.get('p50', float('nan')):.2f} ms, IK p50 {ik[0]:.2f} ms)")
 
@@ -137,19 +139,20 @@ def _e2e_people(seconds: float, people: int = 4, fps: float = 30.0) -> None:
             reconstruction=dataclasses.replace(cfg.reconstruction, association=dataclasses.replace(
                 cfg.reconstruction.association, mode="multi")))
         res = Runner(cfg, log=lambda *a: None).run()
+    from rtkin.core.stats import histogram_percentiles
+
     rows = []
     for k, v in sorted(res.reports.items()):
-        e = np.asarray(v.get("e2e_s", []), dtype=float) * 1e3 if k.startswith("ik:") else np.zeros(0)
-        if e.size < 10:
+        h = v.get("e2e_hist") if k.startswith("ik:") else None
+        if not h or h["n"] < 10:
             continue
-        q = e.size // 4
-        rows.append((k, v["served"], e.size, *np.percentile(e, [50, 99]), np.median(e[:q]), np.median(e[-q:]),
+        rows.append((k, v["served"], h["n"], *histogram_percentiles(h, (50, 99), scale=1e3), v.get("shed", 0),
                      v["receiver"]["dropped"]))
     print(f"  {people} people x 4 cameras at {fps:g} Hz, {seconds:g} s, one IK process each "
           f"({len(rows)} served; errors: {res.errors or 'none'}):")
-    for k, served, n, p50, p99, first, last, dropped in rows:
+    for k, served, n, p50, p99, shed, dropped in rows:
         print(f"    {k:<7} person {','.join(map(str, served)):<4} n={n:4d}  p50 {p50:5.2f}  p99 {p99:6.2f} ms   "
-              f"median first/last quarter {first:5.2f} / {last:5.2f} ms (a backlog would grow)  dropped {dropped}")
+              f"shed (behind) {shed}  dropped {dropped}")
 
 
 def main() -> None:

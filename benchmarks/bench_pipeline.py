@@ -60,6 +60,7 @@ def _row(label, per_fs, n_fs, wall):
 
 
 def _live(seconds: float) -> None:
+    from rtkin.core.stats import histogram_percentiles
     from rtkin.demo import synthetic_config
     from rtkin.runtime.runner import Runner
 
@@ -70,13 +71,13 @@ def _live(seconds: float) -> None:
     if not s:
         print("live run failed:", res.errors)
         return
-    lat = np.array(s["latency_s"]) * 1e3
-    rec = np.array(s["samples_s"]["reconstruct"]) * 1e3
+    lat = histogram_percentiles(s["latency_hist"], (50, 99), scale=1e3)
+    rec = histogram_percentiles(s["timing_hist"]["reconstruct"], (50, 99), scale=1e3)
     print(f"\nlive, multi-process, real time (demo rig, 1 person + bystander, 4 cameras, 60 Hz, {seconds:.0f} s):")
-    print(f"  capture -> Skeleton3D published: p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms "
-          f"(n={lat.size}; includes the wait for the last camera of each slot)")
-    print(f"  reconstruct stage in the sync process: p50 {np.percentile(rec, 50):.3f} ms, p99 {np.percentile(rec, 99):.3f} ms")
-    print(f"  drops: {s['sync']['late']} late, {s['receiver']['dropped']} lost in transport, "
+    print(f"  capture -> Skeleton3D published: p50 {lat[0]:.2f} ms, p99 {lat[1]:.2f} ms "
+          f"(n={s['latency_hist']['n']}; includes the wait for the last camera of each slot)")
+    print(f"  reconstruct stage in the sync process: p50 {rec[0]:.3f} ms, p99 {rec[1]:.3f} ms")
+    print(f"  drops: {s['sync']['late']} late, {s['shed']['slots']} slots shed, {s['receiver']['dropped']} lost in transport, "
           f"{s['receiver']['malformed']} malformed")
 
 

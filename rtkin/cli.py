@@ -226,30 +226,44 @@ def _recording_detections(path: Path, cams: list[str], skeleton: str, empty):
 # ----------------------------------------------------------------------------- run / replay / demo
 
 
+def _positive_duration(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise CliError(f"--duration must be > 0 seconds, got {value:g}")
+    return value
+
+
+def _run_session(make_runner, run):
+    """Start a run; configuration and start-up failures become one-line CLI errors."""
+    from rtkin.runtime.config import ConfigError
+    from rtkin.runtime.runner import RunError
+
+    try:
+        runner = make_runner()
+        return runner, run(runner)
+    except (ConfigError, RunError) as e:
+        raise CliError(str(e)) from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from rtkin.demo import finish_run, format_summary
     from rtkin.runtime.config import ConfigError, load_config
-    from .demo import format_summary
     from rtkin.runtime.runner import Runner
 
+    duration = _positive_duration(args.duration)
     try:
         cfg = load_config(args.config)
     except ConfigError as e:
-        raise CliError(str(e)) from e
-    print(f"rtkin run {args.config}: {cfg.source.kind} source, outputs on {cfg.transport.outputs}; Ctrl-C to stop")
-    with _View(cfg, args.view, args.view_port):
-        result = Runner(cfg).run(duration_s=args.duration)
-    print(format_summary({"reports": result.reports, "errors": result.errors}))
-    rec = cfg.recording_path()
-    if cfg.ik.enabled and cfg.recording.enabled and cfg.recording.outputs and rec.is_file():
-        from rtkin.io.mot import recording_to_mots
-        from rtkin.io.recording import RecordingError
+        raise CliError(str(e)) from None
+    def start(runner):
+        print(f"rtkin run {args.config}: {runner.cfg.source.kind} source, outputs on {runner.cfg.transport.outputs}; "
+              f"session {runner.cfg.run.name} in {runner.cfg.output_dir()}; Ctrl-C to stop", flush=True)
+        return runner.run(duration_s=duration)
 
-        try:
-            for path in recording_to_mots(rec, rec.parent, cfg.run.name):
-                print(f"MOT: {path}")
-        except (RecordingError, ValueError, OSError) as e:
-            print(f"rtkin: no MOT export: {e}", file=sys.stderr)
-    return 1 if result.errors else 0
+    with _View(cfg, args.view, args.view_port):
+        runner, result = _run_session(lambda: Runner(cfg, force=args.force), start)
+    summary = finish_run(runner, result)
+    print(format_summary(summary))
+    return 1 if summary["errors"] else 0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -259,19 +273,29 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     path = Path(args.recording)
     if not path.is_file():
         raise CliError(f"recording not found: {path}")
+    if args.trc and Path(args.trc).exists() and not args.force:
+        raise CliError(f"{args.trc} exists; pass --force to replace it")
     publisher = None
     if args.publish:
         import zmq
 
         from rtkin.runtime.transport import Publisher
 
-        publisher = Publisher(zmq.Context.instance(), args.publish, bind=True)
+        try:
+            publisher = Publisher(zmq.Context.instance(), args.publish, bind=True)
+        except zmq.ZMQError as e:
+            raise CliError(f"--publish {args.publish}: {e}") from None
     try:
         res = replay(path, realtime=args.realtime, on_output=publisher.send if publisher else None)
     except RecordingError as e:
-        raise CliError(str(e)) from e
+        raise CliError(str(e)) from None
     print(f"replayed {res.inputs} KeypointFrames -> {len(res.outputs)} Skeleton3D"
           + (f" (file cut: {res.tail_bytes_ignored} trailing bytes ignored)" if res.truncated else ""))
+    for start, end, why in res.damaged:
+        print(f"rtkin: damaged recording: skipped bytes {start}..{end} ({end - start} bytes: {why}); "
+              "the records after them were recovered", file=sys.stderr)
+    if res.refused:
+        print("frames refused (as live): " + ", ".join(f"{k} {v}" for k, v in res.refused.items()))
     if res.recorded_outputs:
         same, n = res.matches_recorded()
         print(f"identical to the live outputs: {same}/{n}")
@@ -285,7 +309,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         if pid is not None:
             out = skeleton3d_to_trc(args.trc, res.outputs, pid, res.config.rig.skeleton, rate_hz=res.config.sync.fps_hz)
             print(f"TRC: {out}")
-    return 0
+    return 1 if res.damaged else 0
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
@@ -345,12 +369,15 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import format_summary, run_synthetic_demo, run_video_demo, synthetic_config, video_config
+    from rtkin.runtime.runner import Runner
 
+    duration = _positive_duration(args.duration)
+    force = {"force": True} if args.force else {}
     if args.synthetic:
-        cfg = synthetic_config(args.output, duration_s=args.duration, realtime=not args.fast, seed=args.seed,
+        cfg = synthetic_config(args.output, duration_s=duration, realtime=not args.fast, seed=args.seed,
                                bystander=not args.no_bystander)
         with _View(cfg, args.view, args.view_port):
-            result, summary = run_synthetic_demo(cfg)
+            _, (result, summary) = _run_session(lambda: None, lambda _: run_synthetic_demo(cfg, **force))
     else:
         from rtkin.capture.models import ModelNotAvailableError
 
@@ -358,12 +385,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                            det_model=args.det_model or "", mode=args.mode, providers=tuple(args.provider or ()))
         try:
             with _View(cfg, args.view, args.view_port):
-                result, summary = run_video_demo(cfg)
+                _, (result, summary) = _run_session(lambda: None, lambda _: run_video_demo(cfg, **force))
         except ModelNotAvailableError as e:
             raise CliError(f"{e}\n  use --pose-model PATH (and --det-model PATH) for local RTMPose ONNX files, "
                            "or run `rtkin demo --synthetic` (no pose model needed)") from e
     print(format_summary(summary))
-    return 1 if result.errors else 0
+    return 1 if summary["errors"] else 0
 
 
 # ----------------------------------------------------------------------------- parser
@@ -408,7 +435,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start every process of a run configuration (Ctrl-C stops cleanly)")
     run.add_argument("config", help="run configuration TOML (see rtkin/configs/run_example.toml)")
-    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds (> 0)")
+    run.add_argument("--force", action="store_true",
+                     help="replace an earlier session of the same name (default: this one is named NAME-2, ...)")
     run.add_argument("--view", action="store_true", help="serve the browser dashboard during the run")
     run.add_argument("--view-port", type=int, default=None, help="dashboard port (default: [view] port, 8765)")
     run.set_defaults(func=_cmd_run)
@@ -418,6 +447,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--realtime", action="store_true", help="at the recorded pace (default: as fast as possible)")
     rep.add_argument("--publish", metavar="ENDPOINT", help="publish the Skeleton3D outputs on this ZMQ endpoint")
     rep.add_argument("--trc", metavar="FILE", help="export the subject's 3D keypoints as TRC")
+    rep.add_argument("--force", action="store_true", help="replace the --trc file if it exists")
     rep.set_defaults(func=_cmd_replay)
 
     v = sub.add_parser("view", help="browser dashboard of a live run (http://127.0.0.1:8765 by default)")
@@ -446,6 +476,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="as fast as possible instead of real time")
     demo.add_argument("--no-bystander", action="store_true", help="without the bystander in cam01/cam02")
     demo.add_argument("--output", default="rtkin_out", help="output folder (default rtkin_out)")
+    demo.add_argument("--force", action="store_true",
+                      help="replace an earlier demo session in the output folder (default: demo-2, ...)")
     demo.add_argument("--pose-model", metavar="PATH", help="local RTMPose ONNX (default: rtmlib's, downloaded once)")
     demo.add_argument("--det-model", metavar="PATH", help="local person detector ONNX (YOLOX / RTMDet)")
     demo.add_argument("--mode", default="balanced", choices=["lightweight", "balanced", "performance"],

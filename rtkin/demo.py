@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rtkin.runtime.config import CaptureSettings, RecordingSettings, RunConfig, RunSettings, VirtualSourceSettings
 from rtkin.io.recording import recorded_outputs
+from rtkin.io.session import export_session
+from rtkin.runtime.config import CaptureSettings, RecordingSettings, RunConfig, RunSettings, VirtualSourceSettings
 from rtkin.runtime.runner import Runner, RunResult
+from rtkin.runtime.summary import format_summary
 
-__all__ = ["synthetic_config", "run_synthetic_demo", "error_vs_truth"]
+__all__ = ["synthetic_config", "video_config", "run_synthetic_demo", "run_video_demo", "error_vs_truth",
+           "format_summary", "finish_run"]
 
 
 def synthetic_config(output_dir: str | Path, duration_s: float = 12.0, realtime: bool = True, seed: int = 0,
@@ -40,16 +43,39 @@ def video_config(output_dir: str | Path, realtime: bool = False, pose_model: str
     base = base or RunConfig()
     cap = CaptureSettings(mode=mode, pose_model=pose_model, det_model=det_model, providers=tuple(providers))
     src = dataclasses.replace(base.source, kind="capture", realtime=realtime, capture=cap)
-    sync = base.sync if realtime else dataclasses.replace(base.sync, max_wait_ms=5000.0, stale_ms=20000.0,
-                                                            max_pending_slots=100_000)
-    return dataclasses.replace(base, run=RunSettings(name="demo", output_dir=str(output_dir)), source=src, sync=sync,
+    return dataclasses.replace(base, run=RunSettings(name="demo", output_dir=str(output_dir)), source=src,
                                recording=RecordingSettings(enabled=True, outputs=True))
 
 
-def _angles_summary(rec: Path, cfg: RunConfig, t0_ns: int, motion=None) -> dict:
-    """JointAngles of the first person: MOT export, and RMSE against the truth when given."""
+def finish_run(runner: Runner, result: RunResult, log=print) -> dict:
+    """After a run: the summary dict (reports, frame accounting inputs, errors) and the session's
+    files from its recording (one TRC and one MOT per person, on the session's time axis), plus
+    the scaled models the IK workers used."""
+    cfg = runner.cfg
+    summary = {"errors": list(result.errors), "interrupted": result.interrupted, "reports": result.reports,
+               "sent": result.sent, "stop_s": result.stop_s}
+    summary["scaled"] = sorted({p for k, v in result.reports.items() if k.startswith("ik:")
+                                for p in (v.get("scaled_models") or {}).values()})
+    rec = runner.recording_file()
+    if rec is None:
+        return summary
+    summary["recording"] = str(rec)
+    from rtkin.io.recording import RecordingError
+
+    try:
+        out = export_session(rec, cfg.output_dir(), cfg.run.name)
+    except (RecordingError, ValueError, OSError) as e:
+        summary["errors"].append(f"no TRC/MOT export: {e}")
+        return summary
+    summary.update(trc=[str(p) for p in out.trc], mot=[str(p) for p in out.mot], t0_ns=out.t0_ns)
+    for why in out.skipped:
+        log(f"rtkin: no files for {why}")
+    return summary
+
+
+def _angles_summary(rec: Path, t0_ns: int, fps_hz: float, motion=None) -> dict:
+    """JointAngles of the first person: last values, and RMSE against the truth when given."""
     from rtkin.core.messages import JointAngles
-    from rtkin.io.mot import joint_angles_to_mot, rotational_mask
 
     angles = recorded_outputs(rec, JointAngles)
     if not angles:
@@ -58,33 +84,25 @@ def _angles_summary(rec: Path, cfg: RunConfig, t0_ns: int, motion=None) -> dict:
     mine = [a for a in angles if a.person_id == pid]
     out = {"angles": {"frames": len(mine), "person": pid, "last": {n: float(np.degrees(mine[-1].value(n)))
                                                                      for n in REPORTED_COORDINATES if n in mine[-1].names}}}
-    out["mot"] = str(joint_angles_to_mot(rec.with_suffix(".mot"), mine, rotational_mask(mine[0].names),
-                                         t0_ns=mine[0].time_ns))
     if motion is not None:
-        out["angles"]["rmse_deg"] = angles_vs_truth(mine, motion, t0_ns, cfg.source.fps_hz)
+        out["angles"]["rmse_deg"] = angles_vs_truth(mine, motion, t0_ns, fps_hz)
     return out
 
 
-def run_video_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
-    """Run the demo videos through the whole chain; summary and TRC export."""
-    from rtkin.io.trc import skeleton3d_to_trc
-
-    runner = Runner(cfg, log=log)
+def run_video_demo(cfg: RunConfig, log=print, force: bool = False) -> tuple[RunResult, dict]:
+    """Run the demo videos through the whole chain; summary and exports."""
+    runner = Runner(cfg, log=log, force=force)
+    cfg = runner.cfg
     log(f"rtkin demo: the Pose2Sim demo videos as {len(runner.rig)} live cameras ({', '.join(runner.rig.names)}), "
-        f"RTMPose {cfg.source.capture.mode}, {'real time' if cfg.source.realtime else 'every frame'}")
+        f"RTMPose {cfg.source.capture.mode}, {'real time' if cfg.source.realtime else 'every frame'}; "
+        f"outputs in {cfg.output_dir()} (session {cfg.run.name})")
     result = runner.run()
-    summary = {"errors": result.errors, "interrupted": result.interrupted, "reports": result.reports}
-    rec = cfg.recording_path()
-    if rec.exists():
+    summary = finish_run(runner, result, log)
+    if summary.get("recording"):
+        rec = Path(summary["recording"])
         outputs = recorded_outputs(rec)
-        summary["recording"] = str(rec)
-        people = [sk for sk in outputs if sk.n_people]
-        summary["frames_with_people"] = (len(people), len(outputs))
-        if people:
-            pid = int(people[0].person_ids[0])
-            summary["trc"] = str(skeleton3d_to_trc(rec.with_suffix(".trc"), outputs, pid, cfg.rig.skeleton,
-                                                   rate_hz=cfg.sync.fps_hz))
-        summary.update(_angles_summary(rec, cfg, runner.t0_ns))
+        summary["frames_with_people"] = (sum(1 for sk in outputs if sk.n_people), len(outputs))
+        summary.update(_angles_summary(rec, runner.t0_ns, cfg.sync.fps_hz))
     return result, summary
 
 
@@ -133,87 +151,25 @@ def error_vs_truth(outputs, truth_kp: np.ndarray, t0_ns: int, fps_hz: float) -> 
             "frames": len(outputs), "frames_with_subject": seen, "ids": sorted(ids)}
 
 
-def run_synthetic_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
+def run_synthetic_demo(cfg: RunConfig, log=print, force: bool = False) -> tuple[RunResult, dict]:
     """Run ``cfg`` (a virtual-source config), then summarise against the truth."""
     from rtkin.capture.keypoints import virtual_scene
-    from rtkin.io.trc import skeleton3d_to_trc
 
-    runner = Runner(cfg, log=log)
+    runner = Runner(cfg, log=log, force=force)
+    cfg = runner.cfg
     v = cfg.source.virtual
-    log(f"rtkin demo --synthetic: virtual subject, {v.duration_s:.0f} s at {cfg.source.fps_hz:.0f} Hz, "
+    log(f"rtkin demo --synthetic: virtual subject, {v.duration_s:g} s at {cfg.source.fps_hz:g} Hz, "
         f"{len(runner.rig)} cameras ({', '.join(runner.rig.names)}), noise {v.noise_px} px, "
         f"outliers {v.outlier_rate:.0%}, dropouts {v.dropout_rate:.0%}"
-        + (", bystander in cam01/cam02" if v.bystander else ""))
-    log("starting processes (sync, IK, recorder, one per camera)...")
+        + (", bystander in cam01/cam02" if v.bystander else "") + f"; outputs in {cfg.output_dir()} "
+        f"(session {cfg.run.name})")
     result = runner.run()
-    summary = {"errors": result.errors, "interrupted": result.interrupted}
-    rec = cfg.recording_path()
-    if rec.exists():
+    summary = finish_run(runner, result, log)
+    if summary.get("recording"):
+        rec = Path(summary["recording"])
         outputs = recorded_outputs(rec)
-        truth = virtual_scene(v, cfg.source.fps_hz).subjects[0].keypoints_for(cfg.rig.skeleton)
+        scene = virtual_scene(v, cfg.source.fps_hz)
+        truth = scene.subjects[0].keypoints_for(cfg.rig.skeleton)
         summary["accuracy"] = error_vs_truth(outputs, truth, runner.t0_ns, cfg.source.fps_hz)
-        summary.update(_angles_summary(rec, cfg, runner.t0_ns, virtual_scene(v, cfg.source.fps_hz).subjects[0].motion))
-        if outputs and any(sk.n_people for sk in outputs):
-            pid = next(int(sk.person_ids[0]) for sk in outputs if sk.n_people)
-            trc = skeleton3d_to_trc(rec.with_suffix(".trc"), outputs, pid, cfg.rig.skeleton, rate_hz=cfg.sync.fps_hz)
-            summary["trc"] = str(trc)
-        summary["recording"] = str(rec)
-    summary["reports"] = result.reports
+        summary.update(_angles_summary(rec, runner.t0_ns, cfg.source.fps_hz, scene.subjects[0].motion))
     return result, summary
-
-
-def format_summary(summary: dict) -> str:
-    """Human-readable end-of-run summary."""
-    lines = []
-    rep = summary.get("reports", {})
-    sent = {k.split(":", 1)[1]: v.get("sent", 0) for k, v in rep.items() if k.startswith("source:")}
-    if sent:
-        lines.append("frames sent: " + ", ".join(f"{c} {n}" for c, n in sorted(sent.items())))
-    sync = rep.get("sync")
-    if sync:
-        s, r = sync["sync"], sync["receiver"]
-        lines.append(f"FrameSets: {s['framesets']} ({s['incomplete']} with a view missing); Skeleton3D out: {sync['outputs']}")
-        lines.append(f"drops: late {s['late']}, out of tolerance {s['out_of_tolerance']}, lost in transport "
-                     f"{r['dropped']}, malformed {r['malformed']}")
-        for stage, t in sync["timing_ms"].items():
-            if t.get("n"):
-                lines.append(f"stage {stage:<12} p50 {t['p50']:.3f} ms  p99 {t['p99']:.3f} ms  (n={t['n']})")
-        lat = sync["latency_ms"]
-        if lat.get("n"):
-            lines.append(f"capture -> Skeleton3D latency: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms")
-    acc = summary.get("accuracy")
-    if acc:
-        lines.append(f"3D error vs truth: median {acc['median_mm']:.1f} mm, p95 {acc['p95_mm']:.1f} mm "
-                     f"({acc['frames_with_subject']}/{acc['frames']} frames with the subject; ids {acc['ids']})")
-    fw = summary.get("frames_with_people")
-    if fw:
-        lines.append(f"Skeleton3D with a person: {fw[0]}/{fw[1]}")
-    prov = {k.split(":", 1)[1]: v.get("provider") for k, v in rep.items() if k.startswith("source:") and v.get("provider")}
-    if prov:
-        lines.append("execution providers: " + ", ".join(f"{c} {p}" for c, p in sorted(prov.items())))
-    rec = rep.get("recorder")
-    if rec:
-        lines.append(f"recording: {rec['path']} ({rec['inputs']} inputs, {rec['outputs']} outputs)")
-    ang = summary.get("angles")
-    if ang:
-        last = ", ".join(f"{n} {v:.0f}" for n, v in ang["last"].items())
-        lines.append(f"joint angles (person {ang['person']}, {ang['frames']} frames); last, deg: {last}")
-        if ang.get("rmse_deg"):
-            lines.append("joint angle RMSE vs truth, deg: " + ", ".join(f"{n} {v:.1f}" for n, v in ang["rmse_deg"].items()))
-    ik = {k: v for k, v in rep.items() if k.startswith("ik:")}
-    for k, v in sorted(ik.items()):
-        t, lat, e2e = v["timing_ms"], v["latency_ms"], v.get("e2e_ms", {})
-        if t.get("n"):
-            who = ", ".join(map(str, v.get("served", []))) or "-"
-            line = (f"{k} (person {who}): IK p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms per frame; "
-                    f"capture -> JointAngles p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms")
-            if e2e.get("n"):
-                line += f"; last camera frame in -> JointAngles out p50 {e2e['p50']:.2f} ms, p99 {e2e['p99']:.2f} ms"
-            lines.append(line)
-    if summary.get("trc"):
-        lines.append(f"TRC: {summary['trc']}")
-    if summary.get("mot"):
-        lines.append(f"MOT: {summary['mot']}")
-    for e in summary.get("errors", []):
-        lines.append(f"error: {e}")
-    return "\n".join(lines)

@@ -41,7 +41,8 @@ def _config(tmp_path, models, realtime, loop=False, preview=False, duration_s=0.
     return dataclasses.replace(
         RunConfig(), run=RunSettings(name="cap", output_dir=str(tmp_path / "out"), duration_s=duration_s),
         source=src, sync=sync,
-        transport=TransportSettings(keypoints=f"ipc://{tmp_path}/kp.sock", outputs=f"ipc://{tmp_path}/out.sock"))
+        transport=TransportSettings(keypoints=f"ipc://{tmp_path}/kp.sock", outputs=f"ipc://{tmp_path}/out.sock",
+                                    angles=f"ipc://{tmp_path}/ik{{worker}}.sock"))
 
 
 def test_demo_without_weights_fails_fast_with_the_way_out(tmp_path, monkeypatch, capsys):
@@ -71,7 +72,8 @@ def test_capture_nodes_on_the_demo_videos_feed_the_sync(tmp_path, models):
 
     th = threading.Thread(target=listen, daemon=True)
     th.start()
-    result = Runner(cfg, log=lambda *a: None).run()
+    runner = Runner(cfg, log=lambda *a: None)
+    result = runner.run()
     stop.set()
     th.join(2)
     assert not result.errors, result.errors
@@ -81,7 +83,7 @@ def test_capture_nodes_on_the_demo_videos_feed_the_sync(tmp_path, models):
         rep = result.reports[f"source:{cam}"]
         assert rep["sent"] == 100 and rep["provider"] == "CPUExecutionProvider"
         assert set(rep["timing_ms"]) >= {"decode", "preprocess", "inference", "postprocess", "publish"}
-    frames = [r.message for r in RecordingReader(cfg.recording_path()) if r.kind == INPUT]
+    frames = [r.message for r in RecordingReader(runner.recording_file()) if r.kind == INPUT]
     assert len(frames) == 400
     cam01 = [f for f in frames if f.camera == "cam01"]
     assert [f.frame_index for f in cam01] == list(range(100))
@@ -113,7 +115,7 @@ def image_folders(tmp_path_factory):
 
 
 def test_a_killed_capture_process_rejoins(tmp_path, models, image_folders):
-    cfg = _config(tmp_path, models, realtime=True, loop=True, duration_s=9.0, inputs=image_folders, fps=15.0)
+    cfg = _config(tmp_path, models, realtime=True, loop=True, duration_s=0.0, inputs=image_folders, fps=15.0)
     runner = Runner(cfg, log=lambda *a: None)
     ctx = zmq.Context()
     rx = Receiver(ctx, cfg.transport.outputs, [b"tap/"], bind=False, rcvhwm=1_000_000)
@@ -134,6 +136,10 @@ def test_a_killed_capture_process_rejoins(tmp_path, models, image_folders):
         if t > 2.0 and "restart" not in events:
             r.restart_source("cam03")
             events["restart"] = time.monotonic_ns()
+        if "restart" in events:  # liveness: wait for it to stream again (30 s bound on a busy machine)
+            back = sum(1 for tt, f in taps if f.camera == "cam03" and tt > events["restart"])
+            if back > 15 or time.monotonic_ns() - events["restart"] > 30e9:
+                r.request_stop()
 
     runner.start()
     settle(rx.socket)
@@ -146,6 +152,6 @@ def test_a_killed_capture_process_rejoins(tmp_path, models, image_folders):
     after = [f for t, f in cam03 if t > events["restart"]]
     assert before and len(after) > 10  # it came back and streams again (15 fps)
     # it resumed at the current frame of the shared clock (not from the start of the video)
-    others = [f for t, f in taps if f.camera == "cam01" and abs(t - taps[-1][0]) < 0.5e9]
-    assert abs(after[-1].capture_ns - others[-1].capture_ns) < 0.5e9
+    # (capture times are on the run's monotonic clock: a frame from the start would be seconds old)
+    assert all(0 <= t - f.capture_ns < 1.0e9 for t, f in cam03 if t > events["restart"])
     assert result.reports["sync"]["sync"]["framesets"] > 100

@@ -36,10 +36,10 @@ def test_shipped_demo_calibration_is_the_converted_qualisys_file():
     shipped = read_calib_toml(ROOT / "calib" / "pose2sim_demo" / "Calib.toml")
     fresh = read_qca(assets.demo_qca_path())
     assert shipped.names == fresh.names
-    for a, b in zip(shipped, fresh):
-        np.testing.assert_array_equal(a.K, b.K)
-        np.testing.assert_array_equal(a.rvec, b.rvec)
-        np.testing.assert_array_equal(a.tvec, b.tvec)
+    for a, b in zip(shipped, fresh):  # computed values: equal to rounding (numpy / opencv versions differ)
+        np.testing.assert_allclose(a.K, b.K, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(a.rvec, b.rvec, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a.tvec, b.tvec, rtol=0, atol=1e-12)
 
 
 def test_version_and_console_script():

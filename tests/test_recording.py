@@ -271,7 +271,7 @@ def test_cut_at_every_byte(small_recording, tmp_path):
         assert reader.complete == (cut == len(data))  # only the untouched file has the end marker
 
 
-def test_flipped_byte_in_middle_record_stops_there(small_recording, tmp_path):
+def test_flipped_byte_in_middle_record_skips_only_that_record(small_recording, tmp_path):
     _, data, items, ends = small_recording
     start, end = ends[2], ends[3]  # record index 2 (the third message)
     bad = bytearray(data)
@@ -279,20 +279,33 @@ def test_flipped_byte_in_middle_record_stops_there(small_recording, tmp_path):
     path = tmp_path / "flipped.rec"
     path.write_bytes(bytes(bad))
     reader = RecordingReader(path)
-    assert_records_equal(list(reader), items[:2])
-    assert reader.truncated and reader.tail_bytes_ignored == len(data) - start
-    assert "CRC" in reader.stop_reason
+    assert_records_equal(list(reader), items[:2] + items[3:])  # the records after it are recovered
+    assert not reader.truncated and reader.complete
+    assert [(s, e) for s, e, _ in reader.damaged] == [(start, end)] and "CRC" in reader.damaged[0][2]
+    assert reader.bytes_skipped == end - start
 
 
-def test_flipped_length_stops_cleanly(small_recording, tmp_path):
+def test_flipped_length_skips_to_the_next_record(small_recording, tmp_path):
     _, data, items, ends = small_recording
     bad = bytearray(data)
     struct.pack_into("<I", bad, ends[1], 0xFFFFFFF0)  # absurd length of the second message
     path = tmp_path / "len.rec"
     path.write_bytes(bytes(bad))
     reader = RecordingReader(path)
-    assert_records_equal(list(reader), items[:1])
-    assert reader.truncated and "length" in reader.stop_reason
+    assert_records_equal(list(reader), items[:1] + items[2:])
+    assert not reader.truncated and "length" in reader.damaged[0][2]
+
+
+def test_garbage_in_the_middle_is_skipped_and_reported(small_recording, tmp_path):
+    """2 KB of garbage inserted between two records (a bad block): everything else is read."""
+    _, data, items, ends = small_recording
+    rng = np.random.default_rng(5)
+    garbage = rng.integers(0, 256, 2048, dtype=np.uint8).tobytes()
+    path = tmp_path / "garbage.rec"
+    path.write_bytes(data[: ends[2]] + garbage + data[ends[2]:])
+    reader = RecordingReader(path)
+    assert_records_equal(list(reader), items)
+    assert reader.damaged and reader.bytes_skipped == len(garbage) and not reader.truncated
 
 
 def test_crc_valid_undecodable_record_is_skipped(small_recording, tmp_path):

@@ -29,7 +29,8 @@ PERIOD_NS = int(round(1e9 / 60))
 
 def _config(tmp_path, duration_s=5.0) -> RunConfig:
     cfg = synthetic_config(tmp_path / "out", duration_s=duration_s, realtime=True, bystander=True)
-    ipc = TransportSettings(keypoints=f"ipc://{tmp_path}/kp.sock", outputs=f"ipc://{tmp_path}/out.sock")
+    ipc = TransportSettings(keypoints=f"ipc://{tmp_path}/kp.sock", outputs=f"ipc://{tmp_path}/out.sock",
+                            angles=f"ipc://{tmp_path}/ik{{worker}}.sock")
     return dataclasses.replace(cfg, transport=ipc)
 
 
@@ -100,7 +101,8 @@ def test_live_run_survives_a_camera_crash_and_a_recorder_kill(tmp_path):
     assert not dead and len(back) > 20  # it rejoined after the restart
     assert all(sk.n_people == 1 and sk.person_ids[0] == live[0].person_ids[0] for sk in live[5:])
     # the recorder was killed with SIGKILL: its file replays, equal to the live outputs up to its end
-    rec = cfg.recording_path()
+    rec = runner.recording_file()
+    assert rec.name.endswith(".rtkrec.partial")  # the recorder never closed it
     res = replay(rec)
     assert 200 < len(res.outputs) < len(live)
     assert res.outputs == live[: len(res.outputs)]
@@ -136,6 +138,7 @@ output_dir = "{tmp_path / 'out'}"
 [transport]
 keypoints = "ipc://{tmp_path}/kp.sock"
 outputs = "ipc://{tmp_path}/out.sock"
+angles = "ipc://{tmp_path}/ik{{worker}}.sock"
 [source.virtual]
 duration_s = 30.0
 """)
@@ -149,7 +152,7 @@ duration_s = 30.0
             out = subprocess.run(["ps", "--ppid", str(proc.pid), "-o", "pid="], capture_output=True, text=True).stdout
             children = [int(p) for p in out.split()]
         assert len(children) >= 6, children
-        rec = tmp_path / "out" / "s.rtkrec"
+        rec = tmp_path / "out" / "s.rtkrec.partial"  # renamed to s.rtkrec when it closes
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and _recorded_angles(rec) < 40:
             time.sleep(0.5)  # wait until joint angles flow (a fresh clone compiles the kernels first)

@@ -31,6 +31,8 @@ else:  # pragma: no cover
 
 __all__ = [
     "CalibrationError",
+    "calib_toml_text",
+    "parse_calib_toml",
     "Camera",
     "Rig",
     "load_calib",
@@ -358,12 +360,20 @@ def read_calib_toml(path: str | Path) -> Rig:
     """
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
         raise CalibrationError(f"{path}: not a valid TOML file: {e}") from e
+    return parse_calib_toml(text, path)
+
+
+def parse_calib_toml(text: str, where: str | Path = "<calibration>") -> Rig:
+    """A ``Calib.toml``'s text (e.g. stored in a recording's header) -> Rig; ``where`` names it in
+    errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise CalibrationError(f"{where}: not a valid TOML file: {e}") from e
+    path = where
     cams = []
     for key, sec in data.items():
         if key in _NON_CAMERA_SECTIONS or not isinstance(sec, dict):
@@ -405,6 +415,14 @@ def _fmt_list(vals: Iterable[float]) -> str:
 
 def write_calib_toml(rig: Rig, path: str | Path, error_px: float = 0.0) -> None:
     """Write ``rig`` as a Pose2Sim ``Calib.toml`` (section per camera, rig order; floats exact)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(calib_toml_text(rig, error_px), encoding="utf-8")
+    tmp.replace(path)
+
+
+def calib_toml_text(rig: Rig, error_px: float = 0.0) -> str:
+    """``rig`` as the text of a Pose2Sim ``Calib.toml`` (what :func:`write_calib_toml` writes)."""
     lines = []
     for c in rig.cameras:
         K = c.K
@@ -420,10 +438,7 @@ def write_calib_toml(rig: Rig, path: str | Path, error_px: float = 0.0) -> None:
             "",
         ]
     lines += ["[metadata]", "adjusted = false", f"error = {_fmt(error_px)}", ""]
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    tmp.replace(path)
+    return "\n".join(lines)
 
 
 def _toml_key(name: str) -> str:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["write_mot", "read_mot", "joint_angles_to_mot", "recording_to_mots", "rotational_mask"]
+__all__ = ["write_mot", "read_mot", "joint_angles_to_mot", "rotational_mask"]
 
 
 def rotational_mask(names: Sequence[str]) -> list[bool]:
@@ -79,27 +79,3 @@ def joint_angles_to_mot(path: str | os.PathLike, messages, rotational: Sequence[
     t0 = messages[0].time_ns if t0_ns is None else t0_ns
     time_s = np.array([(m.time_ns - t0) * 1e-9 for m in messages])
     return write_mot(path, time_s, names, np.stack([m.values for m in messages]), rotational)
-
-
-def recording_to_mots(recording: str | os.PathLike, out_dir: str | os.PathLike, name: str,
-                      min_frames: int = 30) -> list[Path]:
-    """Every person's recorded JointAngles -> ``<out_dir>/<name>_person<id>.mot`` (one file per
-    track id with at least ``min_frames`` frames; shorter tracks are fragments). Time 0 is the
-    first JointAngles of the session, so the files of one session share a time axis."""
-    from rtkin.core.messages import JointAngles
-    from rtkin.io.recording import recorded_outputs
-
-    by_person: dict[int, list] = {}
-    for ja in recorded_outputs(recording, JointAngles):
-        by_person.setdefault(int(ja.person_id), []).append(ja)
-    if not by_person:
-        return []
-    t0 = min(m[0].time_ns for m in by_person.values())
-    out = []
-    for pid, msgs in sorted(by_person.items()):
-        if len(msgs) < min_frames:
-            continue
-        msgs.sort(key=lambda m: m.time_ns)
-        out.append(joint_angles_to_mot(Path(out_dir) / f"{name}_person{pid}.mot", msgs, rotational_mask(msgs[0].names),
-                                       t0_ns=t0))
-    return out

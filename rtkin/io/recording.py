@@ -19,7 +19,9 @@ the clock replay follows. Kinds: :data:`INPUT` (e.g. a KeypointFrame as the sync
 Crash safety: records are only appended, each in one ``write`` call, and flushed to the OS at
 least every ``flush_interval_s`` (checked on each write). A process killed mid-write leaves at
 most a partial last record, which :class:`RecordingReader` detects (length past the end of the
-file, CRC mismatch) and ignores, returning every whole record before it. Data still in the
+file, CRC mismatch) and ignores, returning every whole record before it. Damage in the middle of a
+file (a bad disk block, bytes overwritten) costs only the damaged records: the reader resumes at
+the next whole record (a valid length, kind, plausible time and CRC) and reports what it skipped. Data still in the
 process's buffer at a crash (less than ``flush_interval_s`` of records, or records written since
 the last write if writes stop: call :meth:`RecordingWriter.flush` on idle) is lost; with
 ``fsync=True`` each flush also survives an OS crash or power loss.
@@ -277,11 +279,14 @@ class RecordingWriter:
 class RecordingReader:
     """Read a recording's header on construction; iterate its records in file order.
 
-    Iteration stops cleanly at the first record that cannot be trusted (a truncated or corrupt
-    tail: length past the end of the file, length out of range, CRC mismatch) and reports it in
-    :attr:`truncated`, :attr:`tail_bytes_ignored` and :attr:`stop_reason`. A record whose CRC is
-    right but whose message does not decode (or whose kind is unknown) is skipped and counted in
-    :attr:`n_malformed`. Each iteration starts from the first record and resets the counters.
+    A record that cannot be trusted (length out of range or past the end of the file, CRC
+    mismatch) is skipped up to the next whole record, found by scanning forward (its length,
+    kind, time and CRC all check out): the bytes skipped are listed in :attr:`damaged`. When no
+    whole record follows, iteration stops there, reported in :attr:`truncated`,
+    :attr:`tail_bytes_ignored` and :attr:`stop_reason` (a killed writer's cut-off last record). A
+    record whose CRC is right but whose message does not decode (or whose kind is unknown) is
+    skipped and counted in :attr:`n_malformed`. Each iteration starts from the first record and
+    resets the counters.
 
     Args:
         path: recording file.
@@ -297,6 +302,8 @@ class RecordingReader:
         truncated: True if the last iteration stopped before the end of the file.
         tail_bytes_ignored: bytes from the first untrusted record to the end of the file.
         stop_reason: why the iteration stopped early, or None.
+        damaged: ``(start, end, why)`` byte ranges skipped in the middle of the file (records
+            after them were recovered).
         complete: True if the last iteration met the end marker of a cleanly closed writer (a
             killed writer's file ends on whole records but without it).
 
@@ -319,6 +326,7 @@ class RecordingReader:
         self.complete = False
         self.tail_bytes_ignored = 0
         self.stop_reason: str | None = None
+        self.damaged: list[tuple[int, int, str]] = []
         with open(self.path, "rb") as f:
             self.header, self._data_start = self._read_header(f, max_header_bytes)
         meta = self.header.get("meta", {})
@@ -358,9 +366,15 @@ class RecordingReader:
             raise RecordingError(f"{where}: unsupported recording format {found!r}, expected {FORMAT_VERSION}")
         return header, len(MAGIC) + _FRAME.size + length
 
+    @property
+    def bytes_skipped(self) -> int:
+        """Bytes skipped in the middle of the file (see :attr:`damaged`)."""
+        return sum(e - s for s, e, _ in self.damaged)
+
     def __iter__(self) -> Iterator[Record]:
         self.n_records = self.n_malformed = self.tail_bytes_ignored = 0
         self.truncated, self.stop_reason, self.complete = False, None, False
+        self.damaged = []
         with open(self.path, "rb") as f:
             f.seek(self._data_start)
             pos = self._data_start
@@ -370,8 +384,14 @@ class RecordingReader:
                     return
                 problem, payload = self._read_payload(f, head)
                 if problem is not None:
-                    self._stop(f, pos, problem)
-                    return
+                    nxt = self._resync(f, pos + 1)
+                    if nxt is None:
+                        self._stop(f, pos, problem)
+                        return
+                    self.damaged.append((pos, nxt, problem))
+                    f.seek(nxt)
+                    pos = nxt
+                    continue
                 pos += _FRAME.size + len(payload)
                 if _PREFIX.unpack_from(payload)[0] == END:
                     self.complete = True  # the writer closed cleanly; nothing follows
@@ -406,6 +426,35 @@ class RecordingReader:
         except DecodeError:
             return None
         return Record(RecordKind(kind), recv_ns, msg)
+
+    def _resync(self, f: BinaryIO, start: int) -> int | None:
+        """Offset of the first whole record at or after ``start`` (length in range and inside
+        the file, a record kind, a receive time within a year of the header's, CRC right), or None."""
+        import mmap
+
+        import numpy as np
+
+        size = os.fstat(f.fileno()).st_size
+        if size - start < _FRAME.size + _PREFIX.size:
+            return None
+        t_ref = int(self.header.get("created_monotonic_ns", 0)) if isinstance(self.header, dict) else 0
+        year = 365 * 86400 * 10**9
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            chunk = 1 << 20
+            for lo in range(start, size - _FRAME.size - _PREFIX.size + 1, chunk):
+                hi = min(lo + chunk, size - _FRAME.size - _PREFIX.size + 1)
+                kind = np.frombuffer(mm[lo + _FRAME.size: hi + _FRAME.size], dtype=np.uint8)  # a copy
+                cand = np.flatnonzero((kind == INPUT) | (kind == OUTPUT) | (kind == END)) + lo
+                for q in cand.tolist():
+                    length, crc = _FRAME.unpack_from(mm, q)
+                    if not _PREFIX.size <= length <= self._max_record or q + _FRAME.size + length > size:
+                        continue
+                    recv_ns = _PREFIX.unpack_from(mm, q + _FRAME.size)[1]
+                    if t_ref and abs(recv_ns - t_ref) > year:
+                        continue
+                    if zlib.crc32(mm[q + _FRAME.size: q + _FRAME.size + length]) == crc:
+                        return q
+        return None
 
     def _stop(self, f: BinaryIO, pos: int, problem: str) -> None:
         size = os.fstat(f.fileno()).st_size

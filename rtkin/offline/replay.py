@@ -1,25 +1,28 @@
 """Replay a recording through the same stages: at recorded time or as fast as possible.
 
 The recording holds every KeypointFrame the live sync node received, with its receive time, plus
-the calibration and the run configuration. Replaying feeds the frames to a fresh
-:class:`~rtkin.reconstruct.pipeline.Pipeline` with the recorded receive times as its clock, so the live
-run's Skeleton3D outputs come out again, bit for bit (the recorded outputs, when present, are
-compared).
+the calibration and the run configuration. Replaying validates each frame as the live node did
+(:class:`~rtkin.reconstruct.validation.InputValidator`: a bad frame is skipped and counted) and
+feeds the frames received together (same receive time) to a fresh
+:class:`~rtkin.reconstruct.pipeline.Pipeline` as one batch, with the recorded receive times as its
+clock, so the live run's Skeleton3D outputs come out again, bit for bit (the recorded outputs,
+when present, are compared).
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from rtkin.core.calibration import read_calib_toml
-from rtkin.runtime.config import RunConfig, config_from_dict
+from rtkin.core.calibration import CalibrationError, parse_calib_toml
 from rtkin.core.messages import KeypointFrame, Skeleton3D
+from rtkin.core.skeletons import get_skeleton
+from rtkin.io.recording import INPUT, OUTPUT, RecordingError, RecordingReader
 from rtkin.reconstruct.pipeline import Pipeline
-from rtkin.io.recording import INPUT, OUTPUT, RecordingReader
+from rtkin.reconstruct.validation import InputValidator
+from rtkin.runtime.config import ConfigError, RunConfig, config_from_dict
 
 __all__ = ["ReplayResult", "replay", "recording_config"]
 
@@ -34,6 +37,8 @@ class ReplayResult:
     truncated: bool = False
     tail_bytes_ignored: int = 0
     malformed: int = 0
+    damaged: list[tuple[int, int, str]] = field(default_factory=list)  # byte ranges skipped mid-file
+    refused: dict[str, int] = field(default_factory=dict)  # frames refused by validation, by reason
     status: dict = field(default_factory=dict)
     config: RunConfig | None = None
 
@@ -48,13 +53,27 @@ class ReplayResult:
 
 
 def recording_config(reader: RecordingReader) -> tuple[RunConfig, object]:
-    """The run configuration and rig stored in a recording's header."""
+    """The run configuration and rig stored in a recording's header.
+
+    Raises:
+        RecordingError: the header lacks them or they are not valid (one line saying which).
+    """
     meta = reader.meta
-    cfg = config_from_dict(meta.get("config", {}))
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "Calib.toml"
-        p.write_text(meta["calibration_toml"])
-        rig = read_calib_toml(p)
+    where = str(reader.path)
+    try:
+        cfg = config_from_dict(meta.get("config", {}))
+    except (ConfigError, TypeError, AttributeError) as e:
+        raise RecordingError(f"{where}: the run configuration in its header is not valid: {e}") from None
+    text = meta.get("calibration_toml")
+    if not isinstance(text, str):
+        raise RecordingError(f"{where}: its header holds no calibration (not written by `rtkin run`?)")
+    try:
+        rig = parse_calib_toml(text, f"{where} (header calibration)")
+    except (CalibrationError, ValueError) as e:
+        raise RecordingError(f"{where}: the calibration in its header is not valid: {e}") from None
+    if cfg.rig.cameras and list(cfg.rig.cameras) != list(rig.names):
+        raise RecordingError(f"{where}: header cameras {list(cfg.rig.cameras)} differ from its calibration's "
+                             f"{list(rig.names)}")
     return cfg, rig
 
 
@@ -63,23 +82,41 @@ def replay(path: str | Path, realtime: bool = False, on_output: Callable[[Skelet
     """Feed a recording's inputs through a fresh pipeline.
 
     Args:
-        path: recording file (a file cut anywhere replays up to its last whole record).
+        path: recording file (a file cut anywhere replays up to its last whole record; damage in
+            the middle is skipped, see :attr:`ReplayResult.damaged`).
         realtime: sleep so inputs are fed at their recorded pace; otherwise as fast as possible.
         on_output: called with each Skeleton3D as it is produced (e.g. to publish it).
         flush_at_end: emit the slots still pending at the end, as the live node does on stop --
             only for a recording that was closed cleanly (its end marker is there).
+
+    Raises:
+        RecordingError: not a readable recording (bad magic or header), in one line.
     """
     reader = RecordingReader(path)
     cfg, rig = recording_config(reader)
-    pipe = Pipeline(rig, cfg.rig.skeleton, cfg.sync, cfg.reconstruction, clock_ns=None)
+    pipe = Pipeline(rig, cfg.rig.skeleton, cfg.effective_sync(), cfg.reconstruction, clock_ns=None)
+    validator = InputValidator(rig.names, cfg.rig.skeleton, get_skeleton(cfg.rig.skeleton).n_keypoints,
+                               {c.name: c.size for c in rig.cameras})
     res = ReplayResult(config=cfg)
     start_wall = start_rec = None
+    batch: list[KeypointFrame] = []
+    batch_ns = None
+
+    def emit(outputs) -> None:
+        for sk in outputs:
+            res.outputs.append(sk)
+            if on_output is not None:
+                on_output(sk)
+
     for rec in reader:
         if rec.kind == OUTPUT and isinstance(rec.message, Skeleton3D):
             res.recorded_outputs.append(rec.message)
             continue
-        if rec.kind != INPUT or not isinstance(rec.message, KeypointFrame):
+        if rec.kind != INPUT:
             continue
+        if batch and rec.recv_ns != batch_ns:  # the live node received these together
+            emit(pipe.push_batch(batch, batch_ns))
+            batch = []
         if realtime:
             if start_wall is None:
                 start_wall, start_rec = time.monotonic_ns(), rec.recv_ns
@@ -87,15 +124,15 @@ def replay(path: str | Path, realtime: bool = False, on_output: Callable[[Skelet
             if delay > 0:
                 time.sleep(delay / 1e9)
         res.inputs += 1
-        for sk in pipe.push(rec.message, rec.recv_ns):
-            res.outputs.append(sk)
-            if on_output is not None:
-                on_output(sk)
+        if validator.check(rec.message) is None:
+            batch.append(rec.message)
+            batch_ns = rec.recv_ns
+    if batch:
+        emit(pipe.push_batch(batch, batch_ns))
     if flush_at_end and reader.complete:  # a killed live run did not flush its last slots either
-        for sk in pipe.flush():
-            res.outputs.append(sk)
-            if on_output is not None:
-                on_output(sk)
+        emit(pipe.flush())
     res.truncated, res.tail_bytes_ignored, res.malformed = reader.truncated, reader.tail_bytes_ignored, reader.n_malformed
+    res.damaged = list(reader.damaged)
+    res.refused = dict(validator.counters.refused)
     res.status = pipe.status()
     return res

@@ -8,6 +8,10 @@ nothing for ``stale_ms`` is not waited for until it delivers again (a killed cam
 ``max_wait_ms`` once, not on every slot; when it comes back it rejoins). Frames for a slot already
 emitted are late: dropped and counted.
 
+Capture times are checked against the receive clock per camera (:mod:`rtkin.reconstruct.clocks`):
+a camera whose clock jumps, drifts or lies is dropped (counted) and re-aligned, and never moves
+the slot grid. A camera that ended its stream (:meth:`Synchronizer.end_camera`) is not waited for.
+
 Every decision depends only on the frames and on the ``now_ns`` receive times passed in, never on
 a clock read inside, so a recording of (frame, receive time) replays into the same FrameSets.
 """
@@ -18,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from rtkin.core.messages import FrameSet, KeypointFrame
+from rtkin.reconstruct.clocks import CameraClocks, ClockSettings
 
-__all__ = ["SyncSettings", "SyncCounters", "Synchronizer"]
+__all__ = ["SyncSettings", "SyncCounters", "Synchronizer", "ClockSettings"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,11 @@ class SyncSettings:
         max_wait_ms: how long a slot waits for missing cameras after its first frame, ms.
         stale_ms: a camera silent for this long (receive clock) is not waited for, ms.
         max_pending_slots: open slots kept at most; older ones are emitted regardless.
+        shed: when the machine cannot keep up, FrameSets that lag the newest frames by more than
+            one wait window plus one slot are not reconstructed (counted as shed): the output
+            stays live instead of falling behind. The run turns it off for streams played as fast
+            as possible (every frame is processed, with backpressure).
+        clock: per-camera capture-time checks (:class:`rtkin.reconstruct.clocks.ClockSettings`).
     """
 
     fps_hz: float = 60.0
@@ -40,6 +50,8 @@ class SyncSettings:
     max_wait_ms: float = 30.0
     stale_ms: float = 150.0
     max_pending_slots: int = 16
+    shed: bool = True
+    clock: ClockSettings = ClockSettings()
 
     def __post_init__(self) -> None:
         if not self.fps_hz > 0:
@@ -59,23 +71,46 @@ class SyncSettings:
             return self.period_ns // 2
         return int(round(self.tolerance_ms * 1e6))
 
+    @property
+    def shed_lag_slots(self) -> int:
+        """FrameSets this many slots older than the newest frame are shed (one wait + one slot)."""
+        return int(-(-(self.max_wait_ms * 1e6 + self.period_ns) // self.period_ns))
+
+
+#: What happens to a frame in the synchroniser: exactly one of these per frame pushed.
+FATES = ("used", "late", "superseded", "out_of_tolerance", "clock", "unknown_camera", "wrong_skeleton")
+
 
 @dataclass
 class SyncCounters:
-    """What the synchroniser did with its input (all cumulative)."""
+    """What the synchroniser did with its input (all cumulative). Every frame pushed is counted
+    once in ``frames_in`` and once in one of :data:`FATES` (``used``: it went into a FrameSet;
+    ``superseded``: a second frame of the same camera for one slot, the farther one; ``clock``:
+    its capture time failed the camera's clock check). ``by_camera`` splits the fates per camera."""
 
     frames_in: int = 0
     used: int = 0
     late: int = 0
-    superseded: int = 0  # a second frame of the same camera for one slot (the farther one)
+    superseded: int = 0
     out_of_tolerance: int = 0
+    clock: int = 0
     unknown_camera: int = 0
     wrong_skeleton: int = 0
     framesets: int = 0
     incomplete: int = 0  # FrameSets emitted with at least one view empty
+    realigned: int = 0  # clock re-alignments of a camera
+    by_camera: dict = field(default_factory=dict)  # camera -> {fate: count}
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def count(self, fate: str, camera: str | None = None) -> None:
+        setattr(self, fate, getattr(self, fate) + 1)
+        if camera is not None:
+            cam = self.by_camera.setdefault(camera, {})
+            cam[fate] = cam.get(fate, 0) + 1
+
+    def as_dict(self) -> dict:
+        out = dict(self.__dict__)
+        out["by_camera"] = {c: dict(v) for c, v in self.by_camera.items()}
+        return out
 
 
 @dataclass
@@ -103,6 +138,7 @@ class Synchronizer:
         self.skeleton = skeleton
         self._cam_index = {c: i for i, c in enumerate(self.cameras)}
         self.counters = SyncCounters()
+        self.clocks = CameraClocks(len(self.cameras), settings.clock)
         self.reset()
 
     def reset(self) -> None:
@@ -116,9 +152,15 @@ class Synchronizer:
         # waited for until stale_ms after it, so the first slots are not emitted with one view)
         self._last_capture = [None] * len(self.cameras)
         self._period_est = [None] * len(self.cameras)  # smoothed frame interval per camera, ns
+        self._ended = [False] * len(self.cameras)  # the camera sent its end of stream
+        self.newest_slot = -1  # highest slot that received a frame
+        self.clocks.reset()
         #: slot index -> receive time of the last frame that went into its FrameSet (ns), for the
         #: "last camera frame in -> output" latency; the consumer pops the entries it uses.
         self.arrival_ns: dict[int, int] = {}
+        #: slot index -> :attr:`newest_slot` when its FrameSet was emitted (how far behind the
+        #: newest frames it came out: the overload decision); the consumer pops the entries.
+        self.emitted_behind: dict[int, int] = {}
 
     # ------------------------------------------------------------------ input
     def push(self, frame: KeypointFrame, now_ns: int) -> list[FrameSet]:
@@ -127,27 +169,51 @@ class Synchronizer:
         self.counters.frames_in += 1
         c = self._cam_index.get(frame.camera)
         if c is None:
-            self.counters.unknown_camera += 1
+            self.counters.count("unknown_camera")
             return out
         if self.skeleton is not None and frame.skeleton != self.skeleton:
-            self.counters.wrong_skeleton += 1
+            self.counters.count("wrong_skeleton", frame.camera)
             return out
+        realigned = self.clocks.realignments
+        capture_ns = self.clocks.check(c, frame.capture_ns, now_ns)
+        self.counters.realigned += self.clocks.realignments - realigned
+        if capture_ns is None:
+            self.counters.count("clock", frame.camera)
+            return out
+        if capture_ns != frame.capture_ns:  # on the rig's clock from here on
+            frame = KeypointFrame(frame.camera, frame.frame_index, capture_ns, frame.skeleton, frame.keypoints,
+                                  wall_ns=frame.wall_ns)
         self._last_recv[c] = now_ns
-        self._track_rate(c, frame.capture_ns)
+        self._ended[c] = False
+        self._track_rate(c, capture_ns)
         if self._start_ns is None:
             self._start_ns = now_ns
         if self._origin_ns is None:
-            self._origin_ns = frame.capture_ns
-        s = self._slot_of(frame.capture_ns)
+            self._origin_ns = capture_ns
+        s = self._slot_of(capture_ns)
         if s is None:
-            self.counters.out_of_tolerance += 1
+            self.counters.count("out_of_tolerance", frame.camera)
             return out
         if s < self._next_index:
-            self.counters.late += 1
+            self.counters.count("late", frame.camera)
             return out
         self._add(c, s, frame, now_ns)
         out.extend(self._emit_ready(now_ns))
         return out
+
+    def end_camera(self, camera: str, now_ns: int) -> list[FrameSet]:
+        """``camera`` ended its stream (a finite source sent its last frame): slots no longer wait
+        for it (until it sends again). Returns the FrameSets now due."""
+        c = self._cam_index.get(camera)
+        if c is None:
+            return []
+        self._ended[c] = True
+        return self._emit_ready(now_ns)
+
+    @property
+    def all_ended(self) -> bool:
+        """Every camera has ended its stream."""
+        return all(self._ended)
 
     def poll(self, now_ns: int) -> list[FrameSet]:
         """Emit slots whose wait expired by ``now_ns`` (and everything before them), in order."""
@@ -187,15 +253,16 @@ class Synchronizer:
             slot = self._pending[s] = _Slot(s, now_ns)
         old = slot.frames.get(c)
         if old is not None:
-            self.counters.superseded += 1
+            self.counters.count("superseded", frame.camera)  # the one of the two that is not kept
             t = self._slot_time(s)
             if abs(old.capture_ns - t) <= abs(frame.capture_ns - t):
                 return
         else:
-            self.counters.used += 1
+            self.counters.count("used", frame.camera)
         slot.frames[c] = frame
         slot.last_recv_ns = max(slot.last_recv_ns, now_ns)
         self._watermark[c] = max(self._watermark[c], s)
+        self.newest_slot = max(self.newest_slot, s)
 
     def _track_rate(self, c: int, capture_ns: int) -> None:
         last = self._last_capture[c]
@@ -221,7 +288,8 @@ class Synchronizer:
     def _live(self, now_ns: int) -> list[int]:
         stale = int(self.settings.stale_ms * 1e6)
         start = now_ns if self._start_ns is None else self._start_ns
-        return [c for c, t in enumerate(self._last_recv) if now_ns - (start if t is None else t) < stale]
+        return [c for c, t in enumerate(self._last_recv)
+                if not self._ended[c] and now_ns - (start if t is None else t) < stale]
 
     def _emit_ready(self, now_ns: int) -> list[FrameSet]:
         """Emit leading slots that every live camera has moved past (or that overflow)."""
@@ -229,7 +297,7 @@ class Synchronizer:
         live = self._live(now_ns)
         while self._pending:
             s = min(self._pending)
-            if live and all(self._done_with(c, self._pending[s]) for c in live):
+            if all(self._done_with(c, self._pending[s]) for c in live):  # nobody left to wait for
                 out.extend(self._emit_through(s))
             elif len(self._pending) > self.settings.max_pending_slots:
                 out.extend(self._emit_through(s))
@@ -247,7 +315,10 @@ class Synchronizer:
             self.counters.framesets += 1
             out.append(FrameSet(self._slot_time(s), self.cameras, frames, slot_index=s))
             self.arrival_ns[s] = slot.last_recv_ns
+            self.emitted_behind[s] = self.newest_slot - s
             if len(self.arrival_ns) > 4 * self.settings.max_pending_slots + 64:  # nobody pops: stay bounded
                 self.arrival_ns.pop(next(iter(self.arrival_ns)))
+            if len(self.emitted_behind) > 4 * self.settings.max_pending_slots + 64:
+                self.emitted_behind.pop(next(iter(self.emitted_behind)))
         self._next_index = max(self._next_index, last + 1)
         return out

@@ -55,14 +55,25 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class RunSettings:
     """Attributes:
-        name: session name (file names in the output folder).
-        output_dir: folder for the recording and exports (created).
+        name: session name (file names in the output folder). A run never replaces an earlier
+            session's files: when ``<name>.rtkrec`` (or its outputs) exist, the session is named
+            ``<name>-2``, ``<name>-3``, ... (``rtkin run --force`` replaces them instead).
+        output_dir: folder for the recording and exports (created); a relative path is relative to
+            the working directory (inputs such as the calibration are relative to the config file).
         duration_s: stop after this many seconds; 0 runs until Ctrl-C / SIGTERM / end of the source.
     """
 
     name: str = "session"
     output_dir: str = "rtkin_out"
     duration_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.name or any(ch in self.name for ch in "/\\\0") or self.name in (".", ".."):
+            raise ValueError(f"run.name must be a plain file name (no slashes), got {self.name!r}")
+        if not self.output_dir:
+            raise ValueError("run.output_dir must not be empty")
+        if not self.duration_s >= 0:
+            raise ValueError(f"run.duration_s must be >= 0 (0 = until the end or Ctrl-C), got {self.duration_s}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,17 @@ class RigSettings:
     calibration: str = ""
     cameras: tuple[str, ...] = ()
     skeleton: str = "HALPE_26"
+
+    def __post_init__(self) -> None:
+        from rtkin.core.skeletons import get_skeleton
+
+        try:
+            canonical = get_skeleton(self.skeleton).name
+        except KeyError as e:
+            raise ValueError(f"rig.skeleton: {e.args[0]}") from None
+        object.__setattr__(self, "skeleton", canonical)  # "coco17" -> "COCO_17": one spelling on the wire
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"rig.cameras has duplicates: {list(self.cameras)}")
 
 
 @dataclass(frozen=True)
@@ -202,14 +224,41 @@ class RunConfig:
     base_dir: str = field(default=".", metadata={"toml": False})
 
     def path(self, p: str) -> Path:
-        """A config path resolved against the config file's folder."""
+        """An input path (calibration, videos, keypoint folders) resolved against the config
+        file's folder."""
         q = Path(p).expanduser()
         return q if q.is_absolute() else Path(self.base_dir) / q
 
+    def output_dir(self) -> Path:
+        """The output folder: absolute, or relative to the working directory (never inside the
+        folder of the config file, which may be the installed package)."""
+        return Path(self.run.output_dir).expanduser()
+
+    def log_dir(self) -> Path:
+        """Where node failures leave their tracebacks (``rtkin_errors.log``)."""
+        return self.output_dir()
+
     def recording_path(self) -> Path:
+        """The session's recording (``[recording] path``, relative to the working directory, or
+        ``<output_dir>/<name>.rtkrec``). While the run writes it, it is ``<path>.partial``."""
         if self.recording.path:
-            return self.path(self.recording.path)
-        return self.path(self.run.output_dir) / f"{self.run.name}.rtkrec"
+            return Path(self.recording.path).expanduser()
+        return self.output_dir() / f"{self.run.name}.rtkrec"
+
+    def output_path(self, suffix: str) -> Path:
+        """``<output_dir>/<name><suffix>`` (e.g. ``".trc"``, ``"_person0.mot"``)."""
+        return self.output_dir() / f"{self.run.name}{suffix}"
+
+    def effective_sync(self) -> SyncSettings:
+        """The synchroniser settings the run uses. Played as fast as possible (``[source]
+        realtime = false``), the sync waits for every camera (ended cameras excepted), sheds
+        nothing and does not check capture times against the clock (they are stream times)."""
+        if self.source.realtime:
+            return self.sync
+        return dataclasses.replace(self.sync, max_wait_ms=max(self.sync.max_wait_ms, 10_000.0),
+                                   stale_ms=max(self.sync.stale_ms, 10_000.0),
+                                   max_pending_slots=max(self.sync.max_pending_slots, 100_000), shed=False,
+                                   clock=dataclasses.replace(self.sync.clock, enabled=False))
 
     def to_dict(self) -> dict:
         """Plain dict (TOML-able) of every setting, defaults included."""
@@ -283,7 +332,8 @@ def _build(cls, data: dict, where: str):
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("toml", True)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+        section = f"[{where}]" if where else "top level"
+        raise ConfigError(f"{section}: unknown key(s) {unknown}; known: {sorted(fields)}")
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -291,8 +341,17 @@ def _build(cls, data: dict, where: str):
         raise ConfigError(f"{where or 'config'}: {e}") from e
 
 
+#: Sections of a Pose2Sim ``Config.toml`` (none of them is an rtkin section).
+_POSE2SIM_SECTIONS = {"project", "pose", "synchronization", "calibration", "personAssociation", "triangulation",
+                      "filtering", "markerAugmentation", "kinematics", "logging"}
+
+
 def config_from_dict(data: dict, base_dir: str | Path = ".") -> RunConfig:
     """Build a RunConfig from a TOML-like dict (unknown keys -> ConfigError)."""
+    if len(_POSE2SIM_SECTIONS & set(data)) >= 2:
+        raise ConfigError("this is a Pose2Sim Config.toml, not an rtkin run configuration: to process a Pose2Sim "
+                          "project use `rtkin reprocess PROJECT_FOLDER`; for a live run write an rtkin config "
+                          "(a complete example: rtkin/configs/run_example.toml)")
     cfg = _build(RunConfig, data, "")
     return dataclasses.replace(cfg, base_dir=str(base_dir))
 

@@ -10,119 +10,200 @@ import time
 import zmq
 
 from rtkin.runtime.config import RunConfig
-from rtkin.runtime.node import STATUS_INTERVAL_S, NodeContext, Stopper, quiet_gc, report
+from rtkin.runtime.node import (END_TOPIC, STATUS_INTERVAL_S, NodeContext, Stopper, announce, end_topic, fail,
+                                quiet_gc, report)
 
 __all__ = ["ik_node"]
 
 IDLE_POLL_S = 0.05  # a FREE IK worker looks for an unserved person this often
 
 
-
 def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeContext) -> None:
-    """One person's IK: SUB Skeleton3D -> LiveKinematics -> PUB JointAngles ``ja/<id>/`` (see
-    :mod:`rtkin.runtime.leases`).
+    """One person's IK: SUB Skeleton3D -> LiveKinematics -> PUB JointAngles ``ja/<id>/``.
 
     FREE, the worker drains the stream every ``IDLE_POLL_S`` and claims a person nobody serves;
-    serving, it blocks on the stream and solves every frame of its person, until the person has
-    been gone for ``ik.release_after_s`` of stream time (Skeleton3D times: a stream processed
-    slower than real time, e.g. every video frame through RTMPose on a CPU, does not release
-    anybody; IK and scaling state dropped, slot FREE again). Each
-    JointAngles message is stamped with the receive time of the last camera frame of its slot
-    (the sync node's ``sk3d/`` stamp), so subscribers can measure the end-to-end latency.
+    serving, it solves its person's frames until the person has been gone for
+    ``ik.release_after_s`` of stream time (Skeleton3D times: a stream processed slower than real
+    time does not release anybody; IK and scaling state dropped, slot FREE again). In real time a
+    worker that falls behind solves the newest frame and sheds the older ones (counted); played
+    as fast as possible it solves every frame (the sync waits for it). Each JointAngles message is
+    stamped with the receive time of the last camera frame of its slot (the sync node's ``sk3d/``
+    stamp), so subscribers can measure the end-to-end latency. After the sync node's end of stream
+    the worker has answered everything and says so (``status/end/ik<w>/``).
     """
-    import dataclasses
-
-    from rtkin.core.messages import Skeleton3D
-    from rtkin.core.stats import Window
-    from rtkin.kinematics.live import LiveKinematics
-    from rtkin.runtime.config import angles_endpoints
-    from rtkin.runtime.leases import FREE, RETIRING
-    from rtkin.runtime.transport import Publisher, Receiver
-
     stop = Stopper(ctx)
-    zctx = zmq.Context()
-    rx = Receiver(zctx, cfg.transport.outputs, [b"sk3d/"], bind=False, rcvhwm=cfg.transport.rcvhwm)
-    tx = Publisher(zctx, angles_endpoints(cfg)[worker], bind=True, sndhwm=cfg.transport.sndhwm)
-    timing, latency, e2e = Window(), Window(), Window(100_000)
-    pool = None
-    if cfg.ik.scaling:  # the background scaling process starts now, not mid-session
-        from rtkin.kinematics.scaling import background_executor
-
-        pool = background_executor(warm=True)
-    stage = LiveKinematics(cfg.ik.live(), dataclasses.replace(cfg.ik.solver, skeleton=cfg.rig.skeleton),
-                           cfg.path(cfg.run.output_dir), cfg.run.name, executor=pool)
-    rx.settle(0.2)
-    quiet_gc()
-    leases.set(worker, FREE)
-    ctx.ready.set()
-    outputs = 0
-    person: int | None = None
-    last_seen_ns = stream_ns = 0  # stream time (Skeleton3D.time_ns): a slow stream never looks like a leave
-    served: list[int] = []
-    next_status = time.monotonic() + STATUS_INTERVAL_S
-
-    def release(why: str) -> None:
-        nonlocal person
-        stage.forget(person)
-        leases.release(worker, person)
-        print(f"rtkin: ik worker {worker} released person {person} ({why})", file=sys.stderr, flush=True)
-        person = None
-
+    name = f"ik:{worker}"
     try:
-        while not stop():
-            if person is None:
-                if leases.state(worker) == RETIRING:
+        _IKNode(cfg, worker, incarnation, leases, ctx, stop).run()
+    except Exception as e:  # noqa: BLE001 - the reason goes to the runner, then a non-zero exit
+        fail(ctx, name, e, cfg.log_dir())
+        raise SystemExit(1) from None
+
+
+class _IKNode:
+    def __init__(self, cfg, worker, incarnation, leases, ctx, stop):
+        import dataclasses
+
+        from rtkin.core.stats import Window
+        from rtkin.kinematics.live import LiveKinematics
+        from rtkin.runtime.config import angles_endpoints
+        from rtkin.runtime.transport import Publisher, Receiver
+
+        self.cfg, self.worker, self.incarnation, self.leases, self.ctx, self.stop = (
+            cfg, worker, incarnation, leases, ctx, stop)
+        self.zctx = zmq.Context()
+        self.rx = Receiver(self.zctx, cfg.transport.outputs, [b"sk3d/", END_TOPIC + b"sync/"], bind=False,
+                           rcvhwm=cfg.transport.rcvhwm)
+        self.tx = Publisher(self.zctx, angles_endpoints(cfg)[worker], bind=True, sndhwm=cfg.transport.sndhwm)
+        self.timing, self.latency, self.e2e = Window(), Window(), Window()
+        self.pool = None
+        announce(ctx, f"ik:{worker}", f"ik worker {worker}: loading the OpenSim model...")
+        if cfg.ik.scaling:  # the background scaling process starts now, not mid-session
+            from rtkin.kinematics.scaling import background_executor
+
+            self.pool = background_executor(warm=True)
+        self.stage = LiveKinematics(cfg.ik.live(), dataclasses.replace(cfg.ik.solver, skeleton=cfg.rig.skeleton),
+                                    cfg.output_dir(), cfg.run.name, executor=self.pool)
+        self.realtime = cfg.source.realtime
+        self.outputs = self.shed = 0
+        self.person: int | None = None
+        self.last_seen_ns = self.stream_ns = 0  # stream time: a slow stream never looks like a leave
+        self.served: list[int] = []
+        self.ended = False
+
+    def run(self) -> None:
+        from rtkin.runtime.leases import FREE
+
+        self.rx.settle(0.2)
+        quiet_gc()
+        self.leases.set(self.worker, FREE)
+        self.ctx.ready.set()
+        next_status = time.monotonic() + STATUS_INTERVAL_S
+        try:
+            while not self.stop():
+                if not self._step():
                     break
-                time.sleep(IDLE_POLL_S)
-                newest = None
-                while (got := rx.recv(0)) is not None:
-                    if isinstance(got.message, Skeleton3D):
-                        newest = got.message
-                if newest is not None and newest.n_people:
-                    person = leases.claim(worker, newest.person_ids)
-                    if person is not None:
-                        served.append(person)
-                        last_seen_ns = stream_ns = newest.time_ns
-                        print(f"rtkin: ik worker {worker} serves person {person}", file=sys.stderr, flush=True)
+                if time.monotonic() >= next_status:
+                    self._status()
+                    next_status = time.monotonic() + STATUS_INTERVAL_S
+            self._drain_rest()
+        finally:
+            if self.person is not None:
+                self.leases.release(self.worker, self.person)
+            report(self.ctx, f"ik:{self.worker}#{self.incarnation}", self._final())
+            if self.pool is not None:  # a scaling job still running was never used: do not wait for it
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+                    proc.kill()
+            self.rx.close()
+            self.tx.close()
+            self.zctx.term()
+
+    # ------------------------------------------------------------------ loop
+    def _step(self) -> bool:
+        """One loop turn; False when the worker must exit (retired)."""
+        from rtkin.runtime.leases import RETIRING
+
+        if self.person is None and self.leases.state(self.worker) == RETIRING:
+            return False
+        timeout = 50 if self.person is not None or not self.realtime else int(IDLE_POLL_S * 1000)
+        batch = self._batch(timeout)
+        if self.person is None and self.realtime and batch:
+            batch = batch[-1:]  # a FREE worker in real time only looks at the newest frame
+        self._handle(batch)
+        if self.stage.pending:
+            self.stage.step()
+        if self.person is not None and self.stream_ns - self.last_seen_ns > self.cfg.ik.release_after_s * 1e9:
+            self._release(f"not seen for {self.cfg.ik.release_after_s:g} s of stream")
+        return True
+
+    def _batch(self, timeout_ms: int) -> list:
+        out = []
+        got = self.rx.recv(timeout_ms)
+        while got is not None:
+            out.append(got)
+            got = self.rx.recv(0) if len(out) < 5000 else None
+        return out
+
+    def _handle(self, batch: list) -> None:
+        from rtkin.core.messages import Skeleton3D
+
+        mine_idx = []
+        for i, got in enumerate(batch):
+            if got.base.startswith(END_TOPIC):
+                self.ended = True
                 continue
-            got = rx.recv(50)
-            if got is not None and isinstance(got.message, Skeleton3D):
-                sk = got.message
-                stream_ns = max(stream_ns, sk.time_ns)
-                mine = [i for i, pid in enumerate(sk.person_ids) if int(pid) == person]
-                if mine:
-                    last_seen_ns = max(last_seen_ns, sk.time_ns)
-                    sk = sk.select(mine) if sk.n_people > 1 else sk
-                    t = time.perf_counter()
-                    angles = stage(sk)
-                    if angles:
-                        timing.add(time.perf_counter() - t)
-                    for ja in angles:
-                        tx.send(ja, stamp_ns=got.stamp_ns)
-                        now = time.monotonic_ns()
-                        latency.add((now - ja.capture_ns) * 1e-9)
-                        if got.stamp_ns:
-                            e2e.add((now - got.stamp_ns) * 1e-9)
-                        outputs += 1
-            if stage.pending:
-                stage.step()
-            if person is not None and stream_ns - last_seen_ns > cfg.ik.release_after_s * 1e9:
-                release(f"not seen for {cfg.ik.release_after_s:g} s of stream")
-            if time.monotonic() >= next_status:
-                tx.send_status(f"ik{worker}", {"person": person, "counters": dict(stage.counters),
-                                               "timing_ms": timing.summary(), "latency_ms": latency.summary(),
-                                               "e2e_ms": e2e.summary()})
-                next_status = time.monotonic() + STATUS_INTERVAL_S
-        time.sleep(0.05)
-    finally:
+            if not isinstance(got.message, Skeleton3D):
+                continue
+            sk = got.message
+            self.stream_ns = max(self.stream_ns, sk.time_ns)
+            if self.person is None and sk.n_people:
+                self._claim(sk)
+            if self.person is not None and any(int(p) == self.person for p in sk.person_ids):
+                mine_idx.append(i)
+        if self.realtime and len(mine_idx) > 1:  # behind: the newest frame only, the rest shed
+            self.shed += len(mine_idx) - 1
+            mine_idx = mine_idx[-1:]
+        for i in mine_idx:
+            self._solve(batch[i])
+        if batch and self.ctx.flow is not None:
+            seqs = [g.seq for g in batch if g.base == b"sk3d/"]
+            if seqs:
+                self.ctx.flow.ik_took(self.worker, seqs[-1])
+        if self.ended and self.ctx.done is not None and not self.ctx.done.is_set():
+            self.tx.send_status(end_topic(f"ik{self.worker}"), {"outputs": self.outputs})
+            self.ctx.done.set()
+
+    def _claim(self, sk) -> None:
+        person = self.leases.claim(self.worker, sk.person_ids)
         if person is not None:
-            leases.release(worker, person)
-        report(ctx, f"ik:{worker}#{incarnation}", {"worker": worker, "outputs": outputs, "served": served, "counters": dict(stage.counters),
-                                      "scaled_models": stage.scaled_models, "timing_ms": timing.summary(),
-                                      "latency_ms": latency.summary(), "e2e_ms": e2e.summary(),
-                                      "e2e_s": e2e.values().tolist(), "receiver": rx.counters.as_dict()})
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-        rx.close()
-        tx.close()
-        zctx.term()
+            self.person = person
+            self.served.append(person)
+            self.last_seen_ns = self.stream_ns = sk.time_ns
+            print(f"rtkin: ik worker {self.worker} serves person {person}", file=sys.stderr, flush=True)
+
+    def _solve(self, got) -> None:
+        sk = got.message
+        mine = [i for i, pid in enumerate(sk.person_ids) if int(pid) == self.person]
+        self.last_seen_ns = max(self.last_seen_ns, sk.time_ns)
+        sk = sk.select(mine) if sk.n_people > 1 else sk
+        t = time.perf_counter()
+        angles = self.stage(sk)
+        if angles:
+            self.timing.add(time.perf_counter() - t)
+        for ja in angles:
+            self.tx.send(ja, stamp_ns=got.stamp_ns)
+            now = time.monotonic_ns()
+            self.latency.add((now - ja.capture_ns) * 1e-9)
+            if got.stamp_ns:
+                self.e2e.add((now - got.stamp_ns) * 1e-9)
+            self.outputs += 1
+
+    def _release(self, why: str) -> None:
+        self.stage.forget(self.person)
+        self.leases.release(self.worker, self.person)
+        print(f"rtkin: ik worker {self.worker} released person {self.person} ({why})", file=sys.stderr, flush=True)
+        self.person = None
+
+    def _drain_rest(self) -> None:
+        """Stopping: solve what already arrived (a bounded amount), let the last messages leave."""
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            batch = self._batch(20)
+            if not batch:
+                break
+            self._handle(batch)
+        time.sleep(0.05)
+
+    # ------------------------------------------------------------------ reports
+    def _status(self) -> None:
+        self.tx.send_status(f"ik{self.worker}", {"person": self.person, "counters": dict(self.stage.counters),
+                                                 "shed": self.shed, "timing_ms": self.timing.summary(),
+                                                 "latency_ms": self.latency.summary(), "e2e_ms": self.e2e.summary()})
+
+    def _final(self) -> dict:
+        return {"worker": self.worker, "outputs": self.outputs, "shed": self.shed, "served": self.served,
+                "counters": dict(self.stage.counters), "scaled_models": self.stage.scaled_models,
+                "timing_ms": self.timing.summary(), "latency_ms": self.latency.summary(),
+                "e2e_ms": self.e2e.summary(), "e2e_hist": self.e2e.histogram(),
+                "receiver": self.rx.counters.as_dict()}

@@ -1,9 +1,18 @@
 """Start, supervise and stop the processes of a run (``rtkin run``, ``rtkin demo``).
 
-Order: sync node (binds the endpoints), recorder, then one source process per camera. Ctrl-C or
-SIGTERM stop everything cleanly: sources first, then the sync node (it flushes its last slots),
-then the recorder (it closes the file). Children also exit on their own if this process dies.
-A dead source is restarted when ``source.restart`` is set; it resumes at the current frame.
+Start: the configuration is checked first (:func:`~rtkin.runtime.preflight.preflight`: files,
+cameras, free ports, a session name that replaces nothing); then the sync node, the IK workers,
+the recorder and one source per camera start in parallel, each saying what it does (compiling
+kernels, loading models); the stream starts once all are ready. A node that fails to start ends
+the run at once with its reason.
+
+End: a finite source ends with an end-of-stream message; the sync node then flushes its last slots
+and says so, the IK workers finish what they received, the recorder writes the rest and renames
+the recording from ``.partial`` to its name. Ctrl-C, SIGTERM or the end of ``duration_s`` stop
+the sources and take the same path. Every wait is bounded: the run is over within ~10 s of its end
+(a node that does not stop in time is terminated), and a second Ctrl-C kills everything at once.
+The nodes' reports are read continuously while they stop (a large report can never block a child
+on a full pipe), and the reports are summaries, never sample lists.
 """
 
 from __future__ import annotations
@@ -12,30 +21,46 @@ import multiprocessing as mp
 import queue
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
 from rtkin.runtime.config import RunConfig
-from rtkin.runtime.leases import FREE, OFF, STARTING, Leases
+from rtkin.runtime.flow import Flow
 from rtkin.runtime.ik_node import ik_node
+from rtkin.runtime.leases import FREE, OFF, STARTING, Leases
 from rtkin.runtime.node import NodeContext, load_rig
+from rtkin.runtime.preflight import preflight
 from rtkin.runtime.recorder_node import recorder_node
 from rtkin.runtime.source_nodes import capture_models, capture_node, source_node
 from rtkin.runtime.sync_node import sync_node
 
-__all__ = ["Runner", "RunResult"]
+__all__ = ["Runner", "RunResult", "RunError"]
 
 START_DELAY_S = 0.3  # the stream starts this long after every source is ready
+STOP_BUDGET_S = 9.0  # the whole stop sequence, s (then whatever is left is killed)
+
+
+class RunError(RuntimeError):
+    """The run could not start (a node failed, with its reason)."""
 
 
 @dataclass
 class RunResult:
-    """Final reports of every node (name -> dict) and how the run ended."""
+    """Final reports of every node (name -> dict) and how the run ended.
+
+    Attributes:
+        sent: frames each camera's source sent (camera -> count; counted in shared memory, so a
+            killed source's frames are counted too).
+    """
 
     reports: dict[str, dict] = field(default_factory=dict)
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    stop_s: float = 0.0
+    sent: dict[str, int] = field(default_factory=dict)
+    killed: list[str] = field(default_factory=list)  # nodes that had to be terminated or killed
 
 
 class _Proc:
@@ -48,26 +73,84 @@ class _Proc:
     def start(self):
         self.ctx.ready.clear()
         self.ctx.stop.clear()
+        self.ctx.done.clear()
         self.p = self.mpctx.Process(target=self.target, args=self.args + (self.ctx,), name=f"rtkin-{self.name}", daemon=False)
         self.p.start()
+        self.started = time.monotonic()
+
+
+class _Collector(threading.Thread):
+    """Reads the nodes' results queue for as long as the run lives: final reports, progress lines
+    and failure reasons (children never block on a full pipe)."""
+
+    def __init__(self, results, log):
+        super().__init__(name="rtkin-results", daemon=True)
+        self.results, self.log = results, log
+        self.reports: dict[str, dict] = {}
+        self.errors: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.poll(0.1)
+
+    def poll(self, timeout: float) -> bool:
+        try:
+            name, payload = self.results.get(timeout=timeout)
+        except (queue.Empty, EOFError, OSError, ValueError):
+            return False
+        with self.lock:
+            if "log" in payload and len(payload) == 1:
+                self.log(payload["log"])
+                return True
+            if "error" in payload and len(payload) <= 2:
+                self.errors[name] = payload["error"]
+                return True
+            if name in self.reports and name.startswith("source:"):  # a restarted camera: add up
+                prev = self.reports[name]
+                payload = {**payload, "sent": prev.get("sent", 0) + payload.get("sent", 0)}
+            self.reports[name] = payload
+        return True
+
+    def finish(self) -> None:
+        """Stop the thread, then read what is left."""
+        self._stop_event.set()
+        self.join(2.0)
+        while self.poll(0.05):
+            pass
 
 
 class Runner:
     """Runs one configuration; :meth:`run` blocks until the sources end, the duration passes, or
-    Ctrl-C / SIGTERM."""
+    Ctrl-C / SIGTERM.
 
-    def __init__(self, cfg: RunConfig, log=print):
-        self.cfg = cfg
+    Args:
+        cfg: the run configuration (checked by :func:`rtkin.runtime.preflight.preflight`; the
+            settled configuration, with the session's final name, is :attr:`cfg`).
+        log: where progress lines go.
+        force: replace an earlier session of the same name instead of naming this one ``name-2``.
+
+    Raises:
+        ConfigError: the configuration cannot run on this machine (one line: key or file, and
+            what to do).
+    """
+
+    def __init__(self, cfg: RunConfig, log=print, force: bool = False):
+        self.cfg = preflight(cfg, force)
         self.log = log
         self.mp = mp.get_context("spawn")
         self.results = self.mp.Queue()
         self.procs: dict[str, _Proc] = {}
         self._interrupted = False
-        self.rig = load_rig(cfg)
+        self._hard_stop = False
+        self.rig = load_rig(self.cfg)
         self._go = self.mp.Event()
         self._reported_dead: set[str] = set()
         self._t0 = self.mp.Value("q", 0)
-        self.leases: Leases | None = None  # IK worker slots (rtkin.runtime.leases)
+        self._sent = self.mp.RawArray("q", len(self.rig))  # frames sent per camera (rig order)
+        self.leases: Leases | None = Leases(self.mp, self.cfg.ik.max_workers) if self.cfg.ik.enabled else None
+        self.flow: Flow | None = None if self.cfg.source.realtime else Flow(self.mp, self.cfg.ik.max_workers)
         self._ik_started = 0
         self._ik_full_logged = False
         self._ik_start_failures = 0
@@ -75,6 +158,19 @@ class Runner:
         self._ik_was_starting: list[int] = []
         self._retired: list[_Proc] = []  # IK workers stopped or dead, whose slot was reused
         self._stopping = False
+        self._collector = _Collector(self.results, log)
+        self._collector.start()
+
+    def recording_file(self):
+        """The session's recording as it stands: the closed file, or the ``.partial`` one a killed
+        recorder left (it replays up to its last whole record), or None."""
+        from rtkin.runtime.recorder_node import partial_path
+
+        final = self.cfg.recording_path()
+        for p in (final, partial_path(final)):
+            if p.exists():
+                return p
+        return None
 
     @property
     def t0_ns(self) -> int:
@@ -82,53 +178,98 @@ class Runner:
         return int(self._t0.value)
 
     def _ctx(self) -> NodeContext:
-        return NodeContext(self.mp.Event(), self.mp.Event(), self.results, self._go, self._t0)
+        return NodeContext(self.mp.Event(), self.mp.Event(), self.results, self._go, self._t0, self.mp.Event(),
+                           self.flow)
 
-    def start(self, timeout_s: float = 120.0) -> None:
-        """Start the sync node, the recorder and the sources; start the stream once all are ready.
+    # ------------------------------------------------------------------ start
+    def start(self, timeout_s: float = 180.0) -> None:
+        """Start every node (in parallel) and the stream once all are ready.
 
         Raises:
-            ModelNotAvailableError: a capture run whose RTMPose weights are not available (checked
-                before any process starts, so it fails in seconds with the way out).
+            ModelNotAvailableError: a capture run whose pose model weights are not available
+                (checked before any process starts, so it fails in seconds with the way out).
+            RunError: a node failed to start (its reason), or did not within ``timeout_s``.
         """
-        if self.cfg.source.kind == "capture":
-            self.log("checking the RTMPose models (rtmlib downloads them once when missing)...")
-            capture_models(self.cfg, allow_download=True)
-        self._spawn("sync", sync_node, (self.cfg,))
-        if self.cfg.ik.enabled:
-            self.leases = Leases(self.mp, self.cfg.ik.max_workers)
-            for _ in range(self._ik_floor()):  # loaded (in parallel) before the stream starts
-                self._spawn_ik(wait=False)
-            deadline = time.monotonic() + timeout_s
-            for name in [n for n in self.procs if n.startswith("ik:")]:
-                p = self.procs[name]
-                while not p.ctx.ready.wait(0.1):
-                    if p.p.exitcode is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"{name} failed to start (exit code {p.p.exitcode})")
-        if self.cfg.recording.enabled:
-            self._spawn("recorder", recorder_node, (self.cfg,))
-        if self.cfg.source.kind != "none":
-            node = capture_node if self.cfg.source.kind == "capture" else source_node
-            srcs = [self._spawn(f"source:{cam}", node, (self.cfg, cam), wait=False) for cam in self.rig.names]
-            deadline = time.monotonic() + timeout_s
-            for p in srcs:
-                while not p.ctx.ready.wait(0.1):
-                    if p.p.exitcode is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"{p.name} failed to start (exit code {p.p.exitcode})")
+        cfg = self.cfg
+        if cfg.source.kind == "capture":
+            self.log("checking the pose models (rtmlib downloads RTMPose's once when missing)...")
+            capture_models(cfg, allow_download=True)
+        n_src = len(self.rig) if cfg.source.kind != "none" else 0
+        n_ik = self._ik_floor() if cfg.ik.enabled else 0
+        self.log(f"starting processes: sync, {n_ik} IK worker(s), "
+                 f"{'recorder, ' if cfg.recording.enabled else ''}{n_src} camera source(s) "
+                 "(a first run compiles kernels: up to a minute)...")
+        t = time.monotonic()
+        self._spawn("sync", sync_node, (cfg, self.leases))
+        for _ in range(n_ik):
+            self._spawn_ik()
+        if cfg.recording.enabled:
+            self._spawn("recorder", recorder_node, (cfg, self.leases))
+        if n_src:
+            node = capture_node if cfg.source.kind == "capture" else source_node
+            for c, cam in enumerate(self.rig.names):
+                self._spawn(f"source:{cam}", node, (cfg, cam, self._sent))
+        self._wait_ready(list(self.procs), timeout_s)
+        self.log(f"all processes ready ({time.monotonic() - t:.1f} s); streaming")
         self._t0.value = time.monotonic_ns() + int(START_DELAY_S * 1e9)
         self._go.set()
 
-    def _spawn_ik(self, wait: bool = True) -> None:
+    def _wait_ready(self, names: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        next_note = time.monotonic() + 15.0
+        waiting = list(names)
+        while waiting:
+            for name in list(waiting):
+                proc = self.procs[name]
+                if proc.ctx.ready.is_set():
+                    waiting.remove(name)
+                elif proc.p.exitcode is not None:
+                    self._abort_start(name, proc.p.exitcode)
+            if self._interrupted:
+                self._abort_start(None, None)
+            if time.monotonic() > deadline:
+                self._abort_start(waiting[0], None, f"did not start within {timeout_s:.0f} s")
+            if time.monotonic() > next_note:
+                self.log(f"still starting: {', '.join(waiting)}...")
+                next_note = time.monotonic() + 15.0
+            time.sleep(0.05)
+
+    def _abort_start(self, name: str | None, code: int | None, why: str | None = None) -> None:
+        """Stop what started and raise RunError with the failed node's own reason."""
+        if name is not None and why is None:
+            deadline = time.monotonic() + 2.0  # its reason is on the queue, or about to be
+            while name not in self._collector.errors and time.monotonic() < deadline:
+                time.sleep(0.02)
+            why = self._collector.errors.get(name) or f"exited with code {code}"
+        self._kill_all()
+        self._collector.finish()
+        if name is None:
+            raise KeyboardInterrupt
+        raise RunError(f"{name} failed to start: {why}")
+
+    def _spawn(self, name, target, args) -> _Proc:
+        proc = _Proc(self.mp, name, target, args, self._ctx())
+        self.procs[name] = proc
+        return proc
+
+    def _spawn_ik(self) -> None:
         """Start an IK worker in the lowest OFF slot (its endpoint is ``angles_endpoints[slot]``)."""
         w = next(i for i, v in enumerate(self.leases.snapshot()) if v == OFF)
         self.leases.set(w, STARTING)
+        if self.flow is not None:
+            self.flow.ik_reset(w)
         self._ik_started += 1
         name = f"ik:{w}"
         old = self.procs.pop(name, None)
         if old is not None:
             self._retired.append(old)
-        self._spawn(name, ik_node, (self.cfg, w, self._ik_started, self.leases), wait=wait)
+        self._spawn(name, ik_node, (self.cfg, w, self._ik_started, self.leases))
 
+    def _ik_floor(self) -> int:
+        """IK workers kept running with nobody to serve: one for the first person plus the spares."""
+        return min(self.cfg.ik.max_workers, 1 + self.cfg.ik.spare_workers)
+
+    # ------------------------------------------------------------------ supervise
     def _manage_ik(self, result: RunResult) -> None:
         """One IK worker per person: mark dead workers OFF, keep ``spare_workers`` FREE ones
         (at least one; starting more as people arrive, up to ``max_workers``), stop free ones
@@ -144,12 +285,13 @@ class Runner:
             if code is not None and state != OFF:
                 if code != 0 and state == STARTING:
                     self._ik_start_failures += 1
+                reason = self._collector.errors.get(name)
                 if code != 0 and state >= 0:
-                    self.log(f"rtkin: {name} (person {state}) exited with code {code}; "
-                             "a free worker takes the person over")
+                    self.log(f"rtkin: {name} (person {state}) exited with code {code}"
+                             f"{f' ({reason})' if reason else ''}; a free worker takes the person over")
                     result.errors.append(f"{name} exited with code {code} while serving person {state}")
                 elif code != 0:
-                    result.errors.append(f"{name} exited with code {code}")
+                    result.errors.append(f"{name} exited with code {code}" + (f": {reason}" if reason else ""))
                 self.leases.set(w, OFF)
         snap = self.leases.snapshot()
         ready = snap.count(FREE) + snap.count(STARTING)
@@ -163,7 +305,7 @@ class Runner:
                 self.log("rtkin: 3 IK workers in a row died while starting; no new IK workers are started")
                 result.errors.append("IK workers fail to start (see their errors above)")
         elif ready < max(1, spare) and OFF in snap:
-            self._spawn_ik(wait=False)
+            self._spawn_ik()
         if ready == 0 and OFF not in snap and not self._ik_full_logged:
             self.log(f"rtkin: all {len(snap)} IK workers serve someone; more people get no joint angles "
                      "(raise ik.max_workers)")
@@ -174,16 +316,9 @@ class Runner:
             if w is not None:
                 self.procs[f"ik:{w}"].ctx.stop.set()
 
-    def _ik_floor(self) -> int:
-        """IK workers kept running with nobody to serve: one for the first person plus the spares."""
-        return min(self.cfg.ik.max_workers, 1 + self.cfg.ik.spare_workers)
-
-    def _spawn(self, name, target, args, wait=True, timeout_s=60.0):
-        proc = _Proc(self.mp, name, target, args, self._ctx())
-        self.procs[name] = proc
-        if wait and not proc.ctx.ready.wait(timeout_s):
-            raise RuntimeError(f"{name} did not start within {timeout_s:.0f} s (exit code {proc.p.exitcode})")
-        return proc
+    def request_stop(self) -> None:
+        """End the run as Ctrl-C would (from ``on_tick`` or another thread)."""
+        self._interrupted = True
 
     def kill_source(self, camera: str) -> None:
         """Kill one camera's process (SIGKILL), as a crash would."""
@@ -218,7 +353,9 @@ class Runner:
                 if self._sources_done():
                     break
         finally:
+            t_stop = time.monotonic()
             self.stop(result)
+            result.stop_s = time.monotonic() - t_stop
             for s, h in old.items():
                 signal.signal(s, h)
         result.interrupted = self._interrupted
@@ -226,6 +363,10 @@ class Runner:
         return result
 
     def _on_signal(self, signum, frame):
+        if self._interrupted:  # a second Ctrl-C: everything, now
+            self._hard_stop = True
+            self.log("rtkin: second interrupt: stopping every process now")
+            self._kill_all()
         self._interrupted = True
 
     def _sources_done(self) -> bool:
@@ -238,63 +379,96 @@ class Runner:
             code = proc.p.exitcode
             if code is None or code == 0:
                 continue
+            reason = self._collector.errors.get(name)
             if name.startswith("source:"):
                 if self.cfg.source.restart and proc.restarts < 100:
-                    self.log(f"rtkin: {name} exited ({code}); restarting")
+                    self.log(f"rtkin: {name} exited ({code}{f': {reason}' if reason else ''}); restarting")
+                    self._collector.errors.pop(name, None)
                     proc.restarts += 1
                     proc.start()
+                elif name not in self._reported_dead:
+                    self._reported_dead.add(name)
+                    self.log(f"rtkin: {name} exited with code {code}{f': {reason}' if reason else ''}; "
+                             "the other cameras go on")
                 continue
             if name.startswith("ik:"):
                 continue  # _manage_ik
             if name == "recorder":
                 if name not in self._reported_dead:
                     self._reported_dead.add(name)
-                    result.errors.append(f"{name} exited with code {code}; the recording ends there "
-                                         "(it stays readable up to its last whole record)")
+                    result.errors.append(f"{name} exited with code {code}{f' ({reason})' if reason else ''}; the "
+                                         "recording ends there (it stays readable up to its last whole record)")
                 continue  # the live pipeline goes on without it
-            result.errors.append(f"{name} exited with code {code}")
+            result.errors.append(f"{name} exited with code {code}" + (f": {reason}" if reason else ""))
             return True
         return False
 
+    # ------------------------------------------------------------------ stop
     def stop(self, result: RunResult | None = None) -> None:
-        """Stop sources, then sync, then recorder; escalate to SIGTERM/SIGKILL if needed."""
+        """Sources, then sync, then IK workers, then recorder; each finishes its input first, every
+        wait is bounded (``STOP_BUDGET_S`` in all), stragglers are terminated, then killed."""
         self._stopping = True
-        iks = [n for n in self.procs if n.startswith("ik:")]
-        order = ([n for n in self.procs if n.startswith("source:")] + [n for n in ("sync",) if n in self.procs]
-                 + iks + [n for n in ("recorder",) if n in self.procs])
-        for name in order:
-            proc = self.procs[name]
-            if name.startswith("ik:"):
-                time.sleep(0.1)  # the last Skeleton3D the sync flushed reach the IK workers
-            proc.ctx.stop.set()
-            if not name.startswith("source:"):
-                proc.p.join(5.0)
-        for name in order:
-            proc = self.procs[name]
-            proc.p.join(3.0)
-            if proc.p.is_alive():
-                proc.p.terminate()
-                proc.p.join(2.0)
-            if proc.p.is_alive():
-                proc.p.kill()
-                proc.p.join(1.0)
-        for proc in self._retired:
-            proc.p.join(1.0)
+        deadline = time.monotonic() + STOP_BUDGET_S
+        srcs = [p for n, p in self.procs.items() if n.startswith("source:")]
+        sync = [p for n, p in self.procs.items() if n == "sync"]
+        iks = [p for n, p in self.procs.items() if n.startswith("ik:")]
+        rec = [p for n, p in self.procs.items() if n == "recorder"]
+        self._stop_group(srcs, deadline - 6.5, wait_done=False)  # each sends its end of stream
+        self._stop_group(sync, deadline - 4.5, wait_done=bool(srcs))  # flushes after every end
+        self._stop_group(iks, deadline - 2.5, wait_done=bool(sync))  # finish the last Skeleton3D
+        self._stop_group(rec, deadline, wait_done=False)  # writes the rest, closes, renames
+        killed = self._reap(self._retired, time.monotonic() + 0.5)
+        self._collector.finish()
         if result is not None:
+            result.killed += killed
             self._collect(result)
 
+    def _stop_group(self, procs: list[_Proc], deadline: float, wait_done: bool) -> None:
+        if self._hard_stop:
+            self._kill_all()
+            return
+        if wait_done:  # let them finish their input (end of stream), bounded
+            while any(p.p.exitcode is None and not p.ctx.done.is_set() for p in procs):
+                if time.monotonic() > deadline - 1.0 or self._hard_stop:
+                    break
+                time.sleep(0.02)
+        for p in procs:
+            p.ctx.stop.set()
+        self._reap(procs, deadline)
+
+    def _reap(self, procs: list[_Proc], deadline: float) -> list[str]:
+        """Join ``procs`` until ``deadline``; terminate, then kill, what is left. Returns the names
+        of the nodes that had to be terminated or killed."""
+        killed = []
+        for p in procs:
+            while p.p.exitcode is None and time.monotonic() < deadline and not self._hard_stop:
+                p.p.join(0.05)
+        for p in procs:
+            if p.p.exitcode is None:
+                killed.append(p.name)
+                p.p.terminate()
+                p.p.join(1.0)
+            if p.p.exitcode is None:
+                p.p.kill()
+                p.p.join(1.0)
+        if killed:
+            self.log(f"rtkin: {', '.join(killed)} did not stop in time and was terminated")
+        return killed
+
+    def _kill_all(self) -> None:
+        for p in list(self.procs.values()) + self._retired:
+            if p.p.exitcode is None:
+                p.p.kill()
+
     def _collect(self, result: RunResult) -> None:
-        while True:
-            try:
-                name, payload = self.results.get(timeout=0.2)
-            except queue.Empty:
-                break
-            if name in result.reports and name.startswith("source:"):
-                prev = result.reports[name]
-                payload = {**payload, "sent": prev.get("sent", 0) + payload.get("sent", 0)}
-            result.reports[name] = payload
-            if "error" in payload:
-                result.errors.append(f"{name}: {payload['error'].strip().splitlines()[-1]}")
+        with self._collector.lock:
+            result.reports.update(self._collector.reports)
+            errors = dict(self._collector.errors)
+        for name, why in errors.items():
+            line = f"{name}: {why}"
+            if not any(line in e or (why in e) for e in result.errors):
+                result.errors.append(line)
+        result.sent = {cam: int(self._sent[c]) for c, cam in enumerate(self.rig.names)}
 
 
 def main_run(cfg: RunConfig) -> int:  # pragma: no cover - exercised through the CLI tests

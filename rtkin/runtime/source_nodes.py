@@ -14,7 +14,7 @@ import zmq
 
 from rtkin.core.priority import lower_priority
 from rtkin.runtime.config import RunConfig
-from rtkin.runtime.node import NodeContext, Stopper, load_rig, report
+from rtkin.runtime.node import NodeContext, Stopper, end_topic, fail, load_rig, report
 
 __all__ = ["source_node", "capture_node", "capture_input", "capture_models"]
 
@@ -25,27 +25,39 @@ SOURCE_NICE = 3
 
 
 
-def source_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
-    """Play one camera's KeypointFrames and PUB them to the sync node; ends with the stream."""
+def source_node(cfg: RunConfig, camera: str, sent_counts, ctx: NodeContext) -> None:
+    """Play one camera's KeypointFrames and PUB them to the sync node; ends with the stream.
+
+    ``sent_counts``: a shared int64 array (rig order) where the frames sent are counted (a
+    killed source's frames stay counted)."""
+    lower_priority(SOURCE_NICE)  # first: a restarted source never starves the sync while it prepares
+    stop = Stopper(ctx)
+    name = f"source:{camera}"
+    try:
+        _play_keypoints(cfg, camera, sent_counts, ctx, stop)
+    except Exception as e:  # noqa: BLE001 - the reason goes to the runner, then a non-zero exit
+        fail(ctx, name, e, cfg.log_dir())
+        raise SystemExit(2) from None
+
+
+def _play_keypoints(cfg: RunConfig, camera: str, sent_counts, ctx: NodeContext, stop: Stopper) -> None:
     from rtkin.capture.keypoints import openpose_frames, shifted, virtual_frames, virtual_scene
     from rtkin.runtime.transport import Publisher
 
-    stop = Stopper(ctx)
     rig = load_rig(cfg)
+    c = rig.index(camera)
     src = cfg.source
-    sent = 0
-    error = None
     zctx = zmq.Context()
     tx = Publisher(zctx, cfg.transport.keypoints, bind=False, sndhwm=cfg.transport.sndhwm)
-    tx.settle(0.2)
+    sent = 0
     try:
+        tx.settle(0.2)
         if src.kind == "virtual":
             frames = virtual_frames(virtual_scene(src.virtual, src.fps_hz), rig, camera, cfg.rig.skeleton)
         elif src.kind == "openpose":
             frames = openpose_frames(src.openpose, cfg.path(src.openpose.root), camera, cfg.rig.skeleton, src.fps_hz)
         else:
             raise ValueError(f"unknown source kind {src.kind!r}")
-        lower_priority(SOURCE_NICE)
         ctx.ready.set()
         while not ctx.go.wait(0.1):
             if stop():
@@ -54,25 +66,23 @@ def source_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
         for frame in frames:
             if stop():
                 break
-            due = t0 + frame.capture_ns
             if src.realtime:
-                delay = (due - time.monotonic_ns()) / 1e9
+                delay = (t0 + frame.capture_ns - time.monotonic_ns()) / 1e9
                 if delay < -1.0 / src.fps_hz:
                     continue  # a restarted camera resumes at the current frame
                 if delay > 0:
                     time.sleep(delay)
+            elif ctx.flow is not None and not ctx.flow.wait_to_send(frame.capture_ns, stop):
+                break
             tx.send(shifted(frame, t0))
             sent += 1
-        time.sleep(0.05)
-    except Exception:  # noqa: BLE001 - reported to the runner, then re-raised for a non-zero exit
-        error = traceback.format_exc()
-        raise
+            sent_counts[c] += 1
     finally:
-        report(ctx, f"source:{camera}", {"sent": sent, **({"error": error} if error else {})})
+        tx.send_status(end_topic(camera), {"camera": camera, "sent": sent})
+        time.sleep(0.05)  # let the last messages leave
+        report(ctx, f"source:{camera}", {"sent": sent})
         tx.close()
         zctx.term()
-
-
 
 
 def capture_input(cfg: RunConfig, camera: str, index: int) -> str:
@@ -110,7 +120,7 @@ def _is_file_like(spec: str) -> bool:
     return not (spec.isdigit() or "://" in spec)
 
 
-def capture_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
+def capture_node(cfg: RunConfig, camera: str, sent_counts, ctx: NodeContext) -> None:
     """One camera: frames -> RTMPose -> KeypointFrames to the sync node (+ optional JPEG preview).
 
     Video files and image folders play as live cameras on the run's shared clock: frame i is
@@ -129,6 +139,7 @@ def capture_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
     from rtkin.core.stats import Window
     from rtkin.runtime.transport import Publisher
 
+    lower_priority(SOURCE_NICE)  # first: a restarted camera never starves the sync while it loads
     stop = Stopper(ctx)
     cap = cfg.source.capture
     rig = load_rig(cfg)
@@ -138,7 +149,7 @@ def capture_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
     tx = Publisher(zctx, cfg.transport.keypoints, bind=False, sndhwm=cfg.transport.sndhwm)
     preview = None
     timing = {k: Window(5000) for k in ("decode", "preprocess", "inference", "postprocess", "publish")}
-    sent, skipped, error, provider = 0, 0, None, None
+    sent, skipped, provider = 0, 0, None
     try:
         providers = select_providers(ort.get_available_providers(), list(cap.providers) or None,
                                      engine_cache_dir=cfg.path(cap.engine_cache_dir) if cap.engine_cache_dir else None)
@@ -158,7 +169,6 @@ def capture_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
             preview = Publisher(zctx, cap.preview_endpoint.format(port=cap.preview_port + index, index=index, camera=camera),
                                 bind=True, sndhwm=4)
         tx.settle(0.2)
-        lower_priority(SOURCE_NICE)
         ctx.ready.set()
         while not ctx.go.wait(0.1):
             if stop():
@@ -182,6 +192,8 @@ def capture_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
                         continue
                     if late < 0:
                         time.sleep(-late)
+                elif ctx.flow is not None and not ctx.flow.wait_to_send(capture_ns - t0, stop):
+                    break
             else:
                 capture_ns = frame.capture_ns
             xy, scores = est(frame.image)
@@ -193,16 +205,17 @@ def capture_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
             tx.send(KeypointFrame(camera, frame.index, capture_ns, cfg.rig.skeleton, kp, wall_ns=frame.wall_ns))
             timing["publish"].add(time.perf_counter() - t)
             sent += 1
+            sent_counts[index] += 1
             if preview is not None and sent % cap.preview_every == 0:
                 _send_preview(preview, cv2, frame, kp, camera, capture_ns, cap.preview_width, dx, dy)
-        time.sleep(0.05)
     except Exception as e:  # noqa: BLE001 - reported to the runner (clear message), non-zero exit
-        error = f"{type(e).__name__}: {e}"
-        raise SystemExit(2) from e
+        fail(ctx, f"source:{camera}", e, cfg.log_dir())
+        raise SystemExit(2) from None
     finally:
+        tx.send_status(end_topic(camera), {"camera": camera, "sent": sent})
+        time.sleep(0.05)  # let the last messages leave
         report(ctx, f"source:{camera}", {"sent": sent, "skipped_late": skipped, "provider": provider,
-                                          "timing_ms": {k: w.summary() for k, w in timing.items()},
-                                          **({"error": error} if error else {})})
+                                          "timing_ms": {k: w.summary() for k, w in timing.items()}})
         tx.close()
         if preview is not None:
             preview.close()

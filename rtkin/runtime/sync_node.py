@@ -1,6 +1,12 @@
-"""The sync process: SUB KeypointFrames -> :class:`~rtkin.reconstruct.pipeline.Pipeline` -> PUB
-Skeleton3D; every received frame is re-published on ``tap/`` with its receive time so the
-recorder logs exactly what the pipeline saw (a replay of the log reproduces the outputs).
+"""The sync process: SUB KeypointFrames -> validate -> :class:`~rtkin.reconstruct.pipeline.Pipeline`
+-> PUB Skeleton3D; every KeypointFrame received is re-published on ``tap/`` with its receive time
+so the recorder logs exactly what the pipeline saw (a replay of the log reproduces the outputs).
+
+Each loop reads every message waiting on the socket (one receive time for the batch), validates
+them (:class:`~rtkin.reconstruct.validation.InputValidator`: refused ones are counted by reason),
+pushes the batch, and publishes. End-of-stream messages from the sources stop the sync waiting for
+those cameras; when every camera has ended, the last slots are flushed and the node says so
+(``status/end/sync/``) and sets ``done``.
 """
 
 from __future__ import annotations
@@ -11,71 +17,191 @@ import time
 import zmq
 
 from rtkin.runtime.config import RunConfig
-from rtkin.runtime.node import STATUS_INTERVAL_S, NodeContext, Stopper, load_rig, quiet_gc, report
+from rtkin.runtime.node import (END_TOPIC, STATUS_INTERVAL_S, NodeContext, Stopper, announce, end_topic, fail,
+                                load_rig, quiet_gc, report)
 
 __all__ = ["sync_node"]
 
+MAX_BATCH = 2000  # messages read in one go at most
 
 
-def sync_node(cfg: RunConfig, ctx: NodeContext) -> None:
+def sync_node(cfg: RunConfig, leases, ctx: NodeContext) -> None:
     """SUB KeypointFrames -> Pipeline -> PUB Skeleton3D (+ tap, status). Runs until stopped."""
-    from rtkin.core.messages import KeypointFrame
-    from rtkin.reconstruct.pipeline import Pipeline
-    from rtkin.runtime.transport import Publisher, Receiver
-
     stop = Stopper(ctx)
-    rig = load_rig(cfg)
-    pipe = Pipeline(rig, cfg.rig.skeleton, cfg.sync, cfg.reconstruction)
-    pipe.reconstructor.defer_health = True  # the calibration check runs after publishing
-    zctx = zmq.Context()
-    rx = Receiver(zctx, cfg.transport.keypoints, [b"kp/"], bind=True, rcvhwm=cfg.transport.rcvhwm)
-    tx = Publisher(zctx, cfg.transport.outputs, bind=True, sndhwm=cfg.transport.sndhwm)
-    _warm_up(pipe)
-    tx.settle(0.05)
-    quiet_gc()
-    ctx.ready.set()
-    wrong_type = 0
-    seen_events = 0
-    next_status = time.monotonic() + STATUS_INTERVAL_S
     try:
-        while not stop():
-            timeout = _poll_timeout_ms(pipe)
-            got = rx.recv(timeout)
-            now = time.monotonic_ns()
-            if got is None:
-                outs = pipe.poll(now)
-            elif isinstance(got.message, KeypointFrame):
-                outs = pipe.push(got.message, now)
-            else:
-                wrong_type += 1
-                outs = []
-            for sk, arrival in zip(outs, pipe.last_arrival_ns):
-                tx.send(sk, stamp_ns=arrival or None)
-            if got is not None and isinstance(got.message, KeypointFrame):
-                # after the outputs: re-encoding the frame for the recorder is off the latency path
-                tx.send(got.message, base=b"tap/", stamp_ns=now)
-            pipe.reconstructor.run_deferred()
-            health = pipe.reconstructor.health
-            if health is not None and len(health.events) > seen_events:
-                for cam, what in health.events[seen_events:]:
-                    print(f"rtkin: calibration check: {cam} reprojection error alarm {what} "
-                          f"({health.status()['cameras'][cam]})", file=sys.stderr, flush=True)
-                seen_events = len(health.events)
-                tx.send_status("sync", {**pipe.status(), "receiver": rx.counters.as_dict(), "wrong_type": wrong_type})
-            if time.monotonic() >= next_status:
-                tx.send_status("sync", {**pipe.status(), "receiver": rx.counters.as_dict(), "wrong_type": wrong_type})
-                next_status = time.monotonic() + STATUS_INTERVAL_S
-        for sk in pipe.flush():
-            tx.send(sk)
-        pipe.reconstructor.run_deferred()
-        time.sleep(0.05)  # let the last messages leave
-    finally:
-        final = {**pipe.status(), "receiver": rx.counters.as_dict(), "wrong_type": wrong_type}
-        timings = {k: w.values().tolist() for k, w in pipe.timing.items()}
-        report(ctx, "sync", {**final, "samples_s": timings, "latency_s": pipe.latency.values().tolist()})
-        rx.close()
-        tx.close()
-        zctx.term()
+        _SyncNode(cfg, ctx, stop, leases).run()
+    except Exception as e:  # noqa: BLE001 - the reason goes to the runner, then a non-zero exit
+        fail(ctx, "sync", e, cfg.log_dir())
+        raise SystemExit(1) from None
+
+
+class _SyncNode:
+    def __init__(self, cfg: RunConfig, ctx: NodeContext, stop: Stopper, leases):
+        from rtkin.core.skeletons import get_skeleton
+        from rtkin.reconstruct.pipeline import Pipeline
+        from rtkin.reconstruct.validation import InputValidator
+        from rtkin.runtime.config import angles_endpoints
+        from rtkin.runtime.transport import Publisher, Receiver
+
+        self.cfg, self.ctx, self.stop, self.leases = cfg, ctx, stop, leases
+        rig = load_rig(cfg)
+        self.pipe = Pipeline(rig, cfg.rig.skeleton, cfg.effective_sync(), cfg.reconstruction)
+        self.pipe.reconstructor.defer_health = True  # the calibration check runs after publishing
+        self.validator = InputValidator(rig.names, cfg.rig.skeleton, get_skeleton(cfg.rig.skeleton).n_keypoints,
+                                        {c.name: c.size for c in rig.cameras})
+        self.ik_endpoints = angles_endpoints(cfg)
+        self.zctx = zmq.Context()
+        self.rx = Receiver(self.zctx, cfg.transport.keypoints, [b"kp/", END_TOPIC], bind=True,
+                           rcvhwm=cfg.transport.rcvhwm)
+        self.tx = Publisher(self.zctx, cfg.transport.outputs, bind=True, sndhwm=cfg.transport.sndhwm)
+        self.control = 0  # end-of-stream messages received
+        self.ended: set[str] = set()
+        self.finished = False  # every camera ended and the last slots went out
+        self.seen_events = 0
+        self.flow_waits = 0
+
+    # ------------------------------------------------------------------ lifetime
+    def run(self) -> None:
+        announce(self.ctx, "sync", "sync: compiling / loading the reconstruction kernels...")
+        t = time.monotonic()
+        _warm_up(self.pipe)
+        self.tx.settle(0.05)
+        quiet_gc()
+        announce(self.ctx, "sync", f"sync: ready ({time.monotonic() - t:.1f} s)")
+        self.ctx.ready.set()
+        next_status = time.monotonic() + STATUS_INTERVAL_S
+        try:
+            while not self.stop():
+                if self.ctx.flow is not None and self._consumers_behind():
+                    self.flow_waits += 1
+                    time.sleep(0.001)
+                else:
+                    self._step(_poll_timeout_ms(self.pipe))
+                if time.monotonic() >= next_status:
+                    self._status()
+                    next_status = time.monotonic() + STATUS_INTERVAL_S
+            self._step(0)  # what arrived before the stop
+            self._finish()
+        finally:
+            report(self.ctx, "sync", self._final())
+            self.rx.close()
+            self.tx.close()
+            self.zctx.term()
+
+    def _step(self, timeout_ms: int) -> None:
+        from rtkin.core.messages import KeypointFrame
+
+        batch = self._drain(timeout_ms)
+        now = time.monotonic_ns()
+        frames, ends = [], []
+        for got in batch:
+            if got.base.startswith(END_TOPIC):
+                self.control += 1
+                if isinstance(got.message, dict) and isinstance(got.message.get("camera"), str):
+                    ends.append(got.message["camera"])
+                continue
+            if self.validator.check(got.message) is None:
+                frames.append(got.message)
+        outs = self.pipe.push_batch(frames, now) if frames else self.pipe.poll(now)
+        arrivals = list(self.pipe.last_arrival_ns)
+        for cam in ends:
+            self.ended.add(cam)
+            outs += self.pipe.end_camera(cam, now)
+            arrivals += self.pipe.last_arrival_ns
+        self._publish(outs, arrivals)
+        for got in batch:  # after the outputs: re-encoding for the recorder is off the latency path
+            if isinstance(got.message, KeypointFrame):
+                self.tx.send(got.message, base=b"tap/", stamp_ns=now)
+        self.pipe.reconstructor.run_deferred()
+        self._health_events()
+        if not self.finished and self.pipe.sync.all_ended and set(self.pipe.rig.names) <= self.ended:
+            self._finish()
+
+    def _drain(self, timeout_ms: int) -> list:
+        """Every message waiting (the first within ``timeout_ms``), up to MAX_BATCH."""
+        out = []
+        got = self.rx.recv(timeout_ms)
+        while got is not None:
+            out.append(got)
+            if len(out) >= MAX_BATCH:
+                break
+            got = self.rx.recv(0)
+        # a malformed message returns None too: keep reading while the socket has more
+        while len(out) < MAX_BATCH and self.rx.socket.poll(0):
+            got = self.rx.recv(0)
+            if got is not None:
+                out.append(got)
+        return out
+
+    def _publish(self, outs, arrivals) -> None:
+        for sk, arrival in zip(outs, arrivals):
+            self.tx.send(sk, stamp_ns=arrival or None)
+        if outs and self.ctx.flow is not None and self.ctx.t0 is not None:
+            self.ctx.flow.slot_emitted(outs[-1].time_ns - int(self.ctx.t0.value))
+
+    def _finish(self) -> None:
+        """End of stream (every camera ended) or stop: the last slots out, then the end message."""
+        if self.finished:
+            return
+        outs = self.pipe.flush()
+        self._publish(outs, [0] * len(outs))
+        self.pipe.reconstructor.run_deferred()
+        self.finished = True
+        self.tx.send_status(end_topic("sync"), {"outputs": self.pipe.outputs, "sk3d_sent": self._sent(b"sk3d/")})
+        if self.ctx.done is not None:
+            self.ctx.done.set()
+
+    # ------------------------------------------------------------------ flow (as fast as possible)
+    def _sent(self, base: bytes) -> int:
+        return self.tx._seq.get(base, 0)
+
+    def _consumers_behind(self) -> bool:
+        flow = self.ctx.flow
+        slots = [w for w, v in enumerate(self.leases.snapshot()) if v >= -1] if self.leases is not None else []
+        behind = flow.consumers_behind(self._sent(b"sk3d/"), self._sent(b"tap/"), slots,
+                                       self.cfg.recording.enabled)
+        if not behind:
+            self._stall = None
+            return False
+        key = tuple(flow.progress(k) for k in behind)
+        now = time.monotonic()
+        if getattr(self, "_stall", None) is None or self._stall[0] != key:
+            self._stall = (key, now)
+        if now - self._stall[1] > flow.stall_s:  # a consumer made no progress: do not wait for it
+            return False
+        return True
+
+    # ------------------------------------------------------------------ status
+    def _health_events(self) -> None:
+        health = self.pipe.reconstructor.health
+        if health is not None and len(health.events) > self.seen_events:
+            for cam, what in health.events[self.seen_events:]:
+                print(f"rtkin: calibration check: {cam} reprojection error alarm {what} "
+                      f"({health.status()['cameras'][cam]})", file=sys.stderr, flush=True)
+            self.seen_events = len(health.events)
+            self._status()
+
+    def _status(self) -> None:
+        self.tx.send_status("sync", {**self._counters(), "overloaded": self.pipe.overloaded(time.monotonic_ns()),
+                                     "ik_endpoints": self._live_ik_endpoints()})
+
+    def _live_ik_endpoints(self) -> list[str]:
+        """The JointAngles endpoints of the IK workers this run started and that are running."""
+        if self.leases is None:
+            return []
+        return [self.ik_endpoints[w] for w, v in enumerate(self.leases.snapshot()) if v >= -1]
+
+    def _counters(self) -> dict:
+        return {**self.pipe.status(), "receiver": self.rx.counters.as_dict(),
+                "validation": self.validator.counters.as_dict(), "control": self.control,
+                "ended": sorted(self.ended), "flow_waits": self.flow_waits}
+
+    def _final(self) -> dict:
+        out = self._counters()
+        out["latency_hist"] = self.pipe.latency.histogram()
+        out["arrival_latency_hist"] = self.pipe.arrival_latency.histogram()
+        out["timing_hist"] = {k: w.histogram() for k, w in self.pipe.timing.items()}
+        return out
 
 
 def _poll_timeout_ms(pipe) -> int:
@@ -107,5 +233,3 @@ def _warm_up(pipe) -> None:
         pipe.reconstructor.run_deferred()
     finally:
         pipe.reconstructor.reset()
-
-
