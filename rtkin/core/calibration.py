@@ -32,6 +32,8 @@ else:  # pragma: no cover
 __all__ = [
     "CalibrationError",
     "calib_toml_text",
+    "project_point",
+    "stacked_pinholes",
     "parse_calib_toml",
     "Camera",
     "Rig",
@@ -106,6 +108,35 @@ def _project_kernel(X, R, t, K, dist, out):  # pragma: no cover - compiled
         yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
         out[m, 0] = K[0, 0] * xd + K[0, 1] * yd + K[0, 2]
         out[m, 1] = K[1, 1] * yd + K[1, 2]
+
+
+@njit(cache=True)
+def project_point(R, t, K, dist, X, Y, Z):  # pragma: no cover - compiled
+    """One world point (m) -> distorted px ``(u, v)`` of a pinhole camera (R (3, 3), t (3,), K
+    (3, 3), dist (5,)); NaN when it is not finite or not in front of the camera. For Numba kernels
+    that project per point (the same model as :meth:`Camera.project`)."""
+    if not (np.isfinite(X) and np.isfinite(Y) and np.isfinite(Z)):
+        return np.nan, np.nan
+    zc = R[2, 0] * X + R[2, 1] * Y + R[2, 2] * Z + t[2]
+    if not zc > 0:
+        return np.nan, np.nan
+    x = (R[0, 0] * X + R[0, 1] * Y + R[0, 2] * Z + t[0]) / zc
+    y = (R[1, 0] * X + R[1, 1] * Y + R[1, 2] * Z + t[1]) / zc
+    k1, k2, p1, p2, k3 = dist[0], dist[1], dist[2], dist[3], dist[4]
+    r2 = x * x + y * y
+    radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+    yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+    return K[0, 0] * xd + K[0, 1] * yd + K[0, 2], K[1, 1] * yd + K[1, 2]
+
+
+def stacked_pinholes(rig: "Rig") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(R (C, 3, 3), t (C, 3), K (C, 3, 3), dist (C, 5))`` of a rig, contiguous float64, for
+    kernels that call :func:`project_point`."""
+    for c in rig.cameras:
+        c._check_pinhole()
+    return tuple(np.ascontiguousarray([getattr(c, a) for c in rig.cameras], dtype=np.float64)
+                 for a in ("R", "tvec", "K", "dist"))
 
 
 @njit(cache=True)

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from numba import njit
 
-from rtkin.core.calibration import Rig
+from rtkin.core.calibration import Rig, project_point, stacked_pinholes
 
 __all__ = ["AssociationSettings", "Associator", "pairwise_epipolar_distance"]
 
@@ -120,6 +120,7 @@ class Associator:
         self.rig = rig
         self.settings = settings
         self._F = rig.fundamentals()
+        self._cams = stacked_pinholes(rig)  # for the single-person prior's projections
 
     def reset(self) -> None:
         """Stateless; present for the stage interface."""
@@ -202,27 +203,50 @@ class Associator:
         if not groups:
             return []
         if prior is not None and len(prior) and np.isfinite(prior[0]).any():
-            proj = self._project_prior(prior[0], {c for g, _ in groups for c in g})
-            best, best_d = None, np.inf
-            for g, _ in groups:
-                d = self._prior_distance(g, views, proj)
-                if d < best_d:
-                    best, best_d = g, d
-            if best is not None and best_d < self.settings.prior_gate_px:
-                return [best]
+            d = self._prior_distances(groups, views, prior[0])
+            best = int(np.argmin(d))
+            if d[best] < self.settings.prior_gate_px:
+                return [groups[best][0]]
         g = groups[0][0]
         return [g] if len(g) >= 2 else []
 
-    def _project_prior(self, points: np.ndarray, cams: set[int]) -> dict[int, np.ndarray]:
-        """(K, 2) distorted px of the prior's points in each camera (NaN where unknown)."""
-        return {c: self.rig[c].project(points) for c in cams}
+    def _prior_distances(self, groups, views, points: np.ndarray) -> np.ndarray:
+        """(G,) median px distance between each group's detections and the reprojection of the
+        tracked subject's last 3D pose ``points`` (K, 3) (inf when nothing is comparable)."""
+        rows = [(n, c, i) for n, (g, _) in enumerate(groups) for c, i in g.items()]
+        dets = np.ascontiguousarray(np.stack([views[c][i] for _, c, i in rows]), dtype=np.float64)  # (R, K, 3)
+        out = np.empty(len(groups))
+        _prior_kernel(np.ascontiguousarray(points, dtype=np.float64), *self._cams, dets,
+                      np.array([c for _, c, _ in rows], np.int64), np.array([n for n, _, _ in rows], np.int64),
+                      float(self.settings.min_score), out)
+        return out
 
-    def _prior_distance(self, group, views, proj) -> float:
-        """Median px distance between a group's detections and the prior's reprojection."""
-        ds = []
-        for c, i in group.items():
-            det = np.asarray(views[c][i])
-            ok = (det[:, 2] >= self.settings.min_score) & np.isfinite(proj[c]).all(-1)
-            if ok.any():
-                ds.append(np.linalg.norm(det[ok, :2] - proj[c][ok], axis=-1))
-        return float(np.median(np.concatenate(ds))) if ds else np.inf
+
+@njit(cache=True)
+def _prior_kernel(points, R, t, K, dist, dets, cam_of, group_of, min_score, out):  # pragma: no cover - compiled
+    """out (G,) = median over the groups' (detection row, keypoint) of the px distance between the
+    detection (score >= min_score) and ``points`` (K, 3) projected into its camera (in front of
+    it, distorted px); inf where none. R (C, 3, 3), t (C, 3), K (C, 3, 3), dist (C, 5) per camera;
+    dets (N, K, 3); cam_of, group_of (N,)."""
+    C, Kp, G, N = R.shape[0], points.shape[0], out.shape[0], dets.shape[0]
+    proj = np.full((C, Kp, 2), np.nan)
+    done = np.zeros(C, np.bool_)
+    for n in range(N):
+        c = cam_of[n]
+        if not done[c]:
+            done[c] = True
+            for k in range(Kp):
+                proj[c, k, 0], proj[c, k, 1] = project_point(R[c], t[c], K[c], dist[c], points[k, 0],
+                                                             points[k, 1], points[k, 2])
+    buf = np.empty((G, N * Kp))
+    cnt = np.zeros(G, np.int64)
+    for n in range(N):
+        c, g = cam_of[n], group_of[n]
+        for k in range(Kp):
+            if dets[n, k, 2] >= min_score and np.isfinite(proj[c, k, 0]):
+                dx = dets[n, k, 0] - proj[c, k, 0]
+                dy = dets[n, k, 1] - proj[c, k, 1]
+                buf[g, cnt[g]] = np.sqrt(dx * dx + dy * dy)
+                cnt[g] += 1
+    for g in range(G):
+        out[g] = np.median(buf[g, : cnt[g]]) if cnt[g] > 0 else np.inf

@@ -86,7 +86,7 @@ class Reconstructor:
             for c, i in group.items():
                 kp[c, g] = views[c][i]
         res = self.triangulator(kp)
-        if self.health is not None:
+        if self.health is not None and self.health.due():
             if self.defer_health:
                 self._deferred.append((views, groups, res.points))
             else:
