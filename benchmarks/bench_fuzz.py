@@ -46,6 +46,7 @@ def main(argv=None) -> None:
         t = time.monotonic()
         rep = replay(res["recording"])
         same, n = rep.matches_recorded()
+        print(f"recorder wrote {res['recorder'].get('inputs', 0)} of the {st['tap_sent']} frames the sync tapped")
         print(f"replay: {rep.inputs} frames in {time.monotonic() - t:.1f} s, refused as live: {rep.refused == v['refused']}, "
               f"outputs identical to live: {same}/{n}")
 

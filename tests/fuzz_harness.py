@@ -210,6 +210,7 @@ def run_flood(tmp_path: Path, flood: Flood, n_messages: int, good_seconds: float
     for s in list(pubs.values()) + [cam_pub]:
         s.close(linger=0)
     zctx.term()
-    return {"status": result.reports.get("sync", {}), "errors": result.errors, "alive": alive,
+    return {"status": result.reports.get("sync", {}), "recorder": result.reports.get("recorder", {}),
+            "errors": result.errors, "alive": alive,
             "outputs": outputs, "sent_bad": sent_bad, "sent_good": len(good), "rss_kb": (idle, peak, end),
             "recording": runner.recording_file(), "t0_ns": t0}

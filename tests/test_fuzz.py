@@ -4,7 +4,7 @@ node takes 100k mixed bad messages while a real camera stream plays; then its re
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from fuzz_harness import KINDS, Flood, run_flood
 from rtkin.core.messages import KeypointFrame
@@ -16,7 +16,8 @@ N_MESSAGES = 100_000
 floods = st.builds(Flood, weights=st.tuples(*[st.floats(0.05, 1.0) for _ in KINDS]), seed=st.integers(0, 2**31))
 
 
-@settings(max_examples=1, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
+          phases=(Phase.explicit, Phase.generate))  # one flood is ~20 s: report, do not shrink
 @given(flood=floods)
 def test_a_flood_of_bad_messages_never_stops_the_good_stream(tmp_path_factory, flood):
     tmp = tmp_path_factory.mktemp("flood")
@@ -27,7 +28,8 @@ def test_a_flood_of_bad_messages_never_stops_the_good_stream(tmp_path_factory, f
     r, v = st_["receiver"], st_["validation"]
     assert r["received"] == r["malformed"] + v["accepted"] + sum(v["refused"].values()) + st_["control"]
     assert v["accepted"] == st_["sync"]["frames_in"]
-    fates = ("used", "late", "superseded", "out_of_tolerance", "clock", "unknown_camera", "wrong_skeleton")
+    fates = ("used", "late", "superseded", "out_of_tolerance", "clock", "index_backwards", "unknown_camera",
+             "wrong_skeleton")
     assert st_["sync"]["frames_in"] == sum(st_["sync"][k] for k in fates)
     # bad kinds were seen and refused by name; forged clocks were caught by the clock check
     for reason in ("wrong_keypoint_count", "unknown_camera", "wrong_skeleton", "off_image"):
@@ -41,11 +43,16 @@ def test_a_flood_of_bad_messages_never_stops_the_good_stream(tmp_path_factory, f
     # bounded memory: the sync process stays under twice its idle size
     idle, peak, end = res["rss_kb"]
     assert peak < 2 * idle, res["rss_kb"]
-    # the recording (every decodable frame, good or bad, as received) replays with the same verdicts
+    # the recording (every decodable frame, good or bad, as received) replays with the same verdicts;
+    # a recorder that fell behind the flood lost some (never silently: what it wrote is counted)
     rep = replay(res["recording"])
-    assert rep.refused == v["refused"]
-    same, n = rep.matches_recorded()
-    assert n > 0.8 * slots and same == n
+    recorded, tapped = res["recorder"]["inputs"], st_["tap_sent"]
+    assert recorded <= tapped and rep.inputs == recorded
+    assert set(rep.refused) == set(v["refused"]) and all(rep.refused[k] <= v["refused"][k] for k in rep.refused)
+    if recorded == tapped:
+        assert rep.refused == v["refused"]
+        same, n = rep.matches_recorded()
+        assert n > 0.8 * slots and same == n
 
 
 def test_a_recording_holding_bad_frames_replays_with_them_skipped(tmp_path, subject, demo_rig):

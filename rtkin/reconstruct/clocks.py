@@ -9,7 +9,9 @@ checked against its own recent envelope, and a newly seen camera against the oth
 - *fault*: a frame whose lag is more than ``future_ms`` below its camera's envelope (captured "in
   the future") or ``past_ms`` above it is not used, and counted. A single bad frame costs that
   frame only; the slot grid never moves. A camera seen for the first time (or back after a
-  silence) must lie within ``join_ms`` of the other cameras' envelopes.
+  silence) must lie within ``join_ms`` of the other cameras' envelopes, and the very first camera
+  between ``-future_ms`` and ``join_ms`` of a zero lag: capture times are on the sync host's clock
+  (remote cameras translate theirs), so a first frame stamped hours away never sets the grid.
 - *re-alignment*: when a camera's faulty frames agree with each other for ``realign_ms`` (its new
   clock is steady: a jump, a restarted camera host), its correction ``delta`` (added to its
   capture times) is reset so that its lag is back at its baseline: it costs ~``realign_ms``.
@@ -18,8 +20,12 @@ checked against its own recent envelope, and a newly seen camera against the oth
   correction nudged by that amount: a clock 1 % fast moves 10 ms/s and is corrected about once a
   second. On one host the cameras share a monotonic clock and none of this triggers.
 
-Every decision depends only on the frames and the receive times passed in, so a recording of
-(frame, receive time) replays into the same decisions.
+*hold*: when the sync itself is behind (it read a large batch at once), every lag is inflated by
+its own backlog, which says nothing about the cameras' clocks: frames are then checked only
+against the future side, and envelopes, corrections and re-alignments wait.
+
+Every decision depends only on the frames, the receive times and the batches passed in, so a
+recording of (frame, receive time) replays into the same decisions.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ class ClockSettings:
     window_ms: float = 500.0
     realign_ms: float = 300.0
     agree_ms: float = 60.0
-    drift_ms: float = 3.0
+    drift_ms: float = 5.0
 
     def __post_init__(self) -> None:
         vals = (self.future_ms, self.past_ms, self.join_ms, self.window_ms, self.realign_ms, self.agree_ms,
@@ -106,6 +112,9 @@ class CameraClocks:
         self._cams = [_Camera() for _ in range(self.n)]
         self.faults = 0
         self.realignments = 0
+        self.drift_corrections = 0
+        #: the sync is behind (set per batch by the pipeline): future-side checks only
+        self.hold = False
 
     # ------------------------------------------------------------------ public
     def delta_ns(self, c: int) -> int:
@@ -119,14 +128,24 @@ class CameraClocks:
         if not s.enabled:
             return capture_ns
         cam = self._cams[c]
-        self._expire(cam, recv_ns)
+        for other in self._cams:  # every window at this time: a stalled sync expires them alike
+            self._expire(other, recv_ns)
         lag = recv_ns - capture_ns - cam.delta
         expected = cam.envelope()
+        if self.hold:  # a backlog only adds lag: a frame "from the future" is still a fault
+            if expected is None:
+                expected = cam.base if cam.base is not None else (self._others(c) or 0)
+            if lag - expected < -s.future_ms * 1e6:
+                self.faults += 1
+                return None
+            return capture_ns + cam.delta
         if expected is not None:
             ok = -s.future_ms * 1e6 <= lag - expected <= s.past_ms * 1e6
-        else:
-            expected = cam.base if cam.base is not None else self._others(c)
-            ok = expected is None or abs(lag - expected) <= s.join_ms * 1e6
+        elif cam.base is not None or (expected := self._others(c)) is not None:
+            expected = cam.base if cam.base is not None else expected
+            ok = abs(lag - expected) <= s.join_ms * 1e6
+        else:  # the first camera of all: a latency, not a clock offset
+            ok = -s.future_ms * 1e6 <= lag <= s.join_ms * 1e6
         if not ok:
             return self._fault(c, cam, recv_ns, recv_ns - capture_ns)
         cam.faults.clear()
@@ -144,7 +163,8 @@ class CameraClocks:
             env = cam.envelope()
             cams.append({"delta_ms": cam.delta / 1e6, "lag_ms": None if env is None else env / 1e6,
                          "realigned": cam.realigned})
-        return {"faults": self.faults, "realignments": self.realignments, "cameras": cams}
+        return {"faults": self.faults, "realignments": self.realignments,
+                "drift_corrections": self.drift_corrections, "cameras": cams}
 
     # ------------------------------------------------------------------ internals
     def _expire(self, cam: _Camera, now_ns: int) -> None:
@@ -173,8 +193,8 @@ class CameraClocks:
             if cam.base is not None:
                 target = cam.base + (self._common_shift(c) or 0)
             else:
-                target = self._others(c)
-            cam.delta = min(lags) - (target if target is not None else min(lags))
+                target = self._others(c) or 0  # nobody to align with: onto the receive clock
+            cam.delta = min(lags) - target
             cam.env.clear()
             cam.accepted = 0
             cam.faults.clear()
@@ -199,6 +219,7 @@ class CameraClocks:
             return
         d = cam.envelope() - cam.base - common
         if abs(d) > self.settings.drift_ms * 1e6:
+            self.drift_corrections += 1
             cam.delta += d  # lag = recv - capture - delta: this moves the envelope back
             for i, (t, l) in enumerate(cam.env):
                 cam.env[i] = (t, l - d)

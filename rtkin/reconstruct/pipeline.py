@@ -67,6 +67,8 @@ class Pipeline:
         (FrameSets lagging the newest frame too far are shed, see the module docstring)."""
         t = time.perf_counter()
         framesets = self.sync.poll(recv_ns)  # what timed out before this batch (as a live poll would)
+        # more than three slots' worth of frames at once: the sync is behind, lags say nothing of clocks
+        self.sync.clocks.hold = len(frames) > 3 * len(self.sync.cameras)
         for frame in frames:
             framesets += self.sync.push(frame, recv_ns)
         if frames:

@@ -77,8 +77,12 @@ class SyncSettings:
         return int(-(-(self.max_wait_ms * 1e6 + self.period_ns) // self.period_ns))
 
 
+#: A camera whose frame index went back is taken as restarted after this many frames counting up.
+RESTART_FRAMES = 5
+
 #: What happens to a frame in the synchroniser: exactly one of these per frame pushed.
-FATES = ("used", "late", "superseded", "out_of_tolerance", "clock", "unknown_camera", "wrong_skeleton")
+FATES = ("used", "late", "superseded", "out_of_tolerance", "clock", "index_backwards", "unknown_camera",
+         "wrong_skeleton")
 
 
 @dataclass
@@ -86,7 +90,9 @@ class SyncCounters:
     """What the synchroniser did with its input (all cumulative). Every frame pushed is counted
     once in ``frames_in`` and once in one of :data:`FATES` (``used``: it went into a FrameSet;
     ``superseded``: a second frame of the same camera for one slot, the farther one; ``clock``:
-    its capture time failed the camera's clock check). ``by_camera`` splits the fates per camera."""
+    its capture time failed the camera's clock check; ``index_backwards``: its frame counter went
+    back, and not as a restarted camera, which counts up steadily from its new index for
+    ``RESTART_FRAMES`` frames). ``by_camera`` splits the fates per camera."""
 
     frames_in: int = 0
     used: int = 0
@@ -94,6 +100,7 @@ class SyncCounters:
     superseded: int = 0
     out_of_tolerance: int = 0
     clock: int = 0
+    index_backwards: int = 0
     unknown_camera: int = 0
     wrong_skeleton: int = 0
     framesets: int = 0
@@ -153,6 +160,9 @@ class Synchronizer:
         self._last_capture = [None] * len(self.cameras)
         self._period_est = [None] * len(self.cameras)  # smoothed frame interval per camera, ns
         self._ended = [False] * len(self.cameras)  # the camera sent its end of stream
+        self._last_index = [-1] * len(self.cameras)  # highest frame counter of each camera
+        self._last_index_ns = [-(2**62)] * len(self.cameras)  # ... and its capture time
+        self._restart = [(-1, 0)] * len(self.cameras)  # (last index, length) of a run counting up again
         self.newest_slot = -1  # highest slot that received a frame
         self.clocks.reset()
         #: slot index -> receive time of the last frame that went into its FrameSet (ns), for the
@@ -196,6 +206,9 @@ class Synchronizer:
             return out
         if s < self._next_index:
             self.counters.count("late", frame.camera)
+            return out
+        if not self._index_ok(c, frame.frame_index, capture_ns):
+            self.counters.count("index_backwards", frame.camera)
             return out
         self._add(c, s, frame, now_ns)
         out.extend(self._emit_ready(now_ns))
@@ -263,6 +276,27 @@ class Synchronizer:
         slot.last_recv_ns = max(slot.last_recv_ns, now_ns)
         self._watermark[c] = max(self._watermark[c], s)
         self.newest_slot = max(self.newest_slot, s)
+
+    def _index_ok(self, c: int, index: int, capture_ns: int) -> bool:
+        """The frame counter and the capture time agree: both go up (or both back: a frame that
+        arrives out of order); a counter that went back while time went on is inconsistent, unless
+        the camera restarted (its counter then counts up again for RESTART_FRAMES frames)."""
+        if index > self._last_index[c]:
+            self._last_index[c] = index
+            self._last_index_ns[c] = capture_ns
+            self._restart[c] = (-1, 0)
+            return True
+        if capture_ns <= self._last_index_ns[c]:
+            return True
+        last, n = self._restart[c]
+        n = n + 1 if 0 <= last < index else 1
+        if n >= RESTART_FRAMES:
+            self._last_index[c] = index
+            self._last_index_ns[c] = capture_ns
+            self._restart[c] = (-1, 0)
+            return True
+        self._restart[c] = (index, n)
+        return False
 
     def _track_rate(self, c: int, capture_ns: int) -> None:
         last = self._last_capture[c]

@@ -3,10 +3,11 @@ counted by reason and dropped, before any stage sees it.
 
 The codec already refuses malformed messages (bad structure, sizes, non-finite keypoints). What it
 cannot know is the run: which cameras exist, which skeleton and keypoint count the rig uses, how
-many people a view can plausibly hold, that a camera's frame counter only goes up. The live sync
-node and the replay path run the same :class:`InputValidator`, so a recording holding a bad frame
-replays with that frame skipped and counted, as it was live. (A capture time far from the
-camera's own clock is the synchroniser's call: :mod:`rtkin.reconstruct.clocks`.)
+many people a view can plausibly hold, where its image is. The live sync node and the replay path
+run the same :class:`InputValidator`, so a recording holding a bad frame replays with that frame
+skipped and counted, as it was live. What depends on a camera's stream so far (a capture time far
+from its clock, a frame counter going back) is the synchroniser's call, after the clock check, so
+a forged frame can never make the camera's own frames look wrong (:mod:`rtkin.reconstruct.clocks`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ __all__ = ["REASONS", "InputValidator", "ValidationCounters"]
 
 #: Why a message was refused (counter keys).
 REASONS = ("wrong_type", "unknown_camera", "wrong_skeleton", "wrong_keypoint_count", "too_many_people",
-           "off_image", "index_backwards")
+           "off_image")
 
 
 @dataclass
@@ -59,27 +60,16 @@ class InputValidator:
         image_sizes: camera -> (width, height) px; a keypoint seen (score > 0) more than one image
             size outside the image is refused (``off_image``). None: not checked.
         max_people: most people one view may hold (P).
-        restart_frames: a camera whose frame index went back is taken as restarted once this many
-            frames in a row count up from the new index (until then they are refused).
     """
 
     def __init__(self, cameras: Sequence[str], skeleton: str, n_keypoints: int,
-                 image_sizes: Mapping[str, tuple[int, int]] | None = None, max_people: int = 64,
-                 restart_frames: int = 5):
+                 image_sizes: Mapping[str, tuple[int, int]] | None = None, max_people: int = 64):
         self.cameras = frozenset(cameras)
         self.image_sizes = dict(image_sizes or {})
         self.skeleton = skeleton
         self.n_keypoints = int(n_keypoints)
         self.max_people = int(max_people)
-        self.restart_frames = int(restart_frames)
         self.counters = ValidationCounters()
-        self._last_index: dict[str, int] = {}
-        self._restart: dict[str, tuple[int, int]] = {}  # camera -> (last index of the new run, run length)
-
-    def reset(self) -> None:
-        """Forget the frame counters (validation counts are kept)."""
-        self._last_index.clear()
-        self._restart.clear()
 
     def check(self, msg) -> str | None:
         if not isinstance(msg, KeypointFrame):
@@ -101,24 +91,7 @@ class InputValidator:
             if seen.any() and (np.abs(kp[..., 0][seen] - w / 2).max() > 1.5 * w
                                or np.abs(kp[..., 1][seen] - h / 2).max() > 1.5 * h):
                 return self.counters.refuse("off_image", cam)
-        if not self._index_ok(cam, msg.frame_index):
-            return self.counters.refuse("index_backwards", cam)
         self.counters.accepted += 1
         by_cam = self.counters.by_camera.setdefault(cam, {})
         by_cam["accepted"] = by_cam.get("accepted", 0) + 1
         return None
-
-    def _index_ok(self, cam: str, index: int) -> bool:
-        last = self._last_index.get(cam)
-        if last is None or index > last:
-            self._last_index[cam] = index
-            self._restart.pop(cam, None)
-            return True
-        run_last, run_len = self._restart.get(cam, (None, 0))
-        run_len = run_len + 1 if run_last is not None and index > run_last else 1
-        if run_len >= self.restart_frames:  # counting up steadily from the new index: a restart
-            self._last_index[cam] = index
-            self._restart.pop(cam, None)
-            return True
-        self._restart[cam] = (index, run_len)
-        return False

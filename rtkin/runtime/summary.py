@@ -4,7 +4,8 @@ Frame accounting, per camera: every frame a source sent ends up exactly once as
 
 - ``lost``: sent but never received (dropped in transport, or in flight when its process died);
 - ``refused``: received but inconsistent with the run (validation reasons, counted by reason);
-- ``late``, ``superseded``, ``out_of_tolerance``, ``clock``: the synchroniser did not use it;
+- ``late``, ``superseded``, ``out_of_tolerance``, ``clock`` (its capture time or frame counter
+  failed its camera's checks): the synchroniser did not use it;
 - ``shed``: it went into a FrameSet that was not reconstructed (the machine could not keep up);
 - ``used``: it went into a reconstructed FrameSet.
 
@@ -19,7 +20,7 @@ from rtkin.core.stats import histogram_percentiles, merge_histograms
 __all__ = ["frame_accounting", "format_summary", "ACCOUNT_COLUMNS"]
 
 ACCOUNT_COLUMNS = ("sent", "lost", "refused", "late", "superseded", "out_of_tolerance", "clock", "shed", "used")
-_SYNC_FATES = ("late", "superseded", "out_of_tolerance", "clock", "wrong_skeleton")
+_SYNC_FATES = ("late", "superseded", "out_of_tolerance", "clock", "index_backwards", "wrong_skeleton")
 
 
 def frame_accounting(reports: dict, sent: dict[str, int]) -> dict:
@@ -46,7 +47,7 @@ def frame_accounting(reports: dict, sent: dict[str, int]) -> dict:
         row = {"sent": int(n_sent), "lost": int(n_sent) - received, "refused": refused,
                "late": fates.get("late", 0), "superseded": fates.get("superseded", 0),
                "out_of_tolerance": fates.get("out_of_tolerance", 0),
-               "clock": fates.get("clock", 0) + fates.get("wrong_skeleton", 0),
+               "clock": fates.get("clock", 0) + fates.get("index_backwards", 0) + fates.get("wrong_skeleton", 0),
                "shed": n_shed, "used": fates.get("used", 0) - n_shed}
         row["balanced"] = (row["sent"] == sum(row[k] for k in ACCOUNT_COLUMNS[1:])
                            and checks.get("accepted", 0) == fates.get("used", 0) + sum(fates.get(k, 0) for k in _SYNC_FATES)

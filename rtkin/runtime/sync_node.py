@@ -55,6 +55,7 @@ class _SyncNode:
                            rcvhwm=cfg.transport.rcvhwm)
         self.tx = Publisher(self.zctx, cfg.transport.outputs, bind=True, sndhwm=cfg.transport.sndhwm)
         self.control = 0  # end-of-stream messages received
+        self.status_errors = 0
         self.ended: set[str] = set()
         self.finished = False  # every camera ended and the last slots went out
         self.seen_events = 0
@@ -182,8 +183,13 @@ class _SyncNode:
             self._status()
 
     def _status(self) -> None:
-        self.tx.send_status("sync", {**self._counters(), "overloaded": self.pipe.overloaded(time.monotonic_ns()),
-                                     "ik_endpoints": self._live_ik_endpoints()})
+        status = {**self._counters(), "overloaded": self.pipe.overloaded(time.monotonic_ns()),
+                  "ik_endpoints": self._live_ik_endpoints()}
+        try:
+            self.tx.send_status("sync", status)
+        except (OverflowError, TypeError, ValueError) as e:  # a counter driven out of range must not stop the node
+            self.status_errors += 1
+            self.last_status_error = str(e)
 
     def _live_ik_endpoints(self) -> list[str]:
         """The JointAngles endpoints of the IK workers this run started and that are running."""
@@ -194,7 +200,8 @@ class _SyncNode:
     def _counters(self) -> dict:
         return {**self.pipe.status(), "receiver": self.rx.counters.as_dict(),
                 "validation": self.validator.counters.as_dict(), "control": self.control,
-                "ended": sorted(self.ended), "flow_waits": self.flow_waits}
+                "ended": sorted(self.ended), "flow_waits": self.flow_waits, "tap_sent": self._sent(b"tap/"),
+                "status_errors": self.status_errors}
 
     def _final(self) -> dict:
         out = self._counters()
