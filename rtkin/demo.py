@@ -31,14 +31,20 @@ def synthetic_config(output_dir: str | Path, duration_s: float = 12.0, realtime:
 
 
 def video_config(output_dir: str | Path, realtime: bool = False, pose_model: str = "", det_model: str = "",
-                 mode: str = "balanced", providers: tuple[str, ...] = (), base: RunConfig | None = None) -> RunConfig:
-    """A RunConfig playing the four Pose2Sim demo videos as live cameras through RTMPose.
+                 mode: str = "balanced", providers: tuple[str, ...] = (), base: RunConfig | None = None,
+                 pose: str = "rtmpose") -> RunConfig:
+    """A RunConfig playing the four Pose2Sim demo videos as live cameras through a pose model.
 
-    ``realtime=False`` processes every frame (on a CPU, RTMPose is slower than 60 fps per camera),
-    with the videos' own clock as capture times and a sync that waits for slow cameras.
+    ``pose``: ``"rtmpose"`` (HALPE_26 keypoints) or ``"blazepose"`` (BLAZEPOSE keypoints, one
+    person). ``realtime=False`` processes every frame (on a CPU, the pose models are slower than
+    60 fps per camera), with the videos' own clock as capture times and a sync that waits for slow
+    cameras; ``realtime=True`` plays at the videos' rate and skips the frames a camera process is
+    too late for.
     """
     base = base or RunConfig()
-    cap = CaptureSettings(mode=mode, pose_model=pose_model, det_model=det_model, providers=tuple(providers))
+    cap = CaptureSettings(model=pose, mode=mode, pose_model=pose_model, det_model=det_model, providers=tuple(providers))
+    if pose == "blazepose":
+        base = dataclasses.replace(base, rig=dataclasses.replace(base.rig, skeleton="BLAZEPOSE"))
     src = dataclasses.replace(base.source, kind="capture", realtime=realtime, capture=cap)
     sync = base.sync if realtime else dataclasses.replace(base.sync, max_wait_ms=5000.0, stale_ms=20000.0,
                                                             max_pending_slots=100_000)
@@ -70,8 +76,13 @@ def run_video_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
     from rtkin.io.trc import skeleton3d_to_trc
 
     runner = Runner(cfg, log=log)
+    cap = cfg.source.capture
+    model = f"BlazePose {cap.blazepose_model}" if cap.model == "blazepose" else f"RTMPose {cap.mode}"
+    pace = ("real time: a camera skips the frames it is too late for (counted as skipped_late)" if cfg.source.realtime
+            else "every frame, the videos' clock as capture time (slower than real time on a CPU; --realtime "
+                 "keeps up by skipping frames)")
     log(f"rtkin demo: the Pose2Sim demo videos as {len(runner.rig)} live cameras ({', '.join(runner.rig.names)}), "
-        f"RTMPose {cfg.source.capture.mode}, {'real time' if cfg.source.realtime else 'every frame'}")
+        f"{model}, {pace}")
     result = runner.run()
     summary = {"errors": result.errors, "interrupted": result.interrupted, "reports": result.reports}
     rec = cfg.recording_path()

@@ -163,6 +163,8 @@ class PoseEstimator:
             ``.session`` is ours).
     """
 
+    name = "RTMPose"
+
     def __init__(
         self,
         spec: PoseModelSpec,

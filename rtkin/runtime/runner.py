@@ -92,7 +92,7 @@ class Runner:
                 before any process starts, so it fails in seconds with the way out).
         """
         if self.cfg.source.kind == "capture":
-            self.log("checking the RTMPose models (rtmlib downloads them once when missing)...")
+            self.log(f"checking the {self.cfg.source.capture.model} models (rtmlib downloads RTMPose's once when missing)...")
             capture_models(self.cfg, allow_download=True)
         self._spawn("sync", sync_node, (self.cfg,))
         if self.cfg.ik.enabled:
