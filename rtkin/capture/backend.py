@@ -26,7 +26,8 @@ from rtkin.capture.blazepose import BlazePoseSpec, blazepose_status
 from rtkin.capture.models import ModelNotAvailableError, PoseModelSpec
 from rtkin.capture.settings import POSE_BACKENDS, CaptureSettings
 
-__all__ = ["PoseBackend", "BackendSpec", "backend_spec", "create_backend", "choose_backend", "POSE_BACKENDS"]
+__all__ = ["PoseBackend", "BackendSpec", "backend_spec", "create_backend", "choose_backend", "keypoint_frames",
+           "POSE_BACKENDS"]
 
 BackendSpec = Union[PoseModelSpec, BlazePoseSpec]
 
@@ -127,3 +128,27 @@ def choose_backend(requested: str = "auto", skeleton: str = "HALPE_26", mode: st
     if ok:
         return "blazepose", f"RTMPose weights are not available offline and cannot be downloaded; {why}"
     raise ValueError(f"no pose model available: RTMPose: {rtm_why}; BlazePose: {why}")
+
+
+def keypoint_frames(backend: PoseBackend, frames, camera: str, skeleton: str, shift_px: tuple[float, float] = (0.0, 0.0),
+                    fps: float = 60.0, t0_ns: int = 0):
+    """KeypointFrames of a stream of frames, as a capture process makes them (offline use: tests,
+    benchmarks; the capture process stamps live times instead).
+
+    Args:
+        backend: a pose stage. frames: iterable of :class:`rtkin.capture.framesource.Frame`.
+        camera, skeleton: names put in each KeypointFrame.
+        shift_px: ``(dx, dy)`` added to every point (:func:`rtkin.capture.sources.fit_to_calibration`).
+        fps: frame rate, Hz: frame ``i`` is captured at ``t0_ns + i / fps``.
+
+    Yields:
+        ``KeypointFrame`` with keypoints ``(P, K, 3)`` = x_px, y_px, score (a point scored 0 is all 0).
+    """
+    from rtkin.core.messages import KeypointFrame
+
+    shift = np.asarray(shift_px, np.float32)
+    for frame in frames:
+        xy, scores = backend(frame.image)
+        kp = np.concatenate([xy + shift, scores[..., None]], axis=-1).astype(np.float32)
+        kp[kp[..., 2] <= 0] = 0.0
+        yield KeypointFrame(camera, frame.index, t0_ns + int(round(frame.index * 1e9 / fps)), skeleton, kp)
