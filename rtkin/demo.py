@@ -9,6 +9,7 @@ against the truth, and the output files (recording, TRC).
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,14 @@ def run_video_demo(cfg: RunConfig, log=print) -> tuple[RunResult, dict]:
                  "keeps up by skipping frames)")
     log(f"rtkin demo: the Pose2Sim demo videos as {len(runner.rig)} live cameras ({', '.join(runner.rig.names)}), "
         f"{model}, {pace}")
+    t0 = time.monotonic()
     result = runner.run()
+    wall = time.monotonic() - t0
+    sent = [v.get("sent", 0) for k, v in result.reports.items() if k.startswith("source:")]
+    if sent and wall > 0:
+        video_s = max(sent) / cfg.source.fps_hz
+        log(f"rtkin demo: {max(sent)} frames per camera ({video_s:.2f} s of video) in {wall:.1f} s of wall time, "
+            f"start-up included ({video_s / wall:.2f}x real time)")
     summary = {"errors": result.errors, "interrupted": result.interrupted, "reports": result.reports}
     rec = cfg.recording_path()
     if rec.exists():
