@@ -47,7 +47,9 @@ def video_config(output_dir: str | Path, realtime: bool = False, pose_model: str
     if pose == "blazepose":
         base = dataclasses.replace(base, rig=dataclasses.replace(base.rig, skeleton="BLAZEPOSE"))
     src = dataclasses.replace(base.source, kind="capture", realtime=realtime, capture=cap)
-    sync = base.sync if realtime else dataclasses.replace(base.sync, max_wait_ms=5000.0, stale_ms=20000.0,
+    # every frame: a slot waits for the slowest camera (on a loaded 2-core PC, BlazePose cameras were
+    # seen 5+ s apart: a 5 s wait then dropped frames as late)
+    sync = base.sync if realtime else dataclasses.replace(base.sync, max_wait_ms=30000.0, stale_ms=60000.0,
                                                             max_pending_slots=100_000)
     return dataclasses.replace(base, run=RunSettings(name="demo", output_dir=str(output_dir)), source=src, sync=sync,
                                recording=RecordingSettings(enabled=True, outputs=True))
