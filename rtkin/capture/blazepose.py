@@ -22,13 +22,16 @@ MediaPipe facts this module relies on (mediapipe 0.10.21, checked by ``tests/tes
   likely the point is visible, not occluded); ``presence`` is not filled in by this API.
 - ``smooth_landmarks`` runs MediaPipe's own landmark filter (lag); rtkin filters in 3D, so it is off
   by default.
-- It logs through glog/absl to stderr; ``GLOG_minloglevel`` set before the import quietens it.
+- It logs through glog/absl to stderr; ``GLOG_minloglevel`` set before the import quietens most of
+  it; the start-up notices of the graph's creation and first run ignore it (stderr is muted then).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +121,22 @@ class BlazePoseSpec:
         return self
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """fd 2 to /dev/null for a moment: MediaPipe's C++ start-up notices ("Created TensorFlow Lite
+    XNNPACK delegate", absl's pre-InitializeLog warning) bypass every log level setting. Python
+    exceptions still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _import_pose_solution():
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: errors only
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -171,7 +190,9 @@ class BlazePoseEstimator:
     def reset(self) -> None:
         """Forget the tracked person: a new MediaPipe graph, the next call detects."""
         self.close()
-        self._pose = self._mp_pose.Pose(**self._options)
+        with _quiet_native_stderr():
+            self._pose = self._mp_pose.Pose(**self._options)
+        self._started = False
         self.timing: dict[str, float] = dict.fromkeys(_TIMING_KEYS, 0.0)
         self.track_ids = np.zeros(0, np.int64)
 
@@ -207,7 +228,12 @@ class BlazePoseEstimator:
         t0 = time.perf_counter()
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         t1 = time.perf_counter()
-        result = self._pose.process(rgb)
+        if self._started:
+            result = self._pose.process(rgb)
+        else:  # the graph's first run prints the C++ start-up notices
+            with _quiet_native_stderr():
+                result = self._pose.process(rgb)
+            self._started = True
         t2 = time.perf_counter()
         K = BLAZEPOSE.n_keypoints
         lms = result.pose_landmarks
