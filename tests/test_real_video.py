@@ -12,7 +12,9 @@ cam01 and cam02 also see a bystander at the back of the room. "The subject, neve
 is checked per camera against the other three: the subject triangulated from the other views,
 projected into the camera, lands on the camera's own detection.
 
-The person-detector test runs rtkin's RTMPose detector path with the real YOLOX-nano from
+RTMPose with its real weights is checked on the same videos when rtmlib's cache holds them
+(skipped here: they cannot be downloaded in tests). The person-detector test runs rtkin's RTMPose
+detector path with the real YOLOX-nano from
 ``../shared/models`` (read-only; skipped when absent). About 30 s of wall time in all on 2 cores
 (BlazePose ~20-35 ms per 1080x1920 frame, 400 frames); skipped with the reason when mediapipe is
 not installed.
@@ -243,3 +245,34 @@ def test_real_yolox_nano_finds_the_subject_box(keypoints, demo_rig, tmp_path):
             assert best[0] <= x0 + 30 and best[1] <= y0 + 60 and best[2] >= x1 - 30 and best[3] >= y1 - 30, (cam, t, best)
             assert (best[3] - best[1]) < 1.6 * (y1 - y0) and scores[0] > 0.5, (cam, t, best, scores[0])
         cap.release()
+
+
+def test_rtmpose_real_weights_find_the_subject(demo_rig):
+    """RTMPose lightweight with rtmlib's real weights, when its cache holds them (no download in tests)."""
+    import cv2
+
+    from rtkin.capture.models import ModelNotAvailableError, model_spec, resolve_model
+    from rtkin.capture.rtmpose import PoseEstimator
+
+    spec = model_spec("HALPE_26", "lightweight")
+    try:
+        resolve_model(spec.pose_model)
+        resolve_model(spec.det_model)
+    except ModelNotAvailableError as e:
+        pytest.skip(f"RTMPose weights are not in rtmlib's cache and tests do not download: {str(e).splitlines()[0]}")
+    from rtkin.core.skeletons import HALPE_26
+
+    est = PoseEstimator(spec, ["cpu"], det_frequency=1)
+    body = HALPE_26.indices(BODY[:12])
+    for cam, path in assets.demo_videos().items():
+        cap = cv2.VideoCapture(str(path))
+        found = 0
+        for _ in range(20):
+            ok, img = cap.read()
+            assert ok
+            kpts, scores = est(img)
+            best = int(np.argmax(scores.mean(1))) if len(scores) else None
+            if best is not None and np.median(scores[best, body]) > 0.5 and np.ptp(kpts[best, body, 1]) > 400:
+                found += 1
+        cap.release()
+        assert found >= 19, (cam, found)
