@@ -90,8 +90,8 @@ def reprojection_px(rig, points: np.ndarray, kp: np.ndarray, min_score: float = 
     detection ``kp (C, T, K, 3)`` scoring above ``min_score`` (NaN points skipped)."""
     d = []
     for c, cam in enumerate(rig.names):
-        proj = cam_proj = rig[cam].project(points)  # (T, K, 2)
-        ok = (kp[c, ..., 2] > min_score) & np.isfinite(cam_proj).all(-1)
+        proj = rig[cam].project(points)  # (T, K, 2)
+        ok = (kp[c, ..., 2] > min_score) & np.isfinite(proj).all(-1)
         d.append(np.linalg.norm(proj - kp[c, ..., :2], axis=-1)[ok])
     return float(np.median(np.concatenate(d)))
 
@@ -294,22 +294,22 @@ def main() -> None:
             if not args.keep:
                 shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"\n{'':<34}" + "".join(f"{s:>22}" for s in list(systems)[:1]) + "".join(f"{s:>24}" for s in list(systems)[1:]))
+    print(f"\n{'':<34}" + "".join(f"{s:>26}" for s in systems))
     reproj = {"rtkin live": reprojection_px(rig, rt["points"], kp)}
-    line = f"{'reprojection, median px (3D out)':<34}{reproj['rtkin live']:>22.2f}"
+    line = f"{'reprojection, median px (3D out)':<34}{reproj['rtkin live']:>26.2f}"
     if "Pose2Sim" in systems:
         r_raw, r_filt = reprojection_px(rig, p2s["raw"], kp), reprojection_px(rig, p2s["filt"], kp)
-        line += f"{f'{r_raw:.2f} (raw) {r_filt:.2f} (filt)':>24}"
+        line += f"{f'{r_raw:.2f} raw, {r_filt:.2f} filtered':>26}"
     print(line)
-    print(f"{'  rtkin: triangulation, views used':<34}{rt['own_reproj']:>22.2f}")
-    line = f"{'IK marker RMS, median mm':<34}{np.nanmedian(rt['marker_rms_mm']):>22.1f}"
+    print(f"{'  rtkin: triangulation, views used':<34}{rt['own_reproj']:>26.2f}")
+    line = f"{'IK marker RMS, median mm':<34}{np.nanmedian(rt['marker_rms_mm']):>26.1f}"
     if "Pose2Sim" in systems:
-        line += f"{np.nanmedian(p2s['marker_rms_mm']):>24.1f}"
+        line += f"{np.nanmedian(p2s['marker_rms_mm']):>26.1f}"
     print(line)
     print("  (rtkin live: the generic model, unscaled; Pose2Sim: the model its kinematics scaled)")
-    print(f"\n{'joint angle, deg: min max median':<34}" + "".join(f"{s:>22}" for s in systems) + f"{'RMS diff':>10}")
+    print(f"\n{'joint angle, deg: min max median':<34}" + "".join(f"{s:>26}" for s in systems) + f"{'RMS diff':>10}")
     for label, n in ROWS:
-        cells = "".join(f"{_stats(s['angles'][n]):>22}" for s in systems.values())
+        cells = "".join(f"{_stats(s['angles'][n]):>26}" for s in systems.values())
         diff = ""
         if "Pose2Sim" in systems:
             d = rt["angles"][n] - p2s["angles"][n]
