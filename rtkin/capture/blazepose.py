@@ -23,7 +23,8 @@ MediaPipe facts this module relies on (mediapipe 0.10.21, checked by ``tests/tes
 - ``smooth_landmarks`` runs MediaPipe's own landmark filter (lag); rtkin filters in 3D, so it is off
   by default.
 - It logs through glog/absl to stderr; ``GLOG_minloglevel`` set before the import quietens most of
-  it; the start-up notices of the graph's creation and first run ignore it (stderr is muted then).
+  it; the start-up notices (printed by graph threads while the calculators open) ignore it: stderr
+  is muted during the import and the graph's start, which ends with one blank frame.
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ class BlazePoseEstimator:
             if not 0.0 <= float(v) <= 1.0:
                 raise ValueError(f"{n} must be in [0, 1], got {v}")
         self.spec = spec.check()
-        self._mp_pose = _import_pose_solution()
+        with _quiet_native_stderr():
+            self._mp_pose = _import_pose_solution()
         self._options = dict(static_image_mode=bool(static_image_mode),
                              model_complexity=BLAZEPOSE_VARIANTS[spec.variant],
                              smooth_landmarks=bool(smooth_landmarks), enable_segmentation=False,
@@ -192,7 +194,9 @@ class BlazePoseEstimator:
         self.close()
         with _quiet_native_stderr():
             self._pose = self._mp_pose.Pose(**self._options)
-        self._started = False
+            # MediaPipe opens its calculators (and prints its notices) in graph threads: one blank
+            # frame waits for them; nobody is found, so the next real frame starts with detection
+            self._pose.process(np.zeros((64, 64, 3), np.uint8))
         self.timing: dict[str, float] = dict.fromkeys(_TIMING_KEYS, 0.0)
         self.track_ids = np.zeros(0, np.int64)
 
@@ -228,12 +232,7 @@ class BlazePoseEstimator:
         t0 = time.perf_counter()
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         t1 = time.perf_counter()
-        if self._started:
-            result = self._pose.process(rgb)
-        else:  # the graph's first run prints the C++ start-up notices
-            with _quiet_native_stderr():
-                result = self._pose.process(rgb)
-            self._started = True
+        result = self._pose.process(rgb)
         t2 = time.perf_counter()
         K = BLAZEPOSE.n_keypoints
         lms = result.pose_landmarks
