@@ -261,3 +261,46 @@ def test_create_backend_builds_either(tmp_path):
     assert isinstance(spec, PoseModelSpec)
     rtm = create_backend(spec, CaptureSettings(providers=("cpu",)))
     assert rtm.name == "RTMPose" and rtm.provider == "CPUExecutionProvider"
+
+
+# ============================================================== kinematics on the BLAZEPOSE markers
+def test_ik_setup_weights_cover_every_blazepose_marker():
+    from rtkin.kinematics.ik import ik_marker_weights
+
+    w = ik_marker_weights("BLAZEPOSE")  # IK_Setup_Pose2Sim_Blazepose.xml
+    assert set(w) == {m for _, m in BLAZEPOSE.markers}
+    assert w["LShoulder"] == w["RHip"] == 2.0 and w["LKnee"] == w["RAnkle"] == 1.0 and w["LThumb"] == 0.05
+
+
+def test_ik_on_blazepose_markers_recovers_the_virtual_subject(subject):
+    """The virtual subject's motion drives the model; its BlazePose markers (forward kinematics) go
+    through IKStage as BLAZEPOSE Skeleton3D: the coordinates come back (the mapping keypoint ->
+    marker is right, left is left)."""
+    from rtkin.core.frames import osim_to_world
+    from rtkin.core.messages import Skeleton3D
+    from rtkin.kinematics.ik import IKSettings
+    from rtkin.kinematics.ik_stage import IKStage
+    from rtkin.kinematics.model import load_with_markers, marker_points
+
+    model = load_with_markers(assets.model_path(), BLAZEPOSE)
+    state = model.initSystem()
+    motion = subject.motion
+    stage = IKStage(IKSettings(skeleton="BLAZEPOSE"))
+    checked = ("pelvis_tilt", "hip_flexion_r", "hip_flexion_l", "knee_angle_r", "knee_angle_l",
+               "ankle_angle_r", "ankle_angle_l", "elbow_flex_r", "elbow_flex_l")
+    err = {n: [] for n in checked}
+    for t in range(0, 300, 2):  # 5 s at 30 Hz
+        truth = dict(zip(motion.names, motion.values[t]))
+        pts = osim_to_world(marker_points(model, state, BLAZEPOSE, truth))  # (K, 3) m, NaN: no marker
+        ok = np.isfinite(pts).all(1)
+        assert ok.sum() == 25  # every marker of Markers_BlazePose.xml has its keypoint
+        sk = Skeleton3D(time_ns=int(t * 1e9 / 60), capture_ns=int(t * 1e9 / 60), skeleton="BLAZEPOSE",
+                        person_ids=np.array([0]), points=pts[None], scores=np.where(ok, 0.9, 0.0)[None].astype(np.float32),
+                        reproj_error_px=np.where(ok, 2.0, np.nan)[None].astype(np.float32),
+                        n_views=np.where(ok, 4, 0)[None].astype(np.uint8))
+        for ja in stage(sk):
+            for n in checked:
+                err[n].append(ja.value(n) - truth[n])
+    assert len(err["knee_angle_r"]) >= 140
+    rmse = {n: float(np.degrees(np.sqrt(np.mean(np.square(v))))) for n, v in err.items()}
+    assert max(rmse.values()) < 2.0, rmse  # measured: <= 0.3 deg
