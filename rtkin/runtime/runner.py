@@ -390,6 +390,7 @@ class Runner:
                     self._reported_dead.add(name)
                     self.log(f"rtkin: {name} exited with code {code}{f': {reason}' if reason else ''}; "
                              "the other cameras go on")
+                    self._announce_end(name.split(":", 1)[1])
                 continue
             if name.startswith("ik:"):
                 continue  # _manage_ik
@@ -402,6 +403,24 @@ class Runner:
             result.errors.append(f"{name} exited with code {code}" + (f": {reason}" if reason else ""))
             return True
         return False
+
+    def _announce_end(self, camera: str) -> None:
+        """A camera process died for good: tell the sync node its stream ended (as the camera
+        would have), so slots stop waiting for it (a run played as fast as possible would
+        otherwise wait a minute for it)."""
+        import zmq
+
+        from rtkin.runtime.node import end_topic
+        from rtkin.runtime.transport import Publisher
+
+        ctx = zmq.Context.instance()
+        pub = Publisher(ctx, self.cfg.transport.keypoints, bind=False)
+        try:
+            pub.settle(0.2)
+            pub.send_status(end_topic(camera), {"camera": camera, "sent": -1, "by": "runner"})
+            time.sleep(0.05)
+        finally:
+            pub.close()
 
     # ------------------------------------------------------------------ stop
     def stop(self, result: RunResult | None = None) -> None:
