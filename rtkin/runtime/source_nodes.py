@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 import traceback
 
-import zmq
 
 from rtkin.core.priority import lower_priority
 from rtkin.runtime.config import RunConfig
 from rtkin.runtime.node import NodeContext, Stopper, load_rig, report
+from rtkin.runtime.transport import link_context
 
 __all__ = ["source_node", "capture_node", "capture_input", "capture_models"]
 
@@ -35,7 +35,7 @@ def source_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
     src = cfg.source
     sent = 0
     error = None
-    zctx = zmq.Context()
+    zctx = link_context(cfg, ctx)  # sizes, keys; a remote camera's clock
     tx = Publisher(zctx, cfg.transport.keypoints, bind=False, sndhwm=cfg.transport.sndhwm)
     tx.settle(0.2)
     try:
@@ -134,7 +134,7 @@ def capture_node(cfg: RunConfig, camera: str, ctx: NodeContext) -> None:
     rig = load_rig(cfg)
     index = rig.index(camera)
     spec_in = capture_input(cfg, camera, index)
-    zctx = zmq.Context()
+    zctx = link_context(cfg, ctx)  # sizes, keys; a remote camera's clock
     tx = Publisher(zctx, cfg.transport.keypoints, bind=False, sndhwm=cfg.transport.sndhwm)
     preview = None
     timing = {k: Window(5000) for k in ("decode", "preprocess", "inference", "postprocess", "publish")}

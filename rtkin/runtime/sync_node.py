@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 import time
 
-import zmq
 
 from rtkin.runtime.config import RunConfig
 from rtkin.runtime.node import STATUS_INTERVAL_S, NodeContext, Stopper, load_rig, quiet_gc, report
@@ -21,14 +20,18 @@ def sync_node(cfg: RunConfig, ctx: NodeContext) -> None:
     """SUB KeypointFrames -> Pipeline -> PUB Skeleton3D (+ tap, status). Runs until stopped."""
     from rtkin.core.messages import KeypointFrame
     from rtkin.reconstruct.pipeline import Pipeline
-    from rtkin.runtime.transport import Publisher, Receiver
+    from rtkin.runtime.clock import clock_server_for_run
+    from rtkin.runtime.transport import Publisher, Receiver, link_context
 
     stop = Stopper(ctx)
     rig = load_rig(cfg)
     pipe = Pipeline(rig, cfg.rig.skeleton, cfg.sync, cfg.reconstruction)
     pipe.reconstructor.defer_health = True  # the calibration check runs after publishing
-    zctx = zmq.Context()
+    zctx = link_context(cfg)  # socket sizes and CURVE keys of the run
     rx = Receiver(zctx, cfg.transport.keypoints, [b"kp/"], bind=True, rcvhwm=cfg.transport.rcvhwm)
+    clock = clock_server_for_run(zctx, cfg)  # cameras on other hosts; served while waiting for frames
+    if clock is not None:
+        rx.attach(clock)
     tx = Publisher(zctx, cfg.transport.outputs, bind=True, sndhwm=cfg.transport.sndhwm)
     _warm_up(pipe)
     tx.settle(0.05)
@@ -61,16 +64,16 @@ def sync_node(cfg: RunConfig, ctx: NodeContext) -> None:
                     print(f"rtkin: calibration check: {cam} reprojection error alarm {what} "
                           f"({health.status()['cameras'][cam]})", file=sys.stderr, flush=True)
                 seen_events = len(health.events)
-                tx.send_status("sync", {**pipe.status(), "receiver": rx.counters.as_dict(), "wrong_type": wrong_type})
+                tx.send_status("sync", {**pipe.status(), "receiver": rx.status(), "wrong_type": wrong_type})
             if time.monotonic() >= next_status:
-                tx.send_status("sync", {**pipe.status(), "receiver": rx.counters.as_dict(), "wrong_type": wrong_type})
+                tx.send_status("sync", {**pipe.status(), "receiver": rx.status(), "wrong_type": wrong_type})
                 next_status = time.monotonic() + STATUS_INTERVAL_S
         for sk in pipe.flush():
             tx.send(sk)
         pipe.reconstructor.run_deferred()
         time.sleep(0.05)  # let the last messages leave
     finally:
-        final = {**pipe.status(), "receiver": rx.counters.as_dict(), "wrong_type": wrong_type}
+        final = {**pipe.status(), "receiver": rx.status(), "wrong_type": wrong_type}
         timings = {k: w.values().tolist() for k, w in pipe.timing.items()}
         report(ctx, "sync", {**final, "samples_s": timings, "latency_s": pipe.latency.values().tolist()})
         rx.close()
