@@ -257,15 +257,14 @@ def test_wire_sizes_fit_the_rig_and_refuse_the_issues_300_mb_messages():
 
 FLOOD_CHILD = r"""
 import select, sys, time, zmq
-from rtkin.runtime.config import RunConfig
-from rtkin.runtime.transport import Receiver, link_context
+from rtkin.runtime.transport import Link, Receiver, link_context, wire_sizes
 
 def rss(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
 
-ctx = link_context(RunConfig())
+ctx = link_context(link=Link(*wire_sizes(16, 26)))  # = link_for(RunConfig()), without importing it all
 rx = Receiver(ctx, sys.argv[1], [b"kp/"], bind=True, rcvhwm=1000)
 for _ in range(20):
     rx.recv(10)
@@ -305,7 +304,7 @@ def test_a_flood_of_huge_and_many_messages_keeps_a_receivers_memory_bounded(ctx,
         huge.setsockopt(zmq.SNDHWM, 4)
         huge.connect(ep)
         flood = ctx.socket(zmq.PUB)
-        flood.setsockopt(zmq.SNDHWM, 100_000)
+        flood.setsockopt(zmq.SNDHWM, 1000)
         flood.connect(ep)
         settle(huge, flood, seconds=0.5)
         blob = bytes(300 * 1024 * 1024)
@@ -330,5 +329,5 @@ def test_a_flood_of_huge_and_many_messages_keeps_a_receivers_memory_bounded(ctx,
     huge.close(linger=0)
     flood.close(linger=0)
     print(f"receiver RSS idle {idle / 2**20:.0f} MiB, peak under the flood {peak / 2**20:.0f} MiB, {n} received")
-    assert n > 0  # the flood got through (and queued at the sender, not here)
+    assert 0 < n < 100_000  # the flood got through, bounded by the high-water marks
     assert peak < 2 * idle, (peak / 2**20, idle / 2**20)
