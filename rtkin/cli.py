@@ -337,17 +337,25 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     from rtkin.runtime.remote import remote_config, run_remote_camera
     from rtkin.runtime.security import CurveKeyError, InsecureEndpointError
 
+    from rtkin.capture.models import ModelNotAvailableError
+    from rtkin.runtime.source_nodes import capture_models
+
     try:
         cfg = load_config(args.config) if args.config else RunConfig()
         cfg = remote_config(cfg, args.camera, connect=args.connect, clock=args.clock, keys=args.keys,
                             client=args.client, inputs=args.input)
+        if cfg.source.kind == "capture":
+            capture_models(cfg, allow_download=True)  # before connecting: fails in seconds, saying why
         report = run_remote_camera(cfg, args.camera)
-    except (ConfigError, CurveKeyError, InsecureEndpointError, ValueError) as e:
+    except (ConfigError, CurveKeyError, InsecureEndpointError, ModelNotAvailableError, ValueError) as e:
         raise CliError(str(e)) from e
     if report:
         c = report.get("clock", {})
         print(f"rtkin capture {args.camera}: sent {report.get('sent', 0)} frames; clock offset "
               f"{c.get('offset_ms', 0.0):+.3f} ms +/- {c.get('uncertainty_ms', 0.0):.3f} ms", file=sys.stderr)
+        if not report.get("sent") and cfg.source.kind != "capture" and not report.get("error"):
+            print("rtkin capture: nothing sent: the stream (played on the sync host's clock from its start) "
+                  "had ended before this camera joined; restart the sync host, or use a longer source", file=sys.stderr)
     if report.get("error"):
         print(f"rtkin: {report['error'].strip().splitlines()[-1]}", file=sys.stderr)
         return 1

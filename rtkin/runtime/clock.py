@@ -229,7 +229,10 @@ class ClockClient:
     # ------------------------------------------------------------------ exchanges
 
     def start(self) -> "ClockClient":
-        self._thread = threading.Thread(target=self._run, name="rtkin-clock", daemon=True)
+        """Start the exchanges in a background thread (the socket is made here: a missing key or a
+        plaintext network address raises now, not in the thread)."""
+        sock = self._socket()
+        self._thread = threading.Thread(target=self._run, args=(sock,), name="rtkin-clock", daemon=True)
         self._thread.start()
         return self
 
@@ -246,13 +249,16 @@ class ClockClient:
         from rtkin.runtime.transport import _setup
 
         sock = self.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        _setup(sock, self.ctx, self.endpoint, bind=False)
-        sock.connect(self.endpoint)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            _setup(sock, self.ctx, self.endpoint, bind=False)
+            sock.connect(self.endpoint)
+        except Exception:
+            sock.close()
+            raise
         return sock
 
-    def _run(self) -> None:
-        sock = self._socket()
+    def _run(self, sock: zmq.Socket) -> None:
         try:
             while not self._stop.is_set():
                 self.exchange(sock, timeout_s=1.0)

@@ -107,7 +107,11 @@ def run_remote_camera(cfg: RunConfig, camera: str, log=print, stop: threading.Ev
         raise ValueError(f"camera {camera!r} is not in the rig ({', '.join(rig.names)})")
     stop = stop or threading.Event()
     zctx = link_context(cfg)
-    clock = ClockClient(zctx, cfg.transport.clock, camera).start()
+    try:
+        clock = ClockClient(zctx, cfg.transport.clock, camera).start()
+    except Exception:
+        zctx.destroy(linger=0)
+        raise
     results: queue.Queue = queue.Queue()
     try:
         log(f"rtkin capture {camera}: frames to {cfg.transport.keypoints}, clock from {cfg.transport.clock}")
@@ -125,7 +129,10 @@ def run_remote_camera(cfg: RunConfig, camera: str, log=print, stop: threading.Ev
         ctx = RemoteNodeContext(stop=stop, ready=threading.Event(), results=results, go=go,
                                 t0=_Value(clock.to_local_ns(clock.epoch_ns)), clock=clock)
         node = capture_node if cfg.source.kind == "capture" else source_node
-        node(cfg, camera, ctx)
+        try:
+            node(cfg, camera, ctx)
+        except SystemExit:  # the capture node reports its error, then exits non-zero
+            pass
     finally:
         clock.stop()
         zctx.destroy(linger=0)
