@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import struct
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -294,7 +293,7 @@ class ReceiverCounters:
 MAX_RATE_HZ = 4000
 #: A gap this small needs no more evidence than the publisher's own next messages.
 SEQ_SLACK = 16
-#: Publishers tracked at once per receiver (least recently heard forgotten first).
+#: Publishers tracked at once per receiver (the one heard first is forgotten first).
 MAX_TRACKS = 1024
 
 
@@ -321,18 +320,20 @@ class _SeqBook:
 
     def __init__(self, counters: ReceiverCounters):
         self.c = counters
-        self.tracks: OrderedDict[tuple[bytes, str], _Track] = OrderedDict()
+        self.tracks: dict[tuple[bytes, str], _Track] = {}  # oldest first
 
     def __call__(self, base: bytes, peer: str, seq: int) -> None:
-        now = time.monotonic_ns()
         key = (base, peer)
         tr = self.tracks.get(key)
+        if tr is not None and seq == tr.last + 1 and tr.pending is None and tr.undo is None:
+            tr.last = seq  # the common case
+            return
+        now = time.monotonic_ns()
         if tr is None:
             self.tracks[key] = _Track(seq, now)
-            if len(self.tracks) > MAX_TRACKS:
-                self.tracks.popitem(last=False)
+            if len(self.tracks) > MAX_TRACKS:  # forget the publisher heard first (it starts over if still there)
+                del self.tracks[next(iter(self.tracks))]
             return
-        self.tracks.move_to_end(key)
         if tr.pending is not None:
             p, tr.pending = tr.pending, None
             if p < seq <= p + SEQ_SLACK:  # confirmed: the stream goes on after the jump
