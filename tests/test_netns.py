@@ -194,6 +194,9 @@ def test_clock_offset_of_a_host_two_seconds_ahead_is_estimated(rig):
                   and "offset_ms" in c.get("cam01", {}) and "offset_ms" in c.get("cam02", {}) and c, 30,
                   "both cameras' clock reports")
     a, b = cams["cam01"], cams["cam02"]
+    print(f"host A (+{OFFSET_S:g} s): offset {a['offset_ms']:+.3f} ms (error {a['offset_ms'] + OFFSET_S * 1e3:+.3f} ms), "
+          f"round trip {a['rtt_ms']:.3f} ms, uncertainty {a['uncertainty_ms']:.3f} ms; host B: offset "
+          f"{b['offset_ms']:+.3f} ms, round trip {b['rtt_ms']:.3f} ms")
     assert abs(a["offset_ms"] - (-OFFSET_S * 1e3)) < 2.0, a  # the sync host's clock minus host A's
     assert abs(b["offset_ms"]) < 2.0, b
     for c in (a, b):
@@ -269,4 +272,6 @@ def test_a_slow_lossy_link_leaves_that_camera_late_or_missing_and_the_sync_going
     assert np.median(late) > 0.08  # the impairment is there (100 ms one way)
     assert len(w.sk3d) - sk_before > 2 * FPS  # the sync kept producing
     counted = (after["late"] - before["late"]) + (after["incomplete"] - before["incomplete"])
+    print(f"over ~4 s of impairment: {len(w.sk3d) - sk_before} Skeleton3D, late +{after['late'] - before['late']}, "
+          f"incomplete FrameSets +{after['incomplete'] - before['incomplete']}")
     assert counted > FPS, (before, after)  # cam02's frames were late or missing, and counted
