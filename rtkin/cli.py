@@ -1,4 +1,5 @@
-"""``rtkin`` command line: ``--version``, ``calib``, ``run``, ``replay``, ``demo``."""
+"""``rtkin`` command line: ``--version``, ``calib``, ``run``, ``replay``, ``view``, ``watch``, ``keys``,
+``capture``, ``demo``."""
 
 from __future__ import annotations
 
@@ -313,24 +314,76 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
-    from rtkin.runtime.config import ConfigError, angles_endpoints, load_config
+    from rtkin.runtime.config import ConfigError, load_config
     from rtkin.clients.dashboard import parse_target, serve_dashboard
 
     try:
         targets = dict(parse_target(t) for t in args.target or [])
+        keys, client = args.keys, args.client or ""
+        hosts, origins = list(args.allow_host or []), list(args.allow_origin or [])
         if args.config:
             cfg = load_config(args.config)
-            sk, ja = cfg.transport.outputs, angles_endpoints(cfg)
+            sk = cfg.transport.outputs
             targets = {**{n: (lo, hi) for n, lo, hi in cfg.view.targets}, **targets}
+            keys = keys or (str(cfg.path(cfg.transport.keys)) if cfg.transport.keys else None)
+            client = client or cfg.transport.client
+            hosts, origins = list(cfg.view.allowed_hosts) + hosts, list(cfg.view.allowed_origins) + origins
         else:
-            from rtkin.clients.subscriber import DEFAULT_ANGLES_ENDPOINTS
-
-            sk, ja = args.endpoint, args.angles or list(DEFAULT_ANGLES_ENDPOINTS)
-        return serve_dashboard(sk, ja, host=args.host, port=args.port, window_s=args.window, targets=targets)
-    except (ValueError, ConfigError) as e:
+            sk = args.endpoint
+        return serve_dashboard(sk, args.angles or [], host=args.host, port=args.port, window_s=args.window,
+                               targets=targets, keys=keys, client=client, allowed_hosts=hosts,
+                               allowed_origins=origins)
+    except (ValueError, ConfigError) as e:  # bad keys, endpoints, targets
         raise CliError(str(e)) from e
     except RuntimeError as e:  # e.g. the port is busy
         raise CliError(str(e)) from e
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from rtkin.runtime.security import CurveKeyError, create_keys
+
+    try:
+        written = create_keys(args.folder, args.client or [], force=args.force)
+    except (CurveKeyError, OSError) as e:
+        raise CliError(str(e)) from e
+    root = Path(args.folder)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"sync host: [transport] keys = \"{root}\" (it keeps server.key_secret and authorized/)")
+    for name in args.client or []:
+        print(f"host of {name}: copy {root / 'server.key'} and {root / 'clients' / (name + '.key_secret')} into "
+              f"its key folder (same layout), and set [transport] keys and client = \"{name}\"")
+    return 0
+
+
+def _cmd_capture(args: argparse.Namespace) -> int:
+    from rtkin.runtime.config import ConfigError, RunConfig, load_config
+    from rtkin.runtime.remote import remote_config, run_remote_camera
+    from rtkin.runtime.security import CurveKeyError, InsecureEndpointError
+
+    from rtkin.capture.models import ModelNotAvailableError
+    from rtkin.runtime.source_nodes import capture_models
+
+    try:
+        cfg = load_config(args.config) if args.config else RunConfig()
+        cfg = remote_config(cfg, args.camera, connect=args.connect, clock=args.clock, keys=args.keys,
+                            client=args.client, inputs=args.input)
+        if cfg.source.kind == "capture":
+            capture_models(cfg, allow_download=True)  # before connecting: fails in seconds, saying why
+        report = run_remote_camera(cfg, args.camera)
+    except (ConfigError, CurveKeyError, InsecureEndpointError, ModelNotAvailableError, ValueError) as e:
+        raise CliError(str(e)) from e
+    if report:
+        c = report.get("clock", {})
+        print(f"rtkin capture {args.camera}: sent {report.get('sent', 0)} frames; clock offset "
+              f"{c.get('offset_ms', 0.0):+.3f} ms +/- {c.get('uncertainty_ms', 0.0):.3f} ms", file=sys.stderr)
+        if not report.get("sent") and cfg.source.kind != "capture" and not report.get("error"):
+            print("rtkin capture: nothing sent: the stream (played on the sync host's clock from its start) "
+                  "had ended before this camera joined; restart the sync host, or use a longer source", file=sys.stderr)
+    if report.get("error"):
+        print(f"rtkin: {report['error'].strip().splitlines()[-1]}", file=sys.stderr)
+        return 1
+    return 0
 
 
 class _View:
@@ -359,8 +412,9 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     from rtkin.clients.watch import watch
 
     try:
-        counters = watch(args.endpoint or None, coordinates=args.coordinate, refresh_hz=args.refresh, person_ids=args.person)
-    except ImportError as e:
+        counters = watch(args.endpoint or None, coordinates=args.coordinate, refresh_hz=args.refresh,
+                         person_ids=args.person, keys=args.keys, client=args.client or "")
+    except (ImportError, ValueError) as e:
         raise CliError(str(e)) from e
     print(f"received {counters['received']}, dropped {counters['dropped']}, malformed {counters['malformed']}",
           file=sys.stderr)
@@ -461,21 +515,47 @@ def _parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=_cmd_replay)
 
     v = sub.add_parser("view", help="browser dashboard of a live run (http://127.0.0.1:8765 by default)")
-    v.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5551", help="sync node outputs (Skeleton3D, status)")
-    v.add_argument("--angles", action="append", metavar="ENDPOINT", help="IK worker endpoint (repeatable; default every slot, tcp://127.0.0.1:5552-5559)")
-    v.add_argument("--config", metavar="CONFIG.toml", help="take the endpoints from a run configuration")
-    v.add_argument("--host", default="127.0.0.1", help="interface to serve on (default loopback)")
+    v.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5551",
+                   help="sync node outputs (Skeleton3D, status; the IK workers it announces are followed)")
+    v.add_argument("--angles", action="append", metavar="ENDPOINT", help="also take JointAngles from this endpoint (repeatable)")
+    v.add_argument("--config", metavar="CONFIG.toml", help="take the endpoints and keys from a run configuration")
+    v.add_argument("--host", default="127.0.0.1",
+                   help="interface to serve on (default loopback; any other needs the token printed in the URL)")
+    v.add_argument("--allow-host", action="append", metavar="NAME", help="another Host name to answer (repeatable)")
+    v.add_argument("--allow-origin", action="append", metavar="URL", help="another web origin allowed (repeatable)")
+    v.add_argument("--keys", metavar="DIR", help="CURVE key folder (a run bound on a network address)")
+    v.add_argument("--client", metavar="NAME", help="this host's client key name in --keys")
     v.add_argument("--port", type=int, default=8765)
     v.add_argument("--window", type=float, default=10.0, help="seconds of curves")
     v.add_argument("--target", action="append", metavar="NAME=MIN:MAX", help="target band, degrees (m for translations)")
     v.set_defaults(func=_cmd_view)
 
     w = sub.add_parser("watch", help="live table of the latest joint angles per person (Ctrl-C quits)")
-    w.add_argument("endpoint", nargs="*", default=None, help="IK worker endpoint(s) (default: every slot, ports 5552-5559)")
+    w.add_argument("endpoint", nargs="*", default=None,
+                   help="sync node outputs (default tcp://127.0.0.1:5551; the IK workers it announces are followed), "
+                        "then endpoints to connect to as given")
+    w.add_argument("--keys", metavar="DIR", help="CURVE key folder (a run bound on a network address)")
+    w.add_argument("--client", metavar="NAME", help="this host's client key name in --keys")
     w.add_argument("--coordinate", action="append", metavar="NAME", help="show only these coordinates (repeatable)")
     w.add_argument("--person", type=int, action="append", metavar="ID", help="only these people (repeatable)")
     w.add_argument("--refresh", type=float, default=10.0, help="refreshes per second (default 10)")
     w.set_defaults(func=_cmd_watch)
+
+    k = sub.add_parser("keys", help="create CURVE keys: the sync host's, and one pair per client host")
+    k.add_argument("folder", help="key folder (created; an existing server key is kept)")
+    k.add_argument("--client", action="append", metavar="NAME", help="a client key pair, e.g. cam01 (repeatable)")
+    k.add_argument("--force", action="store_true", help="replace existing client keys")
+    k.set_defaults(func=_cmd_keys)
+
+    cap = sub.add_parser("capture", help="one camera on this host, streaming to a sync host on another machine")
+    cap.add_argument("--connect", metavar="HOST:PORT", help="the sync host's keypoints endpoint (default: [transport] keypoints)")
+    cap.add_argument("--camera", required=True, metavar="NAME", help="which camera of the rig this is")
+    cap.add_argument("--config", metavar="CONFIG.toml", help="run configuration (rig, source, keys)")
+    cap.add_argument("--clock", metavar="HOST:PORT", help="the sync host's clock endpoint (default: [transport] clock's port on the sync host)")
+    cap.add_argument("--input", metavar="SPEC", help="this camera's video / image folder / webcam index / rtsp:// URL (RTMPose)")
+    cap.add_argument("--keys", metavar="DIR", help="CURVE key folder (default: [transport] keys)")
+    cap.add_argument("--client", metavar="NAME", help="this host's client key name (default: [transport] client)")
+    cap.set_defaults(func=_cmd_capture)
 
     demo = sub.add_parser("demo", help="the Pose2Sim demo videos (or --synthetic: the virtual subject) through the whole chain")
     demo.add_argument("--synthetic", action="store_true", help="use the virtual subject instead of the demo videos")

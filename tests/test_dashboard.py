@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import socket
+import threading
 import time
 import urllib.request
 
@@ -149,13 +150,16 @@ def _stuck_client(port: int) -> socket.socket:
 
 
 def test_a_client_that_never_reads_blocks_nothing(fake_run):
+    """A WebSocket client that never reads: the publishers' sends all complete while it is
+    connected (counted), the dashboard keeps taking the stream in, and another client stays live.
+    (How long the sends take, with and without such clients: benchmarks/bench_stuck_client.py.)"""
     from websockets.sync.client import connect
 
     dash, sk_pub, ja_pub = fake_run
     stuck = _stuck_client(dash.port)
     try:
-        # big snapshots (20 people) so the stuck client's socket buffers fill quickly
-        end = time.monotonic() + 10.0
+        # big snapshots (20 people) until the stuck client's buffers are full and it loses snapshots
+        end = time.monotonic() + 60.0
         i = 0
         while time.monotonic() < end and not any(c["dropped"] > 0 for c in dash.client_stats()):
             sk_pub.send(_skeleton(i, people=20))
@@ -163,18 +167,27 @@ def test_a_client_that_never_reads_blocks_nothing(fake_run):
             i += 1
             time.sleep(0.002)
         assert any(c["dropped"] > 0 for c in dash.client_stats()), dash.client_stats()
-        # the publisher never blocks: thousands of messages go out quickly
-        t0 = time.monotonic()
-        for j in range(5000):
-            ja_pub.send(_angles(j % 80))
-            sk_pub.send(_skeleton(j, people=20))
-        assert time.monotonic() - t0 < 10.0
+        # the publishers never wait for it: every send of a burst completes, counted
+        sent0 = (ja_pub.sent, sk_pub.sent)
+        received0 = dash.state.received
+        burst = threading.Thread(target=lambda: [(ja_pub.send(_angles(j % 80)), sk_pub.send(_skeleton(j, people=20)))
+                                                 for j in range(5000)])
+        burst.start()
+        burst.join(120)
+        assert not burst.is_alive()
+        assert (ja_pub.sent - sent0[0], sk_pub.sent - sent0[1]) == (5000, 5000)
+        assert dash.clients == 1 and len(dash.client_stats()) == 1  # the stuck client is still connected
+        # the dashboard kept draining the stream (only the latest state is kept)
+        deadline = time.monotonic() + 30
+        while dash.state.received - received0 < 1000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert dash.state.received - received0 >= 1000
         # another client still gets fresh snapshots, following new values
         with connect(_ws_url(dash), open_timeout=5) as ws:
             for i in (3, 33):
                 ja_pub.send(_angles(i))
                 target = math.degrees(math.radians(10 + i) + 0.01)
-                m = _recv_snapshot(ws, lambda m: _knee(m) is not None and abs(_knee(m) - target) < 0.02, timeout_s=5)
+                m = _recv_snapshot(ws, lambda m: _knee(m) is not None and abs(_knee(m) - target) < 0.02, timeout_s=30)
                 assert m["people"][0]["age_ms"] < 1000
         assert dash.clients >= 1
     finally:
@@ -191,7 +204,7 @@ def test_parse_target_and_from_config():
             parse_target(bad)
     d = Dashboard.from_config(RunConfig(), port=0)
     assert d.skeleton_endpoint == "tcp://127.0.0.1:5551"
-    assert d.angles_endpoints == [f"tcp://127.0.0.1:{5552 + w}" for w in range(8)]  # one per IK worker slot
+    assert d.angles_endpoints == [] and d.follow_ik  # IK workers: those the sync node announces
 
 
 def test_a_busy_port_is_reported(fake_run):
@@ -311,3 +324,127 @@ def test_targets_come_from_the_run_config():
     cfg = config_from_dict({"view": {"port": 0, "targets": [["knee_angle_r", 0.0, 45.0]]}})
     dash = Dashboard.from_config(cfg)
     assert dash.hello()["targets"]["knee_angle_r"] == [0.0, 45.0]
+
+
+# ----------------------------------------------------------------------------- who it answers
+
+
+def _raw_http(port: int, path: str = "/", headers: dict | None = None, ws: bool = False) -> tuple[int, str]:
+    """Status code and raw head of a GET sent by hand (any Host / Origin / Cookie)."""
+    h = {"Host": f"127.0.0.1:{port}", **(headers or {})}
+    if ws:
+        h.update({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                  "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()})
+    req = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items() if v is not None) + "\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(req.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+    return int(head.split()[1]), head
+
+
+def test_a_foreign_origin_or_host_is_refused(fake_run):
+    """A web page of another site (foreign Origin), or a DNS-rebinding page (foreign Host), gets
+    nothing: neither the page, nor the snapshot, nor the WebSocket."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    dash, _, _ = fake_run
+    port = dash.port
+    for path in ("/", "/snapshot.json", "/app.js"):
+        assert _raw_http(port, path)[0] == 200
+        assert _raw_http(port, path, {"Origin": f"http://127.0.0.1:{port}"})[0] == 200  # same origin
+        assert _raw_http(port, path, {"Origin": "http://evil.example"})[0] == 403
+        assert _raw_http(port, path, {"Host": f"evil.example:{port}"})[0] == 403  # DNS rebinding
+        assert _raw_http(port, path, {"Host": "127.0.0.1:1"})[0] == 403
+        assert _raw_http(port, path, {"Host": None})[0] in (400, 403)
+    assert _raw_http(port, "/ws", {"Origin": f"http://127.0.0.1:{port}"}, ws=True)[0] == 101
+    assert _raw_http(port, "/ws", {"Origin": f"http://localhost:{port}", "Host": f"localhost:{port}"}, ws=True)[0] == 101
+    assert _raw_http(port, "/ws", {"Origin": "http://evil.example"}, ws=True)[0] == 403
+    assert _raw_http(port, "/ws", {"Origin": "null"}, ws=True)[0] == 403
+    assert _raw_http(port, "/ws", {"Host": f"rebind.evil.example:{port}"}, ws=True)[0] == 403
+    with pytest.raises(InvalidStatus):
+        connect(_ws_url(dash), origin="http://evil.example", open_timeout=5)
+    assert dash.refused["origin"] >= 5 and dash.refused["host"] >= 7
+
+
+def test_allow_lists_admit_named_hosts_and_origins(tmp_path):
+    dash = Dashboard("", port=0, allowed_hosts=["lab-pc.example.org"],
+                     allowed_origins=["http://lab-portal.example.org"]).start()
+    try:
+        port = dash.port
+        assert _raw_http(port, "/", {"Host": f"lab-pc.example.org:{port}"})[0] == 200
+        assert _raw_http(port, "/ws", {"Origin": "http://lab-portal.example.org"}, ws=True)[0] == 101
+        assert _raw_http(port, "/ws", {"Origin": "http://other.example.org"}, ws=True)[0] == 403
+    finally:
+        dash.stop()
+
+
+def test_off_loopback_a_per_run_token_is_required():
+    a, b = Dashboard("", host="0.0.0.0", port=0), Dashboard("", host="0.0.0.0", port=0)
+    assert a.token and b.token and a.token != b.token and len(a.token) >= 20  # per run
+    assert f"?token={a.token}" in a.url
+    assert Dashboard("", port=0).token is None  # loopback: no token
+
+
+def test_a_dashboard_with_a_token_refuses_requests_without_it():
+    from websockets.sync.client import connect
+
+    dash = Dashboard("", port=0, require_token=True).start()
+    try:
+        port, tok = dash.port, dash.token
+        assert dash.url.endswith(f"/?token={tok}")
+        for path in ("/", "/snapshot.json"):
+            assert _raw_http(port, path)[0] == 403
+            assert _raw_http(port, path + "?token=wrong")[0] == 403
+        assert _raw_http(port, "/ws", ws=True)[0] == 403
+        assert _raw_http(port, "/app.js")[0] == 200  # the static files hold no data
+        code, head = _raw_http(port, f"/?token={tok}")
+        assert code == 200 and f"rtkin_token_{port}={tok}" in head and "HttpOnly" in head and "SameSite=Strict" in head
+        assert _raw_http(port, "/snapshot.json", {"Cookie": f"rtkin_token_{port}={tok}"})[0] == 200
+        assert _raw_http(port, "/ws", {"Cookie": f"rtkin_token_{port}={tok}"}, ws=True)[0] == 101
+        with connect(f"ws://127.0.0.1:{port}/ws?token={tok}", open_timeout=5) as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+        assert dash.refused["token"] >= 5
+    finally:
+        dash.stop()
+
+
+def test_slowloris_connections_are_closed():
+    dash = Dashboard("", port=0, open_timeout_s=1.0).start()
+    try:
+        s = socket.create_connection(("127.0.0.1", dash.port), timeout=30)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never finishes the request
+        t0 = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - t0 < 30:
+            try:
+                s.sendall(b"X-a: b\r\n")
+                closed = s.recv(4096) == b""
+            except (ConnectionError, socket.timeout):
+                closed = True
+            time.sleep(0.2)
+        s.close()
+        assert closed
+    finally:
+        dash.stop()
+
+
+def test_websocket_frames_over_64_kib_are_refused(fake_run):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    dash, _, _ = fake_run
+    with connect(_ws_url(dash), open_timeout=5, max_size=None) as ws:
+        ws.recv(timeout=5)  # hello
+        ws.send("x" * 1000)  # small: fine
+        ws.send("x" * 70_000)
+        with pytest.raises(ConnectionClosed) as e:
+            for _ in range(1000):
+                ws.recv(timeout=10)
+        assert e.value.rcvd is not None and e.value.rcvd.code == 1009  # message too big

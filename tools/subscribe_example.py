@@ -2,8 +2,10 @@
 """Subscribe to rtkin's outputs with nothing but pyzmq, msgpack and numpy (no rtkin import).
 
     python tools/subscribe_example.py                                  # JointAngles of everyone, degrees
-    python tools/subscribe_example.py tcp://127.0.0.1:5552            # one IK worker slot only
     python tools/subscribe_example.py tcp://127.0.0.1:5551 sk3d/      # Skeleton3D
+
+It connects to the sync node's outputs and follows the IK workers it announces: the sync status
+(``status/sync/``) lists them in ``"ik_endpoints"``; connect to those, disconnect from the others.
 
 The wire format is described in tools/WIRE_FORMAT.md; :func:`decode` is the whole decoder.
 """
@@ -45,23 +47,33 @@ def decode(frames):
 
 
 def main(argv: list[str]) -> int:
-    # one IK worker process per person, in the first free of 8 slots (ports 5552-5559 by default):
-    # one SUB socket connected to all of them hears everybody
-    endpoints = [argv[1]] if len(argv) > 1 else [f"tcp://127.0.0.1:{5552 + w}" for w in range(8)]
+    sync = argv[1] if len(argv) > 1 else "tcp://127.0.0.1:5551"  # the sync node's outputs
     topics = argv[2:] or ["ja/"]
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, 100)  # small queue: a slow reader loses messages, never slows rtkin
-    for t in topics:
+    for t in topics + ["status/sync/"]:
         sock.setsockopt(zmq.SUBSCRIBE, t.encode())
-    for endpoint in endpoints:
-        sock.connect(endpoint)
-    print(f"listening on {', '.join(endpoints)} for {topics} (Ctrl-C to stop)", file=sys.stderr)
+    sock.connect(sync)
+    workers: set[str] = set()  # one IK worker process per person: the ones the run started
+    print(f"listening on {sync} (and the IK workers it announces) for {topics} (Ctrl-C to stop)", file=sys.stderr)
     try:
         while True:
             if not sock.poll(200):  # poll in slices so Ctrl-C is handled promptly
                 continue
             msg = decode(sock.recv_multipart())
             f, a = msg["fields"], msg["arrays"]
+            if msg["topic"] == "status/sync/" and isinstance(f.get("ik_endpoints"), list):
+                announced = {e for e in f["ik_endpoints"] if isinstance(e, str)}
+                host = sync.rsplit(":", 1)[0]  # a wildcard bind (tcp://*:5552) is reached at the sync host
+                announced = {e.replace("tcp://*", host).replace("tcp://0.0.0.0", host) for e in announced}
+                for e in workers - announced:
+                    sock.disconnect(e)
+                for e in announced - workers:
+                    sock.connect(e)
+                workers = announced
+                if "status/sync/".startswith(tuple(topics)):
+                    print(msg["topic"], f)
+                continue
             if msg["schema"] == "JointAngles":
                 print(f"person {f['person_id']}  t={f['time_ns'] / 1e9:.3f} s  rms={f['marker_rms_m'] * 1000:.1f} mm")
                 for name, v, q, fl in zip(f["names"], a["values"], a["quality"], a["flags"]):

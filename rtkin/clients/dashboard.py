@@ -3,10 +3,11 @@
 One process-local object, :class:`Dashboard`, runs two background threads:
 
 * a ZeroMQ thread subscribing to the sync node's outputs (``sk3d/`` Skeleton3D, ``status/``
-  status dicts, ``tap/`` tapped KeypointFrames for per-camera rates) and to every IK worker
-  (``ja/`` JointAngles, ``status/``). It keeps only the LATEST state per stream (a dict behind a
-  lock): nothing is queued, so a slow consumer can never slow a publisher (ZeroMQ PUB drops
-  beyond its high-water mark, and this thread drains its sockets continuously).
+  status dicts, ``tap/`` tapped KeypointFrames for per-camera rates) and to the IK workers the
+  sync node announces (``ja/`` JointAngles, ``status/``; see :mod:`rtkin.runtime.announce`: a
+  process that binds an IK port on its own is never heard). It keeps only the LATEST state per
+  stream (a dict behind a lock): nothing is queued, so a slow consumer can never slow a publisher
+  (ZeroMQ PUB drops beyond its high-water mark, and this thread drains its socket continuously).
 * an asyncio thread running a ``websockets`` (>= 14, asyncio API) server that serves the page
   (``rtkin/clients/web/*``) over plain HTTP through ``process_request`` and pushes a compact JSON
   snapshot to each WebSocket client (``/ws``) ``rate_hz`` times per second. Each client has a
@@ -27,28 +28,46 @@ Snapshot (JSON, one object per push)::
      "sync": {counters} | null, "status": {node: {"age_ms", ...summary}}}
 
 On connect a client first gets ``{"type": "hello", "window_s", "targets", "rate_hz"}``.
-Latencies are ``time.monotonic_ns() - capture_ns`` when the dashboard received the message (the
-capture clock is the machine's monotonic clock).
+
+Who it answers (every HTTP and WebSocket request): the ``Host`` header must name this server
+(loopback names when bound to loopback; an IP address, this machine's name or ``allowed_hosts``
+otherwise: a DNS-rebinding page's name is refused), and an ``Origin`` header, when present, must be
+this same origin or one of ``allowed_origins`` (a foreign web page cannot read the stream).
+Bound to a non-loopback address it also requires a token generated per run, printed once in the
+URL (``?token=...``) and then kept in an HttpOnly cookie; the page, ``/ws`` and ``/snapshot.json``
+refuse requests without it (the static files hold no data). Refusals are counted in
+:attr:`Dashboard.refused`.
+
+Latencies are ``time.monotonic_ns() - capture_ns`` when the dashboard received the message: capture
+times are in the sync host's monotonic clock (cameras on other hosts convert theirs, see
+:mod:`rtkin.runtime.clock`), so they are right on the sync host.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import json
 import logging
 import math
 import mimetypes
+import secrets
 import socket
 import threading
 import time
 from collections import deque
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Iterable
+from urllib.parse import parse_qs
 
 import numpy as np
 import zmq
 
 from rtkin.core.messages import JointAngles, KeypointFrame, Skeleton3D
+from rtkin.runtime.announce import SYNC_STATUS, IKFollower
+from rtkin.runtime.security import is_wildcard_host
 from rtkin.runtime.transport import Receiver
 
 __all__ = ["Dashboard", "WEB_DIR", "DEFAULT_COORDINATES", "is_translational", "parse_target", "serve_dashboard"]
@@ -118,7 +137,8 @@ class Dashboard:
 
     Args:
         skeleton_endpoint: the sync node's output PUB (``cfg.transport.outputs``); "" = none.
-        angles_endpoints: every IK worker's PUB (``rtkin.runtime.config.angles_endpoints(cfg)``).
+        angles_endpoints: endpoints to take JointAngles from as given (you vouch for them); the IK
+            workers the sync node announces are followed anyway (``follow_ik``).
         host, port: where the HTTP/WebSocket server listens (loopback by default; port 0 = any
             free port, read :attr:`port` after :meth:`start`).
         window_s: seconds of curves the page shows.
@@ -126,11 +146,23 @@ class Dashboard:
             for rotations, m for translations); the page may override them (kept in localStorage).
         rate_hz: snapshots pushed per second to each client.
         person_timeout_s: forget a person's angles after this long without a message.
+        follow_ik: connect to the IK workers announced on ``status/sync/``.
+        keys, client: CURVE key folder (``rtkin keys``) and this host's client name, for a run
+            bound on a network address.
+        allowed_hosts: more ``Host`` names to answer (``"lab-pc.example.org"`` or with ``:port``).
+        allowed_origins: more origins allowed to open the WebSocket (``"http://host:port"``).
+        token: the access token (None: generated when ``require_token``).
+        require_token: require the token (None: when bound to a non-loopback address).
+        open_timeout_s: a connection must finish its HTTP / WebSocket handshake within this
+            (slow or stalled ones are closed).
     """
 
     def __init__(self, skeleton_endpoint: str, angles_endpoints: Iterable[str] = (), host: str = "127.0.0.1",
                  port: int = 8765, window_s: float = 10.0, targets: dict | None = None, rate_hz: float = 25.0,
-                 person_timeout_s: float = 3.0, web_dir: str | Path | None = None):
+                 person_timeout_s: float = 3.0, web_dir: str | Path | None = None, follow_ik: bool = True,
+                 keys: str | None = None, client: str = "", allowed_hosts: Iterable[str] = (),
+                 allowed_origins: Iterable[str] = (), token: str | None = None, require_token: bool | None = None,
+                 open_timeout_s: float = 10.0):
         self.skeleton_endpoint = skeleton_endpoint
         self.angles_endpoints = list(angles_endpoints)
         self.host = host
@@ -140,6 +172,16 @@ class Dashboard:
         self.rate_hz = float(rate_hz)
         self.person_timeout_ns = int(person_timeout_s * 1e9)
         self.web_dir = Path(web_dir) if web_dir else WEB_DIR
+        self.follow_ik = follow_ik
+        self.keys, self.client = keys, client
+        self.loopback = _is_loopback_host(host)
+        self.allowed_hosts = {h.lower().rstrip(".") for h in allowed_hosts}
+        self.allowed_origins = {o.lower().rstrip("/") for o in allowed_origins}
+        need = (not self.loopback) if require_token is None else bool(require_token)
+        self.token = (token or secrets.token_urlsafe(18)) if need else None
+        self.open_timeout_s = float(open_timeout_s)
+        self.refused = {"host": 0, "origin": 0, "token": 0}
+        self.ik_endpoints: list[str] = []  # announced IK workers currently connected
         self.state = _State()
         self.clients = 0
         self.sent = 0
@@ -154,19 +196,23 @@ class Dashboard:
 
     @classmethod
     def from_config(cls, cfg, **kwargs) -> "Dashboard":
-        """A dashboard on a run's outputs: ``cfg.transport.outputs`` and every IK worker's endpoint."""
-        from rtkin.runtime.config import angles_endpoints
-
-        v = cfg.view
+        """A dashboard on a run's outputs (``cfg.transport.outputs``; the IK workers it announces
+        are followed), with the run's keys and ``[view]`` settings."""
+        v, t = cfg.view, cfg.transport
         opts = {"host": v.host, "port": v.port, "window_s": v.window_s,
-                "targets": {name: (lo, hi) for name, lo, hi in v.targets}, **kwargs}
-        return cls(cfg.transport.outputs, angles_endpoints(cfg) if cfg.ik.enabled else [], **opts)
+                "targets": {name: (lo, hi) for name, lo, hi in v.targets},
+                "allowed_hosts": v.allowed_hosts, "allowed_origins": v.allowed_origins,
+                "keys": str(cfg.path(t.keys)) if t.keys else None, "client": t.client, **kwargs}
+        return cls(t.outputs, **opts)
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        """The page's address (with the token when one is required)."""
+        host = socket.gethostname() if is_wildcard_host(self.host) or not self.host else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
 
     def start(self, timeout_s: float = 5.0) -> "Dashboard":
         """Start the ZMQ and server threads; returns once the server listens (raises if it cannot)."""
@@ -206,32 +252,37 @@ class Dashboard:
     # ------------------------------------------------------------------ ZMQ side
 
     def _zmq_loop(self) -> None:
-        ctx = zmq.Context()
-        rxs: list[Receiver] = []
+        from rtkin.clients.subscriber import client_context
+
+        ctx = client_context(self.keys, self.client) or zmq.Context()
+        rx = None
         try:
-            if self.skeleton_endpoint:
-                rxs.append(Receiver(ctx, self.skeleton_endpoint, [b"sk3d/", b"status/", b"tap/"], bind=False,
-                                    rcvhwm=1000))
+            first = self.skeleton_endpoint or (self.angles_endpoints[0] if self.angles_endpoints else "")
+            if not first:
+                self._stop.wait()
+                return
+            rx = Receiver(ctx, first, [b"sk3d/", b"status/", b"tap/", b"ja/"], bind=False, rcvhwm=1000)
+            follow = IKFollower(rx, first, fixed=self.angles_endpoints) if self.follow_ik and self.skeleton_endpoint else None
             for ep in self.angles_endpoints:
-                rxs.append(Receiver(ctx, ep, [b"ja/", b"status/"], bind=False, rcvhwm=1000))
-            poller = zmq.Poller()
-            for rx in rxs:
-                poller.register(rx.socket, zmq.POLLIN)
-            by_socket = {rx.socket: rx for rx in rxs}
+                if ep != first:
+                    rx.connect(ep)
+            sock = rx.socket
             while not self._stop.is_set():
-                events = dict(poller.poll(50))
-                for sock in events:
-                    rx = by_socket[sock]
-                    for _ in range(1000):  # drain what is there (bounded so stop stays responsive)
-                        try:
-                            frames = sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        got = rx.parse(frames)
-                        if got is not None:
-                            self._update(got.base, got.message)
+                if not sock.poll(50):
+                    continue
+                for _ in range(1000):  # drain what is there (bounded so stop stays responsive)
+                    try:
+                        frames = sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    got = rx.parse(frames)
+                    if got is None:
+                        continue
+                    if follow is not None and got.base == SYNC_STATUS and follow.update(got.message):
+                        self.ik_endpoints = list(follow.connected)
+                    self._update(got.base, got.message)
         finally:
-            for rx in rxs:
+            if rx is not None:
                 rx.close()
             ctx.destroy(linger=0)
 
@@ -349,11 +400,63 @@ class Dashboard:
             loop.close()
             self._loop = None
 
+    def _refuse(self, connection, what: str, why: str):
+        self.refused[what] += 1
+        return connection.respond(403, f"forbidden: {why}\n")
+
+    def _host_ok(self, header: str) -> bool:
+        name, port = _split_host(header)
+        if name is None or port != self.port:
+            return False
+        if name in self.allowed_hosts or f"{name}:{port}" in self.allowed_hosts:
+            return True
+        if self.loopback:
+            return name == "localhost" or _is_loopback_host(name)
+        try:
+            ipaddress.ip_address(name)
+            return True  # an address cannot be re-bound to another site, a name can
+        except ValueError:
+            return name in ("localhost", socket.gethostname().lower(), socket.getfqdn().lower())
+
+    def _token_ok(self, query: str, headers) -> bool:
+        given = (parse_qs(query).get("token") or [""])[0]
+        if not given:
+            try:
+                morsel = SimpleCookie(headers.get("Cookie", "")).get(self._cookie)
+            except CookieError:
+                morsel = None
+            given = morsel.value if morsel is not None else ""
+        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+
+    @property
+    def _cookie(self) -> str:
+        return f"rtkin_token_{self.port}"
+
+    def _gate(self, connection, request, path: str, query: str):
+        """None when the request may go on, else the refusal (see the module docstring)."""
+        headers = request.headers
+        hosts = headers.get_all("Host")
+        if len(hosts) != 1 or not self._host_ok(hosts[0]):
+            return self._refuse(connection, "host", "unknown Host")
+        origins = headers.get_all("Origin")
+        if origins and (len(origins) != 1 or not self._origin_ok(origins[0], hosts[0])):
+            return self._refuse(connection, "origin", "foreign Origin")
+        if self.token and path in ("/", "/index.html", "/snapshot.json", "/ws") and not self._token_ok(query, headers):
+            return self._refuse(connection, "token", "this dashboard needs the token of the URL it printed")
+        return None
+
+    def _origin_ok(self, origin: str, host: str) -> bool:
+        origin = origin.lower().rstrip("/")
+        return origin == f"http://{host.lower()}" or origin in self.allowed_origins
+
     def _process_request(self, connection, request):
         from websockets.datastructures import Headers
         from websockets.http11 import Response
 
-        path = request.path.split("?", 1)[0]
+        path, _, query = request.path.partition("?")
+        refused = self._gate(connection, request, path, query)
+        if refused is not None:
+            return refused
         if path == "/ws":
             return None  # WebSocket handshake
         if path == "/snapshot.json":
@@ -368,7 +471,9 @@ class Dashboard:
             ctype = _CONTENT_TYPES.get(f.suffix) or mimetypes.guess_type(f.name)[0] or "application/octet-stream"
         headers = Headers([("Content-Type", ctype), ("Content-Length", str(len(body))),
                            ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
-                           ("Connection", "close")])
+                           ("X-Frame-Options", "DENY"), ("Connection", "close")])
+        if self.token and path in ("/", "/index.html"):
+            headers["Set-Cookie"] = f"{self._cookie}={self.token}; HttpOnly; SameSite=Strict; Path=/"
         return Response(200, "OK", headers, body)
 
     async def _serve(self) -> None:
@@ -400,7 +505,8 @@ class Dashboard:
 
         async with serve(handler, self.host, self.port, process_request=self._process_request,
                          max_size=2**16, write_limit=2**16, ping_interval=5, ping_timeout=10,
-                         close_timeout=1, logger=logging.getLogger("rtkin.clients.dashboard")) as server:
+                         close_timeout=1, open_timeout=self.open_timeout_s,
+                         logger=logging.getLogger("rtkin.clients.dashboard")) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._server_ready.set()
             period = 1.0 / self.rate_hz
@@ -425,6 +531,32 @@ class Dashboard:
             for c in list(clients):
                 if c.ws.transport is not None:
                     c.ws.transport.abort()
+
+
+def _is_loopback_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_host(header: str) -> tuple[str | None, int]:
+    """``Host`` header -> (lower-case name without brackets, port; 80 when absent); (None, 0) if bad."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        name, sep, rest = header[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ("" if not rest else None)
+        if not sep or port is None:
+            return None, 0
+    else:
+        name, _, port = header.partition(":")
+    name = name.rstrip(".")
+    if not name or (port and not port.isdigit()):
+        return None, 0
+    return name, int(port) if port else 80
 
 
 def _clean(obj):
@@ -493,13 +625,15 @@ def parse_target(text: str) -> tuple[str, tuple[float, float]]:
     return name.strip(), (min(a, b), max(a, b))
 
 
-def serve_dashboard(skeleton_endpoint: str, angles_endpoints: Iterable[str], host: str = "127.0.0.1",
-                    port: int = 8765, window_s: float = 10.0, targets: dict | None = None, log=print) -> int:
-    """Run a dashboard until Ctrl-C (for ``rtkin dashboard``); returns 0."""
+def serve_dashboard(skeleton_endpoint: str, angles_endpoints: Iterable[str] = (), host: str = "127.0.0.1",
+                    port: int = 8765, window_s: float = 10.0, targets: dict | None = None, log=print,
+                    **kwargs) -> int:
+    """Run a dashboard until Ctrl-C (for ``rtkin view``); returns 0. ``kwargs`` go to :class:`Dashboard`."""
     dash = Dashboard(skeleton_endpoint, angles_endpoints, host=host, port=port, window_s=window_s,
-                     targets=targets).start()
-    log(f"rtkin dashboard: {dash.url} (Skeleton3D/status from {skeleton_endpoint or '-'}, "
-        f"JointAngles from {', '.join(dash.angles_endpoints) or '-'}); Ctrl-C to stop")
+                     targets=targets, **kwargs).start()
+    log(f"rtkin dashboard: {dash.url} (Skeleton3D/status from {skeleton_endpoint or '-'}, JointAngles from the "
+        f"IK workers it announces{', ' + ', '.join(dash.angles_endpoints) if dash.angles_endpoints else ''}); "
+        "Ctrl-C to stop")
     try:
         while True:
             time.sleep(0.5)

@@ -17,8 +17,9 @@ the pipeline latency. rtkin's ``capture_ns`` is ``time.monotonic_ns()``; ``pylsl
 is ``std::chrono::steady_clock``, which on Linux is ``CLOCK_MONOTONIC`` too, the same clock as
 Python's ``time.monotonic()`` (checked: equal to a few microseconds). The outlet still measures
 the offset ``local_clock() - time.monotonic()`` once when created and adds it, so the stamps stay
-right on systems where the two clocks differ (macOS, Windows). The capture must run on the same
-machine as the bridge (the monotonic clock is per machine).
+right on systems where the two clocks differ (macOS, Windows). Capture times are in the sync
+host's monotonic clock (cameras on other hosts convert theirs, ``rtkin.runtime.clock``): run the
+bridge on the sync host (the monotonic clock is per machine).
 """
 
 from __future__ import annotations
@@ -146,8 +147,13 @@ class LSLOutlet:
 
 def run_lsl_bridge(endpoints: str | Sequence[str], stop_event: threading.Event, *,
                    rate_hz: float = 0.0, units: str | Sequence[str] | None = None,
-                   person_ids=None, settle_s: float = 0.2) -> dict[str, int]:
-    """Subscribe to JointAngles on ``endpoints`` and push each person's to its own LSL outlet.
+                   person_ids=None, settle_s: float = 0.2, keys: str | None = None,
+                   client: str = "") -> dict[str, int]:
+    """Subscribe to JointAngles and push each person's to its own LSL outlet.
+
+    ``endpoints``: the sync node's outputs (the IK workers it announces are followed, see
+    :class:`~rtkin.clients.subscriber.Subscriber`), then any endpoints to connect to as given;
+    ``keys``/``client``: CURVE keys for a run bound on a network address.
 
     Outlets are created on a person's first message (with that message's coordinate names).
     Runs until ``stop_event`` is set (checked every 0.1 s); returns the counters (received,
@@ -156,7 +162,8 @@ def run_lsl_bridge(endpoints: str | Sequence[str], stop_event: threading.Event, 
     import_pylsl()  # fail early with the install hint
     outlets: dict[int, LSLOutlet] = {}
     pushed = 0
-    with Subscriber(endpoints, topics=("ja/",), person_ids=person_ids, settle_s=settle_s) as sub:
+    with Subscriber(endpoints, topics=("ja/",), person_ids=person_ids, settle_s=settle_s, keys=keys,
+                    client=client) as sub:
         while not stop_event.is_set():
             msg = sub.recv(timeout_s=0.1)
             if not isinstance(msg, JointAngles):

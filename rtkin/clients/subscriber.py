@@ -4,15 +4,21 @@
 
     from rtkin.clients.subscriber import Subscriber
 
-    with Subscriber() as sub:               # the sync node + every IK worker slot (defaults)
+    with Subscriber() as sub:               # the sync node + the IK workers it announces
         for msg in sub:                      # JointAngles and Skeleton3D, decoded and validated
             if type(msg).__name__ == "JointAngles":
                 print(msg.person_id, dict(zip(msg.names, np.degrees(msg.values))))
 
-Endpoints (defaults of ``rtkin.runtime.config.TransportSettings``): ``Skeleton3D`` on topic ``sk3d/`` at the
-sync node's ``tcp://127.0.0.1:5551``; ``JointAngles`` on topic ``ja/<person>/`` at IK worker ``w``'s
-``tcp://127.0.0.1:{5552 + w}``, one worker per person in the first free of ``ik.max_workers`` slots
-(8 by default: connect to every slot's port to get every person; :data:`DEFAULT_ENDPOINTS` does).
+Endpoints: ``Skeleton3D`` on topic ``sk3d/`` at the sync node's outputs (``[transport] outputs``,
+``tcp://127.0.0.1:5551`` by default); ``JointAngles`` on topic ``ja/<person>/`` at each IK worker
+(one per person). A Subscriber connects to the sync node only and follows its announcements: the
+sync status (``status/sync/``, every second) lists the IK workers the run started and that are
+alive (``"ik_endpoints"``), and the Subscriber connects to them and disconnects from the ones that
+stopped (:mod:`rtkin.runtime.announce`). A process that binds an IK worker port on its own is never
+heard. Endpoints you list after the first are connected as given (you vouch for them).
+
+Another host: the run binds on a network address with CURVE keys (``rtkin keys``); give the key
+folder and this host's client name (``keys=``, ``client=``).
 
 Back-pressure: a subscriber never slows the pipeline. The publishers are ZeroMQ PUB sockets sending
 without blocking: a subscriber that reads too slowly (or stops reading) simply loses the messages
@@ -31,6 +37,7 @@ A Subscriber is not thread-safe (one ZeroMQ socket): use it from one thread.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Union
@@ -39,17 +46,26 @@ import numpy as np
 import zmq
 
 from rtkin.core.messages import JointAngles, Skeleton3D, coordinate_unit
+from rtkin.runtime.announce import SYNC_STATUS, IKFollower
 from rtkin.runtime.transport import Receiver, ReceiverCounters, settle
 
-__all__ = ["Subscriber", "coordinate_unit", "DEFAULT_ENDPOINTS", "DEFAULT_ANGLES_ENDPOINTS"]
+__all__ = ["Subscriber", "coordinate_unit", "DEFAULT_ENDPOINT", "client_context"]
 
 Message = Union[JointAngles, Skeleton3D]
 
-#: The default IK worker slots' endpoints (``rtkin.runtime.config.angles_endpoints`` of the default config:
-#: ``ik.max_workers`` = 8 from port 5552; a test checks they agree).
-DEFAULT_ANGLES_ENDPOINTS = tuple(f"tcp://127.0.0.1:{5552 + w}" for w in range(8))
-#: The default outputs: the sync node (Skeleton3D) and every IK worker slot (JointAngles).
-DEFAULT_ENDPOINTS = ("tcp://127.0.0.1:5551",) + DEFAULT_ANGLES_ENDPOINTS
+#: The sync node's outputs of the default configuration (``[transport] outputs``; a test checks).
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5551"
+
+
+def client_context(keys: str | None = None, client: str = ""):
+    """A ZeroMQ context for a client: with ``keys`` (a folder made by ``rtkin keys``) its sockets
+    use CURVE on network addresses, presenting ``client``'s key; None without keys."""
+    if not keys:
+        return None
+    from rtkin.runtime.security import load_curve
+    from rtkin.runtime.transport import DEFAULT_LINK, link_context
+
+    return link_context(link=dataclasses.replace(DEFAULT_LINK, curve=load_curve(keys, client)))
 
 _POLL_SLICE_MS = 100  # longest single blocking poll, so Ctrl-C is handled promptly
 
@@ -62,8 +78,8 @@ class Subscriber:
     """A ZeroMQ SUB socket connected to one or more rtkin publishers, yielding typed messages.
 
     Args:
-        endpoints: one endpoint or a list (``"tcp://host:port"``, ``"ipc:///path"``); the socket
-            connects to each of them.
+        endpoints: the sync node's outputs endpoint (``"tcp://host:port"``, ``"ipc:///path"``),
+            or a list: the sync node's first, then endpoints to connect to as given.
         topics: topic prefixes to subscribe to (str or bytes): ``"ja/"`` = every person's
             JointAngles, ``"ja/3/"`` = person 3 only, ``"sk3d/"`` = Skeleton3D. ``"status/"`` adds
             the nodes' status dicts (yielded as plain dicts).
@@ -77,24 +93,32 @@ class Subscriber:
             none of them is present.
         settle_s: time spent in the constructor letting the connections and subscriptions reach
             the publishers (see the module docs); 0 to skip.
-        ctx: ZeroMQ context (default: the process-wide ``zmq.Context.instance()``).
+        ctx: ZeroMQ context (default: the process-wide ``zmq.Context.instance()``, or a CURVE
+            context with ``keys``).
+        follow_ik: connect to the IK workers the sync node announces (``status/sync/``).
+        keys, client: CURVE key folder (``rtkin keys``) and this host's client name, for a run
+            bound on a network address.
 
     Attributes:
         counters: ``received`` (messages that arrived, including malformed ones), ``malformed``
             (undecodable or invalid, dropped), ``dropped`` (sequence gaps: messages the publisher
             sent that never arrived, e.g. lost at a high-water mark), ``filtered`` (skipped by
-            ``person_ids``).
+            ``person_ids``), and the transport's ``seq_rejected``, ``restarts``, ``auth_refused``.
+        ik_endpoints: the announced IK workers currently connected.
     """
 
     def __init__(
         self,
-        endpoints: str | Sequence[str] = DEFAULT_ENDPOINTS,
+        endpoints: str | Sequence[str] = DEFAULT_ENDPOINT,
         topics: Iterable[str | bytes] = ("ja/", "sk3d/"),
         timeout_s: float | None = None,
         rcvhwm: int = 100,
         person_ids: Iterable[int] | None = None,
         settle_s: float = 0.2,
         ctx: zmq.Context | None = None,
+        follow_ik: bool = True,
+        keys: str | None = None,
+        client: str = "",
     ):
         eps = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not eps:
@@ -105,15 +129,23 @@ class Subscriber:
         self.timeout_s = timeout_s
         self.filtered = 0
         self._closed = False
-        ctx = ctx if ctx is not None else zmq.Context.instance()
-        self._rx = Receiver(ctx, eps[0], self.topics, bind=False, rcvhwm=rcvhwm)
+        self._own_ctx = client_context(keys, client) if ctx is None else None
+        ctx = ctx if ctx is not None else self._own_ctx or zmq.Context.instance()
+        self._yield_sync_status = any(SYNC_STATUS.startswith(t) for t in self.topics)
+        subs = self.topics + ((SYNC_STATUS,) if follow_ik and not self._yield_sync_status else ())
+        try:
+            self._rx = Receiver(ctx, eps[0], subs, bind=False, rcvhwm=rcvhwm)
+        except Exception:
+            self._close_ctx()
+            raise
+        self._follow = IKFollower(self._rx, eps[0], fixed=eps[1:]) if follow_ik else None
         try:
             for ep in eps[1:]:
-                self._rx.socket.connect(ep)
+                self._rx.connect(ep)
             if settle_s > 0:
                 self.settle(settle_s)
         except Exception:
-            self._rx.close()
+            self.close()
             raise
 
     def _subscriptions(self, topics: list[bytes]) -> tuple[bytes, ...]:
@@ -138,8 +170,13 @@ class Subscriber:
         return self._rx.counters
 
     def counters_dict(self) -> dict[str, int]:
-        """All counters as a dict: received, malformed, dropped, filtered."""
+        """All counters as a dict: received, malformed, dropped, filtered (and the transport's)."""
         return {**self._rx.counters.as_dict(), "filtered": self.filtered}
+
+    @property
+    def ik_endpoints(self) -> list[str]:
+        """The announced IK workers this Subscriber is connected to."""
+        return list(self._follow.connected) if self._follow is not None else []
 
     @property
     def socket(self) -> zmq.Socket:
@@ -167,6 +204,11 @@ class Subscriber:
                 left = deadline - time.monotonic()
                 wait_ms = min(_POLL_SLICE_MS, max(0, int(left * 1000 + 0.999)))
             got = self._rx.recv(wait_ms)
+            if got is not None and got.base == SYNC_STATUS:
+                if self._follow is not None:
+                    self._follow.update(got.message)
+                if not self._yield_sync_status:
+                    continue
             if got is not None:
                 msg = self._select(got.message)
                 if msg is not None:
@@ -187,7 +229,14 @@ class Subscriber:
         """Close the socket (idempotent)."""
         if not self._closed:
             self._closed = True
-            self._rx.close()
+            if hasattr(self, "_rx"):
+                self._rx.close()
+            self._close_ctx()
+
+    def _close_ctx(self) -> None:
+        if self._own_ctx is not None:
+            ctx, self._own_ctx = self._own_ctx, None
+            ctx.term()
 
     @property
     def closed(self) -> bool:

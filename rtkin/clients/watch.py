@@ -3,8 +3,8 @@
 Needs rich (``pip install rtkin[view]``). One row per person and coordinate: the value (degrees for
 rotations, metres for the ``*_tx/ty/tz`` translations), its quality in [0, 1] (yellow below 0.8,
 red below 0.5), its :class:`~rtkin.core.messages.AngleFlag` flags, the marker RMS, and the latency from
-image capture to arrival here (``capture_ns`` is ``time.monotonic_ns()`` on the capture machine:
-meaningful only when watching on that machine).
+image capture to arrival here (``capture_ns`` is in the sync host's ``time.monotonic_ns()``, cameras
+on other hosts included: meaningful when watching on the sync host).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from rtkin.clients.subscriber import DEFAULT_ANGLES_ENDPOINTS, Subscriber, coordinate_unit
+from rtkin.clients.subscriber import DEFAULT_ENDPOINT, Subscriber, coordinate_unit
 from rtkin.core.messages import AngleFlag, JointAngles
 
 __all__ = ["render_table", "watch", "format_flags"]
@@ -106,15 +106,18 @@ def render_table(latest: Mapping[int, JointAngles], coordinates: Sequence[str] |
 
 
 def watch(endpoints: str | Iterable[str] | None = None, coordinates: Sequence[str] | None = None,
-          refresh_hz: float = 10.0, person_ids=None, duration_s: float | None = None) -> dict[str, int]:
+          refresh_hz: float = 10.0, person_ids=None, duration_s: float | None = None,
+          keys: str | None = None, client: str = "") -> dict[str, int]:
     """Show the latest joint angles of every person live until Ctrl-C (or ``duration_s``).
 
     Args:
-        endpoints: IK worker endpoint(s), default every default slot (ports 5552-5559).
+        endpoints: the sync node's outputs (default ``tcp://127.0.0.1:5551``; the IK workers it
+            announces are followed), then any endpoints to connect to as given.
         coordinates: coordinate names to show (None = all).
         refresh_hz: screen refreshes per second.
         person_ids: only these people (None = everyone).
         duration_s: stop after this many seconds (None = until Ctrl-C).
+        keys, client: CURVE key folder and client name for a run bound on a network address.
 
     Returns the subscriber's counters (received, malformed, dropped, filtered).
     """
@@ -122,14 +125,15 @@ def watch(endpoints: str | Iterable[str] | None = None, coordinates: Sequence[st
     from rich.console import Console  # noqa: PLC0415
     from rich.live import Live  # noqa: PLC0415
 
-    endpoints = list(DEFAULT_ANGLES_ENDPOINTS) if endpoints is None else endpoints
+    endpoints = DEFAULT_ENDPOINT if endpoints is None else endpoints
     eps = [endpoints] if isinstance(endpoints, str) else list(endpoints)
     latest: dict[int, JointAngles] = {}
     latency: dict[int, float] = {}
     period = 1.0 / max(0.5, float(refresh_hz))
     end = None if duration_s is None else time.monotonic() + duration_s
     counters: dict[str, int] = {}
-    with Subscriber(eps, topics=("ja/",), person_ids=person_ids, rcvhwm=100, settle_s=0.0) as sub:
+    with Subscriber(eps, topics=("ja/",), person_ids=person_ids, rcvhwm=100, settle_s=0.0, keys=keys,
+                    client=client) as sub:
 
         def view():
             c = sub.counters_dict()

@@ -113,6 +113,13 @@ class TransportSettings:
         sndhwm: send high-water mark per subscriber, messages (beyond it messages are dropped,
             a publisher never blocks).
         rcvhwm: receive high-water mark of the sync node's input, messages.
+        clock: the sync node binds a clock server here for cameras on other hosts ("" = none;
+            see ``rtkin.runtime.clock``).
+        keys: CURVE key folder made by ``rtkin keys`` (relative to the config): required by every
+            non-loopback endpoint ("" = no keys; see ``rtkin.runtime.security``).
+        client: this host's client key name in ``keys`` (camera and viewer hosts; "" = the
+            server's own key pair, for the sync host's processes).
+        insecure: allow plaintext on non-loopback endpoints (warned on every start).
     """
 
     keypoints: str = "tcp://127.0.0.1:5550"
@@ -121,6 +128,24 @@ class TransportSettings:
     angles_port: int = 5552
     sndhwm: int = 1000
     rcvhwm: int = 1000
+    clock: str = ""
+    keys: str = ""
+    client: str = ""
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        from rtkin.runtime.security import is_local_endpoint
+
+        eps = [self.keypoints, self.outputs, self.angles.format(port=self.angles_port, worker=0)] + (
+            [self.clock] if self.clock else [])
+        for ep in eps:
+            try:
+                local = is_local_endpoint(ep)
+            except ValueError as e:
+                raise ValueError(str(e)) from None
+            if not local and not self.keys and not self.insecure:
+                raise ValueError(f"{ep} is not a loopback address: set keys (CURVE keys made by "
+                                 "`rtkin keys`) or insecure = true (plaintext)")
 
 
 @dataclass(frozen=True)
@@ -200,12 +225,17 @@ class ViewSettings:
         window_s: seconds of curves.
         targets: target bands ``[[coordinate, min, max], ...]`` in degrees (m for translations):
             the readout turns green inside, red outside (the page can change them).
+        allowed_hosts: more ``Host`` names the dashboard answers to (e.g. a DNS name of this
+            machine; IP addresses and its own name always work).
+        allowed_origins: more web origins allowed to open its WebSocket (``"http://host:port"``).
     """
 
     host: str = "127.0.0.1"
     port: int = 8765
     window_s: float = 10.0
     targets: tuple[tuple[str, float, float], ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import sys
 import time
 
-import zmq
-
 from rtkin.runtime.config import RunConfig
 from rtkin.runtime.node import (END_TOPIC, STATUS_INTERVAL_S, NodeContext, Stopper, announce, end_topic, fail,
                                 quiet_gc, report)
@@ -47,11 +45,11 @@ class _IKNode:
         from rtkin.core.stats import Window
         from rtkin.kinematics.live import LiveKinematics
         from rtkin.runtime.config import angles_endpoints
-        from rtkin.runtime.transport import Publisher, Receiver
+        from rtkin.runtime.transport import Publisher, Receiver, link_context
 
         self.cfg, self.worker, self.incarnation, self.leases, self.ctx, self.stop = (
             cfg, worker, incarnation, leases, ctx, stop)
-        self.zctx = zmq.Context()
+        self.zctx = link_context(cfg)  # socket sizes and CURVE keys of the run
         self.rx = Receiver(self.zctx, cfg.transport.outputs, [b"sk3d/", END_TOPIC + b"sync/"], bind=False,
                            rcvhwm=cfg.transport.rcvhwm)
         self.tx = Publisher(self.zctx, angles_endpoints(cfg)[worker], bind=True, sndhwm=cfg.transport.sndhwm)

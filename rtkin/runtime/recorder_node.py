@@ -12,8 +12,6 @@ import os
 import time
 from pathlib import Path
 
-import zmq
-
 from rtkin.core.priority import lower_priority
 from rtkin.runtime.config import RunConfig
 from rtkin.runtime.node import NodeContext, Stopper, fail, load_rig, report
@@ -43,7 +41,7 @@ def _record(cfg: RunConfig, leases, ctx: NodeContext, stop: Stopper) -> None:
     from rtkin.core.codec import pack_frames
     from rtkin.io.recording import INPUT, OUTPUT, RecordingWriter
     from rtkin.runtime.config import angles_endpoints
-    from rtkin.runtime.transport import Receiver
+    from rtkin.runtime.transport import Receiver, link_context
 
     final = cfg.recording_path()
     path = partial_path(final)
@@ -51,7 +49,7 @@ def _record(cfg: RunConfig, leases, ctx: NodeContext, stop: Stopper) -> None:
     meta = {"config": cfg.to_dict(), "calibration_toml": calib_toml_text(rig), "cameras": list(rig.names),
             "skeleton": cfg.rig.skeleton}
     topics = [b"tap/"] + ([b"sk3d/", b"ja/"] if cfg.recording.outputs else [])
-    zctx = zmq.Context()
+    zctx = link_context(cfg)  # socket sizes and CURVE keys of the run
     rx = Receiver(zctx, cfg.transport.outputs, topics, bind=False, rcvhwm=100_000)
     ik_eps = angles_endpoints(cfg) if cfg.recording.outputs and cfg.ik.enabled and leases is not None else []
     connected: set[int] = set()
@@ -102,11 +100,8 @@ def _follow_slots(rx, endpoints: list[str], leases, connected: set[int]) -> None
 
     for w, state in enumerate(leases.snapshot()):
         if state != OFF and w not in connected:
-            rx.socket.connect(endpoints[w])
+            rx.connect(endpoints[w])
             connected.add(w)
         elif state == OFF and w in connected:
-            try:
-                rx.socket.disconnect(endpoints[w])
-            except zmq.ZMQError:
-                pass
+            rx.disconnect(endpoints[w])
             connected.discard(w)

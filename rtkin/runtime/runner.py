@@ -408,12 +408,10 @@ class Runner:
         """A camera process died for good: tell the sync node its stream ended (as the camera
         would have), so slots stop waiting for it (a run played as fast as possible would
         otherwise wait a minute for it)."""
-        import zmq
-
         from rtkin.runtime.node import end_topic
-        from rtkin.runtime.transport import Publisher
+        from rtkin.runtime.transport import Publisher, link_context
 
-        ctx = zmq.Context.instance()
+        ctx = link_context(self.cfg)
         pub = Publisher(ctx, self.cfg.transport.keypoints, bind=False)
         try:
             pub.settle(0.2)
@@ -421,6 +419,7 @@ class Runner:
             time.sleep(0.05)
         finally:
             pub.close()
+            ctx.term()
 
     # ------------------------------------------------------------------ stop
     def stop(self, result: RunResult | None = None) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 import traceback
 
-import zmq
 
 from rtkin.core.priority import lower_priority
 from rtkin.runtime.config import RunConfig
 from rtkin.runtime.node import NodeContext, Stopper, end_topic, fail, load_rig, report
+from rtkin.runtime.transport import link_context
 
 __all__ = ["source_node", "capture_node", "capture_input", "capture_models"]
 
@@ -47,7 +47,7 @@ def _play_keypoints(cfg: RunConfig, camera: str, sent_counts, ctx: NodeContext, 
     rig = load_rig(cfg)
     c = rig.index(camera)
     src = cfg.source
-    zctx = zmq.Context()
+    zctx = link_context(cfg, ctx)  # sizes, keys; a remote camera's clock
     tx = Publisher(zctx, cfg.transport.keypoints, bind=False, sndhwm=cfg.transport.sndhwm)
     sent = 0
     try:
@@ -140,7 +140,7 @@ def capture_node(cfg: RunConfig, camera: str, sent_counts, ctx: NodeContext) -> 
     rig = load_rig(cfg)
     index = rig.index(camera)
     spec_in = capture_input(cfg, camera, index)
-    zctx = zmq.Context()
+    zctx = link_context(cfg, ctx)  # sizes, keys; a remote camera's clock
     tx = Publisher(zctx, cfg.transport.keypoints, bind=False, sndhwm=cfg.transport.sndhwm)
     preview = None
     timing = {k: Window(5000) for k in ("decode", "preprocess", "inference", "postprocess", "publish")}

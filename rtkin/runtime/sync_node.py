@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 import time
 
-import zmq
 
 from rtkin.runtime.config import RunConfig
 from rtkin.runtime.node import (END_TOPIC, STATUS_INTERVAL_S, NodeContext, Stopper, announce, end_topic, fail,
@@ -41,7 +40,8 @@ class _SyncNode:
         from rtkin.reconstruct.pipeline import Pipeline
         from rtkin.reconstruct.validation import InputValidator
         from rtkin.runtime.config import angles_endpoints
-        from rtkin.runtime.transport import Publisher, Receiver
+        from rtkin.runtime.clock import clock_server_for_run
+        from rtkin.runtime.transport import Publisher, Receiver, link_context
 
         self.cfg, self.ctx, self.stop, self.leases = cfg, ctx, stop, leases
         rig = load_rig(cfg)
@@ -50,9 +50,12 @@ class _SyncNode:
         self.validator = InputValidator(rig.names, cfg.rig.skeleton, get_skeleton(cfg.rig.skeleton).n_keypoints,
                                         {c.name: c.size for c in rig.cameras})
         self.ik_endpoints = angles_endpoints(cfg)
-        self.zctx = zmq.Context()
+        self.zctx = link_context(cfg)  # socket sizes and CURVE keys of the run
         self.rx = Receiver(self.zctx, cfg.transport.keypoints, [b"kp/", END_TOPIC], bind=True,
                            rcvhwm=cfg.transport.rcvhwm)
+        clock = clock_server_for_run(self.zctx, cfg)  # cameras on other hosts; served while waiting for frames
+        if clock is not None:
+            self.rx.attach(clock)
         self.tx = Publisher(self.zctx, cfg.transport.outputs, bind=True, sndhwm=cfg.transport.sndhwm)
         self.control = 0  # end-of-stream messages received
         self.status_errors = 0
@@ -198,7 +201,7 @@ class _SyncNode:
         return [self.ik_endpoints[w] for w, v in enumerate(self.leases.snapshot()) if v >= -1]
 
     def _counters(self) -> dict:
-        return {**self.pipe.status(), "receiver": self.rx.counters.as_dict(),
+        return {**self.pipe.status(), "receiver": self.rx.status(),
                 "validation": self.validator.counters.as_dict(), "control": self.control,
                 "ended": sorted(self.ended), "flow_waits": self.flow_waits, "tap_sent": self._sent(b"tap/"),
                 "status_errors": self.status_errors}

@@ -23,9 +23,12 @@
   function fmt(v, unit) { return v == null ? "–" : unit === "m" ? v.toFixed(3) : v.toFixed(1); }
 
   // ------------------------------------------------------------------ connection
+  // a dashboard on a network address needs the per-run token of its URL (also kept in a cookie)
+  const TOKEN = new URLSearchParams(location.search).get("token");
+  if (TOKEN && history.replaceState) history.replaceState(null, "", location.pathname);
   function connect() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(proto + "//" + location.host + "/ws");
+    const ws = new WebSocket(proto + "//" + location.host + "/ws" + (TOKEN ? "?token=" + encodeURIComponent(TOKEN) : ""));
     ws.onopen = () => { $("conn").textContent = "live"; $("conn").className = "conn on"; };
     ws.onclose = () => { $("conn").textContent = "disconnected – retrying"; $("conn").className = "conn off"; setTimeout(connect, 1000); };
     ws.onmessage = (ev) => {
