@@ -134,8 +134,14 @@ def test_websocket_snapshots_follow_the_published_angles(fake_run):
         assert sk["people"][0]["points"][3] is None and len(sk["people"][0]["points"][0]) == 3
         assert m["health"]["alarms"] == ["cam02"] and m["cameras"]["cam02"]["alarm"] is True
         assert m["cameras"]["cam02"]["baseline_px"] is None  # NaN in a status dict -> null, not broken JSON
-        assert m["sync"] == {"frames_in": 600}
+        assert m["sync"] == {"frames_in": 600} and m["overloaded"] is False
         assert m["latency_ms"]["angles"]["p50"] > 20
+        # an overloaded sync, shedding, and refusing bad frames: the page says so
+        sk_pub.send_status("sync", {"sync": {"frames_in": 700, "by_camera": {"cam01": {"used": 7}}},
+                                    "overloaded": True, "shed": {"slots": 12, "frames": {"cam01": 40}},
+                                    "validation": {"refused": {"wrong_keypoint_count": 3}}})
+        m = _recv_snapshot(ws, lambda m: m["overloaded"])
+        assert m["sync"] == {"frames_in": 700, "shed": 12, "refused wrong_keypoint_count": 3}
     assert is_translational("pelvis_ty") and not is_translational("knee_angle_r")
 
 

@@ -132,6 +132,19 @@ class _State:
         self.version = 0  # bumps on every update
 
 
+def _sync_line(sync_d: dict) -> dict:
+    """The sync node's counters for the page: its scalar counts, what it shed (overload) and what
+    it refused at the node boundary, by reason."""
+    out = {k: v for k, v in (sync_d.get("sync") or {}).items() if isinstance(v, (int, float))}
+    shed = sync_d.get("shed") or {}
+    if isinstance(shed, dict) and shed.get("slots"):
+        out["shed"] = shed["slots"]
+    refused = (sync_d.get("validation") or {}).get("refused") or {}
+    if isinstance(refused, dict):
+        out.update({f"refused {k}": v for k, v in refused.items() if isinstance(v, (int, float))})
+    return out
+
+
 class Dashboard:
     """Browser dashboard of a live run (see the module docstring).
 
@@ -376,7 +389,9 @@ class Dashboard:
                            **{k: d[k] for k in ("outputs", "latency_ms", "receiver", "counters") if k in d}}
         return {"type": "snapshot", "seq": self._seq, "now_ns": now, "received": received, "people": people,
                 "skeleton": sk_out, "latency_ms": lat, "cameras": cameras, "health": health,
-                "sync": sync_d.get("sync") if isinstance(sync_d, dict) else None, "status": nodes}
+                "sync": _sync_line(sync_d) if isinstance(sync_d, dict) else None,
+                "overloaded": bool(sync_d.get("overloaded")) if isinstance(sync_d, dict) else False,
+                "status": nodes}
 
     def client_stats(self) -> list[dict]:
         """Per connected client: snapshots sent and dropped (replaced before it could take them)."""

@@ -175,7 +175,10 @@
     });
     $("cameras").tBodies[0].innerHTML = rows.join("");
     const alarms = (m.health && m.health.alarms) || [];
-    $("alarms").textContent = alarms.length ? "Calibration check: " + alarms.join(", ") + " moved?" : "";
+    const notes = [];
+    if (m.overloaded) notes.push("OVERLOADED: the machine cannot keep up; the oldest frames are shed");
+    if (alarms.length) notes.push("Calibration check: " + alarms.join(", ") + " moved?");
+    $("alarms").textContent = notes.join(" · ");
     const sy = m.sync;
     $("sync").textContent = sy ? Object.entries(sy).map(([k, v]) => `${k} ${v}`).join(" · ") : "";
   }
