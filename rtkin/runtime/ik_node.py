@@ -26,7 +26,9 @@ def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeCont
     serving, it blocks on the stream and solves every frame of its person, until the person has
     been gone for ``ik.release_after_s`` of stream time (Skeleton3D times: a stream processed
     slower than real time, e.g. every video frame through RTMPose on a CPU, does not release
-    anybody; IK and scaling state dropped, slot FREE again). Each
+    anybody; IK and scaling state dropped, slot FREE again). With ``[ik] augment`` (resolved from
+    the source kind, :func:`rtkin.kinematics.augment.resolve_augment`), the person's augmented
+    markers go out too, as a Skeleton3D on ``aug/<id>/``. Each
     JointAngles message is stamped with the receive time of the last camera frame of its slot
     (the sync node's ``sk3d/`` stamp), so subscribers can measure the end-to-end latency.
     """
@@ -49,7 +51,10 @@ def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeCont
         from rtkin.kinematics.scaling import background_executor
 
         pool = background_executor(warm=True)
-    stage = LiveKinematics(cfg.ik.live(), dataclasses.replace(cfg.ik.solver, skeleton=cfg.rig.skeleton),
+    from rtkin.kinematics.augment import resolve_augment
+
+    live = dataclasses.replace(cfg.ik.live(), augment=resolve_augment(cfg.ik.augment, cfg.source.kind))
+    stage = LiveKinematics(live, dataclasses.replace(cfg.ik.solver, skeleton=cfg.rig.skeleton),
                            cfg.path(cfg.run.output_dir), cfg.run.name, executor=pool)
     rx.settle(0.2)
     quiet_gc()
@@ -104,6 +109,8 @@ def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeCont
                         if got.stamp_ns:
                             e2e.add((now - got.stamp_ns) * 1e-9)
                         outputs += 1
+                    if stage.augmented is not None:  # after the angles: adds no latency to them
+                        tx.send(stage.augmented.message(), base=b"aug/%d/" % person, stamp_ns=got.stamp_ns)
             if stage.pending:
                 stage.step()
             if person is not None and stream_ns - last_seen_ns > cfg.ik.release_after_s * 1e9:
