@@ -221,6 +221,10 @@ def test_confidence_drops_outside_the_bodies_the_model_was_trained_on(subject):
     child = A.augment_sequence(pts, "HALPE_26", FPS, A.AugmentSettings(height_m=1.0))  # wrong height
     assert ok.confidence[-1].min() == 1.0
     assert child.confidence[-1].max() == 0.0
+    short = A.augment_sequence(pts, "HALPE_26", FPS, A.AugmentSettings(height_m=1.45))  # adult, wrong
+    c = dict(zip(short.names, short.confidence[-1]))
+    assert 0 < c["r_knee_study"] < 0.9 and c["C7_study"] <= 0.5  # legs too long for 1.45 m: the body model
+    assert c["r_lwrist_study"] == 1.0  # ... while the arms are still in proportion
     heavy = A.augment_sequence(pts, "HALPE_26", FPS, A.AugmentSettings(height_m=1.8, mass_kg=200.0))
     assert heavy.confidence[-1].max() == 0.0
     glitch = pts.copy()
@@ -272,9 +276,10 @@ def test_ik_extra_markers_need_their_marker_set():
 def test_augment_setting_auto_resolves_from_the_source_and_maps_from_toml(tmp_path):
     from rtkin.runtime.config import ConfigError, load_config
 
-    assert A.resolve_augment(None, "capture") and A.resolve_augment(None, "openpose")
-    assert not A.resolve_augment(None, "virtual") and not A.resolve_augment(None, "none")
-    assert A.resolve_augment(True, "virtual") and not A.resolve_augment(False, "capture")
+    assert A.resolve_augment(None, "capture", "HALPE_26") and A.resolve_augment(None, "openpose", "COCO_133")
+    assert not A.resolve_augment(None, "virtual", "HALPE_26") and not A.resolve_augment(None, "none", "HALPE_26")
+    assert not A.resolve_augment(None, "capture", "COCO_17")  # arms only: off unless asked
+    assert A.resolve_augment(True, "virtual", "COCO_17") and not A.resolve_augment(False, "capture", "HALPE_26")
     p = tmp_path / "run.toml"
     p.write_text("[ik]\naugment = true\n")
     assert load_config(p).ik.augment is True and load_config(p).ik.live().augment is True

@@ -75,9 +75,31 @@ from rtkin.core import assets
 from rtkin.core.frames import OSIM_FROM_WORLD
 from rtkin.core.messages import Skeleton3D
 from rtkin.core.skeletons import Skeleton, get_skeleton
-from rtkin.kinematics.augment_lstm import LSTMNet, LSTMState, load_lstm
+from rtkin.kinematics.augment_lstm import LSTMState
+from rtkin.kinematics.augment_models import (
+    _DEFAULT_HEIGHT_M,
+    _DEFAULT_MASS_KG,
+    _MARKERS_OF,
+    _ORIGIN,
+    ANCHORS,
+    AUGMENTED_MARKERS,
+    AUGMENTED_SKELETON,
+    LOWER_FEATURES,
+    LOWER_MARKERS,
+    POSE2SIM_VERSION,
+    SEGMENT_RATIOS,
+    UPPER_FEATURES,
+    UPPER_MARKERS,
+    AugmenterModel,
+    augmented_marker_names,
+    augmented_skeleton_name,
+    available_models,
+    estimate_height,
+    frame_heights,
+    load_models,
+)
 
-__all__ = [
+__all__ = [  # the definitions and models (augment_models) are re-exported here
     "POSE2SIM_VERSION",
     "AUGMENTED_SKELETON",
     "AUGMENTED_MARKERS",
@@ -88,12 +110,14 @@ __all__ = [
     "LOWER_MARKERS",
     "UPPER_MARKERS",
     "ANCHORS",
-    "AugmentSettings",
-    "AugmentedFrame",
+    "SEGMENT_RATIOS",
     "AugmenterModel",
     "load_models",
     "available_models",
+    "frame_heights",
     "estimate_height",
+    "AugmentSettings",
+    "AugmentedFrame",
     "PersonAugmenter",
     "MarkerAugmenter",
     "AugmentedSequence",
@@ -103,67 +127,6 @@ __all__ = [
     "augmented_ik_settings",
     "resolve_augment",
 ]
-
-#: The Pose2Sim release whose ``markerAugmentation.py`` / ``common.py`` these features follow.
-POSE2SIM_VERSION = "0.10.49"
-
-#: Inputs of the lower-body model (``getOpenPoseMarkers_lowerExtremity2``), in model order.
-LOWER_FEATURES = ("Neck", "RShoulder", "LShoulder", "RHip", "LHip", "RKnee", "LKnee", "RAnkle", "LAnkle",
-                  "RHeel", "LHeel", "RSmallToe", "LSmallToe", "RBigToe", "LBigToe")
-#: Outputs of the lower-body model, in model order.
-LOWER_MARKERS = ("r.ASIS_study", "L.ASIS_study", "r.PSIS_study", "L.PSIS_study", "r_knee_study",
-                 "r_mknee_study", "r_ankle_study", "r_mankle_study", "r_toe_study", "r_5meta_study",
-                 "r_calc_study", "L_knee_study", "L_mknee_study", "L_ankle_study", "L_mankle_study",
-                 "L_toe_study", "L_calc_study", "L_5meta_study", "r_shoulder_study", "L_shoulder_study",
-                 "C7_study", "r_thigh1_study", "r_thigh2_study", "r_thigh3_study", "L_thigh1_study",
-                 "L_thigh2_study", "L_thigh3_study", "r_sh1_study", "r_sh2_study", "r_sh3_study",
-                 "L_sh1_study", "L_sh2_study", "L_sh3_study", "RHJC_study", "LHJC_study")
-#: Inputs of the upper-body model (``getMarkers_upperExtremity_noPelvis2``), in model order.
-UPPER_FEATURES = ("Neck", "RShoulder", "LShoulder", "RElbow", "LElbow", "RWrist", "LWrist")
-#: Outputs of the upper-body model, in model order.
-UPPER_MARKERS = ("r_lelbow_study", "r_melbow_study", "r_lwrist_study", "r_mwrist_study",
-                 "L_lelbow_study", "L_melbow_study", "L_lwrist_study", "L_mwrist_study")
-#: Every augmented marker: lower then upper.
-AUGMENTED_MARKERS = LOWER_MARKERS + UPPER_MARKERS
-#: ``Skeleton3D.skeleton`` of the augmented-marker messages, by the models run: their points are
-#: :func:`augmented_marker_names` of it (both models: :data:`AUGMENTED_MARKERS`).
-AUGMENTED_SKELETON = "LSTM"
-_MARKERS_OF = {"lower": LOWER_MARKERS, "upper": UPPER_MARKERS}
-_ORIGIN = "Hip"
-_DEFAULT_MASS_KG = 70.0  # Pose2Sim's default participant_mass
-_DEFAULT_HEIGHT_M = 1.7  # Pose2Sim's default_height when it cannot compute one
-
-
-def _anchors() -> dict[str, tuple[str, ...]]:
-    """Augmented marker -> the input keypoints next to it (its confidence follows theirs)."""
-    out: dict[str, tuple[str, ...]] = {}
-    for s, S in (("r", "R"), ("L", "L")):
-        out.update({
-            f"{s}.ASIS_study": ("RHip", "LHip"), f"{s}.PSIS_study": ("RHip", "LHip"),
-            f"{S}HJC_study": ("RHip", "LHip"),
-            f"{s}_knee_study": (f"{S}Knee",), f"{s}_mknee_study": (f"{S}Knee",),
-            f"{s}_ankle_study": (f"{S}Ankle",), f"{s}_mankle_study": (f"{S}Ankle",),
-            f"{s}_toe_study": (f"{S}BigToe", f"{S}SmallToe"), f"{s}_5meta_study": (f"{S}BigToe", f"{S}SmallToe"),
-            f"{s}_calc_study": (f"{S}Heel",), f"{s}_shoulder_study": (f"{S}Shoulder",),
-            f"{s}_lelbow_study": (f"{S}Elbow",), f"{s}_melbow_study": (f"{S}Elbow",),
-            f"{s}_lwrist_study": (f"{S}Wrist",), f"{s}_mwrist_study": (f"{S}Wrist",),
-        })
-        for i in (1, 2, 3):
-            out[f"{s}_thigh{i}_study"] = (f"{S}Hip", f"{S}Knee")
-            out[f"{s}_sh{i}_study"] = (f"{S}Knee", f"{S}Ankle")
-    out["C7_study"] = ("Neck",)
-    return out
-
-
-#: Augmented marker -> its anchor input keypoints.
-ANCHORS: dict[str, tuple[str, ...]] = _anchors()
-
-#: Segment (keypoint pair) -> length / stature in standard proportions (Winter 2009, Fig. 4.1,
-#: after Drillis & Contini 1966): thigh 0.245, shank 0.246, upper arm 0.186, forearm 0.146.
-SEGMENT_RATIOS: dict[tuple[str, str], float] = {}
-for _S in ("R", "L"):
-    SEGMENT_RATIOS.update({(f"{_S}Hip", f"{_S}Knee"): 0.245, (f"{_S}Knee", f"{_S}Ankle"): 0.246,
-                           (f"{_S}Shoulder", f"{_S}Elbow"): 0.186, (f"{_S}Elbow", f"{_S}Wrist"): 0.146})
 
 
 # ============================================================================ settings
@@ -206,165 +169,25 @@ class AugmentSettings:
             raise ValueError(f"AugmentSettings.models must be a non-empty subset of ('lower', 'upper'), got {self.models}")
 
 
-# ============================================================================ models
-
-
-@dataclass(frozen=True, eq=False)
-class AugmenterModel:
-    """One augmenter LSTM with its input and output definitions.
-
-    Attributes:
-        name: ``"lower"`` or ``"upper"``.
-        features: ``(F_k,)`` input keypoint names (F = 3 F_k + 2 values: offsets, height, mass).
-        markers: ``(E_k,)`` output marker names.
-        net: the LSTM (:class:`rtkin.kinematics.augment_lstm.LSTMNet`).
-        mean, std: ``(F,)`` float32 input normalisation (``mean.npy``, ``std.npy``).
-        onnx_path: the ``model.onnx`` it was read from.
-    """
-
-    name: str
-    features: tuple[str, ...]
-    markers: tuple[str, ...]
-    net: LSTMNet
-    mean: np.ndarray
-    std: np.ndarray
-    onnx_path: Path
-
-
-_MODEL_DIRS = {"lower": ("v0.3_lower", LOWER_FEATURES, LOWER_MARKERS),
-               "upper": ("v0.3_upper", UPPER_FEATURES, UPPER_MARKERS)}
-_MODELS: dict[str, AugmenterModel] = {}
-
-
-def load_models(names: Sequence[str] = ("lower", "upper")) -> tuple[AugmenterModel, ...]:
-    """The augmenter models shipped in the installed pose2sim (loaded once per process, ~0.2 s).
-
-    Raises:
-        AssetNotFoundError: a model file is missing; ValueError: an unexpected graph;
-        ImportError: the ``onnx`` package is missing.
-    """
-    out = []
-    for name in names:
-        m = _MODELS.get(name)
-        if m is None:
-            folder, feats, markers = _MODEL_DIRS[name]
-            d = assets.marker_augmenter_dir() / "LSTM" / folder
-            onnx_path, mean_path, std_path = (d / "model.onnx", d / "mean.npy", d / "std.npy")
-            for p in (onnx_path, mean_path, std_path):
-                if not p.is_file():
-                    raise assets.AssetNotFoundError(f"marker augmenter file {p} not found; it is installed "
-                                                    "with `pip install pose2sim`.")
-            net = LSTMNet(load_lstm(onnx_path))
-            mean = np.load(mean_path, allow_pickle=False).astype(np.float64).ravel()
-            std = np.load(std_path, allow_pickle=False).astype(np.float64).ravel()
-            n_in = 3 * len(feats) + 2
-            if net.n_inputs != n_in or mean.shape != (n_in,) or std.shape != (n_in,) or net.n_outputs != 3 * len(markers):
-                raise ValueError(f"{d}: model has {net.n_inputs} inputs / {net.n_outputs} outputs, mean {mean.shape}, "
-                                 f"std {std.shape}; expected {n_in} inputs and {3 * len(markers)} outputs")
-            m = _MODELS[name] = AugmenterModel(name, feats, markers, net, mean, std, onnx_path)
-        out.append(m)
-    return tuple(out)
-
-
-def available_models(skeleton: Skeleton | str, names: Sequence[str] = ("lower", "upper")) -> tuple[str, ...]:
-    """The models of ``names`` whose inputs (and ``Hip``) the skeleton's points provide."""
-    sk = get_skeleton(skeleton) if isinstance(skeleton, str) else skeleton
-    points = set(sk.points)
-    return tuple(n for n in names if set(_MODEL_DIRS[n][1]) | {_ORIGIN} <= points)
-
-
-def augmented_skeleton_name(models: Sequence[str]) -> str:
-    """``Skeleton3D.skeleton`` of augmented markers from ``models``: ``"LSTM"`` for both,
-    ``"LSTM_lower"`` / ``"LSTM_upper"`` for one."""
-    return AUGMENTED_SKELETON if tuple(models) == ("lower", "upper") else f"{AUGMENTED_SKELETON}_{models[0]}"
-
-
-def augmented_marker_names(skeleton_name: str) -> tuple[str, ...]:
-    """The point names of an augmented-marker ``Skeleton3D`` (its ``skeleton`` field)."""
-    if skeleton_name == AUGMENTED_SKELETON:
-        return AUGMENTED_MARKERS
-    prefix = AUGMENTED_SKELETON + "_"
-    if skeleton_name.startswith(prefix) and skeleton_name[len(prefix):] in _MARKERS_OF:
-        return _MARKERS_OF[skeleton_name[len(prefix):]]
-    raise KeyError(f"not an augmented-marker skeleton: {skeleton_name!r}")
-
-
-# ============================================================================ height
-
-
-def _dist(P: np.ndarray, idx: dict[str, int], a: str, b: str) -> np.ndarray:
-    return np.linalg.norm(P[..., idx[a], :] - P[..., idx[b], :], axis=-1)
-
-
-def frame_heights(points: np.ndarray, skeleton: Skeleton) -> np.ndarray:
-    """Per-frame stature estimates ``(T,)`` m from ``(T, K + D, 3)`` points (with derived points),
-    Pose2Sim's ``common.compute_height`` formula without its trimming: mean of both sides' heel to
-    ankle (0.10 m without heels) + ankle to knee + knee to hip + hip to shoulder, plus mid-shoulder
-    to head x 1.008 (or to the nose x 1.5; without either, the legs / 0.485). NaN where a needed
-    point is missing."""
-    idx = {n: i for i, n in enumerate(skeleton.points)}
-    P = np.asarray(points, dtype=np.float64)
-    if not {"RAnkle", "RKnee", "RHip", "RShoulder", "LAnkle", "LKnee", "LHip", "LShoulder"} <= set(idx):
-        return np.full(P.shape[:-2], np.nan)
-    if "RHeel" in idx and "LHeel" in idx:
-        foot = (_dist(P, idx, "RHeel", "RAnkle") + _dist(P, idx, "LHeel", "LAnkle")) / 2
-    else:
-        foot = np.full(P.shape[:-2], 0.10)
-    legs = foot + sum((_dist(P, idx, f"R{a}", f"R{b}") + _dist(P, idx, f"L{a}", f"L{b}")) / 2
-                      for a, b in (("Ankle", "Knee"), ("Knee", "Hip")))
-    back = (_dist(P, idx, "RHip", "RShoulder") + _dist(P, idx, "LHip", "LShoulder")) / 2
-    mid = (P[..., idx["RShoulder"], :] + P[..., idx["LShoulder"], :]) / 2
-    if "Head" in idx:
-        head = np.linalg.norm(mid - P[..., idx["Head"], :], axis=-1) * 1.008
-    elif "Nose" in idx:
-        head = np.linalg.norm(mid - P[..., idx["Nose"], :], axis=-1) * 1.5
-    else:
-        return legs / 0.485
-    return legs + back + head
-
-
-def estimate_height(points: np.ndarray, skeleton: Skeleton | str) -> float:
-    """Stature, m, from ``(T, K, 3)`` keypoints (world or any frame): the median over frames of
-    :func:`frame_heights` (Pose2Sim: a 50 % trimmed mean); NaN when no frame has the points."""
-    sk = get_skeleton(skeleton) if isinstance(skeleton, str) else skeleton
-    h = frame_heights(sk.with_derived(np.asarray(points, dtype=np.float64)), sk)
-    h = h[np.isfinite(h)]
-    return float(np.median(h)) if h.size else math.nan
-
-
 # ============================================================================ one person
 
 
 def _ramp(x, good: float, bad: float):
-    """1 at ``x <= good``, 0 at ``x >= bad``, linear between."""
-    return np.clip((bad - x) / (bad - good), 0.0, 1.0)
+    """1 at ``x <= good``, 0 at ``x >= bad``, linear between (NaN stays NaN)."""
+    return np.minimum(np.maximum((bad - x) / (bad - good), 0.0), 1.0)
 
 
 def _range_conf(value: float, good: tuple[float, float], bad: tuple[float, float]) -> float:
     """1 inside ``good`` (lo, hi), 0 outside ``bad``, linear between."""
-    return float(min(_ramp(-value, -good[0], -bad[0]), _ramp(value, good[1], bad[1])))
+    lo = (value - bad[0]) / (good[0] - bad[0])
+    hi = (bad[1] - value) / (bad[1] - good[1])
+    return max(0.0, min(1.0, lo, hi))
 
 
 _ENVELOPE = (0.7, 0.9)  # anchor distance from the hip / height: full trust, none
 _SEGMENT = (math.log(1.25), math.log(1.6))  # |log(segment ratio / standard ratio)|: full trust, none
 _HEIGHT_RANGE = ((1.45, 2.0), (1.2, 2.3))  # m: full trust, none
 _MASS_RANGE = ((40.0, 110.0), (25.0, 150.0))  # kg: full trust, none
-
-
-class _ModelPlan:
-    """Index arrays of one model on one skeleton."""
-
-    def __init__(self, model: AugmenterModel, sk: Skeleton, out_offset: int):
-        self.model = model
-        idx = {n: i for i, n in enumerate(sk.points)}
-        self.feat = np.array([idx[f] for f in model.features], dtype=np.intp)  # (F_k,) point indices
-        self.out = slice(out_offset, out_offset + len(model.markers))  # rows in the person's marker_names
-        pos = {f: j for j, f in enumerate(model.features)}
-        self.anchor = np.zeros((len(model.markers), len(model.features)), dtype=bool)  # (E_k, F_k)
-        for e, m in enumerate(model.markers):
-            for f in ANCHORS[m]:
-                self.anchor[e, pos[f]] = True
-        self.scale = 1.0 / model.std
 
 
 class PersonAugmenter:
@@ -389,28 +212,49 @@ class PersonAugmenter:
         names = available_models(sk, settings.models)
         if not names:
             raise ValueError(f"{sk.name} has none of the keypoints the marker augmenter needs")
-        self._plans, offset = [], 0
-        for m in load_models(names):
-            self._plans.append(_ModelPlan(m, sk, offset))
-            offset += len(m.markers)
         self.models = names
+        self._models: tuple[AugmenterModel, ...] = load_models(names)
         self.marker_names: tuple[str, ...] = tuple(n for m in names for n in _MARKERS_OF[m])
-        self._origin = sk.index(_ORIGIN)
-        idx = {n: i for i, n in enumerate(sk.points)}
-        segs = [(idx[a], idx[b], r) for (a, b), r in SEGMENT_RATIOS.items() if a in idx and b in idx]
-        self._seg_a = np.array([x[0] for x in segs], dtype=np.intp)
-        self._seg_b = np.array([x[1] for x in segs], dtype=np.intp)
-        self._seg_ratio = np.array([x[2] for x in segs])
+        self._tables(sk)
         self._fixed_height = float(height_m or settings.height_m)
         self.mass_kg = float(settings.mass_kg or _DEFAULT_MASS_KG)
         self._mass_conf = _range_conf(self.mass_kg, *_MASS_RANGE) if settings.mass_kg else 1.0
         self.reset()
 
+    def _tables(self, sk: Skeleton) -> None:
+        """Index tables over both models at once: the features of model k are rows
+        ``_f[k]:_f[k+1]`` of the gathered (F, 3) offsets, its inputs ``3 F_k + 2`` values."""
+        idx = {n: i for i, n in enumerate(sk.points)}
+        self._origin = idx[_ORIGIN]
+        feats = [f for m in self._models for f in m.features]
+        self._feat = np.array([idx[f] for f in feats], dtype=np.intp)  # (F,) point index per feature
+        self._f = np.cumsum([0] + [len(m.features) for m in self._models])
+        self._e = np.cumsum([0] + [len(m.markers) for m in self._models])
+        self._mean = [m.mean for m in self._models]
+        self._scale = [1.0 / m.std for m in self._models]
+        # (E, P) anchors of each marker; (E, P) the input points of each marker's model
+        n_p = sk.n_points
+        self._anchor = np.zeros((len(self.marker_names), n_p), dtype=bool)
+        self._inputs = np.zeros((len(self.marker_names), n_p), dtype=bool)
+        for k, m in enumerate(self._models):
+            rows = slice(self._e[k], self._e[k + 1])
+            self._inputs[rows, [idx[f] for f in m.features]] = True
+            for e, name in enumerate(m.markers):
+                self._anchor[self._e[k] + e, [idx[a] for a in ANCHORS[name]]] = True
+        # segments with standard proportions, and (P, S) which points each one touches
+        segs = [(idx[a], idx[b], r) for (a, b), r in SEGMENT_RATIOS.items() if a in idx and b in idx]
+        self._seg_a = np.array([x[0] for x in segs], dtype=np.intp)
+        self._seg_b = np.array([x[1] for x in segs], dtype=np.intp)
+        self._seg_ratio = np.array([x[2] for x in segs])
+        self._seg_of = np.zeros((n_p, len(segs)), dtype=bool)
+        self._seg_of[self._seg_a, np.arange(len(segs))] = True
+        self._seg_of[self._seg_b, np.arange(len(segs))] = True
+
     def reset(self) -> None:
         """Forget everything (a new track): fresh LSTM state, held inputs, confidence, height
         estimate (unless fixed)."""
-        self._states: list[LSTMState] = [p.model.net.new_state() for p in self._plans]
-        self._held: list[np.ndarray | None] = [None] * len(self._plans)  # last normalised offsets (F_k, 3)
+        self._states: list[LSTMState] = [m.net.new_state() for m in self._models]
+        self._held: np.ndarray | None = None  # (F, 3) last normalised offsets
         self._conf = np.zeros(len(self.marker_names))
         self._last_t: float | None = None
         self._heights: list[float] = []
@@ -442,11 +286,13 @@ class PersonAugmenter:
 
         Returns:
             ``(E, 3)`` augmented markers (:attr:`marker_names`), world frame, m (NaN before
-            every input of their model has been seen once, or in a frame without the hip), and
-            ``(E,)`` confidence in [0, 1].
+            every input has been seen once, or in a frame without the hip), and ``(E,)``
+            confidence in [0, 1].
         """
         sk = self.skeleton
-        pts = sk.with_derived(np.asarray(points, dtype=np.float64)) if sk.derived else np.asarray(points, dtype=np.float64)
+        pts = np.asarray(points, dtype=np.float64)
+        if sk.derived:
+            pts = sk.with_derived(pts)
         finite = np.isfinite(pts).all(-1)
         if measured is None:
             meas = finite
@@ -463,52 +309,50 @@ class PersonAugmenter:
             h = self._update_height(pts, float(time_s))
             hip = pts[self._origin]
             rel = (pts - hip) @ OSIM_FROM_WORLD.T  # (K + D, 3) offsets in OpenSim axes (y up), m
-            pconf = self._point_conf(rel, finite, meas, h)
-            glob = min(_range_conf(h, *_HEIGHT_RANGE), self._mass_conf)
-            for i, plan in enumerate(self._plans):
-                y = self._run_model(i, plan, rel, finite, h)
-                if y is None:
-                    continue
-                out[plan.out] = (y @ OSIM_FROM_WORLD) + hip  # OpenSim axes -> world
-                fc = pconf[plan.feat]
-                model_conf = glob * (1.0 if fc.min() >= 1.0 else 0.5)
-                conf_now[plan.out] = np.minimum(np.where(plan.anchor, fc, 1.0).min(axis=1), model_conf)
+            y = self._run_models(rel, finite, h)
+            if y is not None:
+                out = y @ OSIM_FROM_WORLD + hip  # OpenSim axes -> world
+                conf_now = self._confidence(rel, finite, meas, h)
         # confidence drops at once, recovers at most dt / recovery_s per frame
         self._conf = np.minimum(conf_now, self._conf + dt / self.settings.recovery_s)
         return out, self._conf.copy()
 
-    def _point_conf(self, rel: np.ndarray, finite: np.ndarray, meas: np.ndarray, h: float) -> np.ndarray:
-        """``(K + D,)`` confidence of each input point: measured 1 / held 0.5 / missing 0, its
-        distance from the hip against the body envelope, its segments' proportions."""
-        with np.errstate(invalid="ignore"):
+    def _run_models(self, rel: np.ndarray, finite: np.ndarray, h: float) -> np.ndarray | None:
+        """Features -> one step of each LSTM -> ``(E, 3)`` offsets from the hip (OpenSim axes,
+        m); None before every input has been seen once (a missing input: its last offset)."""
+        x = rel[self._feat] / h  # (F, 3)
+        ok = finite[self._feat]
+        if not ok.all():
+            if self._held is None:
+                return None
+            x = np.where(ok[:, None], x, self._held)
+        self._held = x
+        ys = []
+        for k, model in enumerate(self._models):
+            xk = x[self._f[k]:self._f[k + 1]]
+            inp = np.empty(3 * len(xk) + 2)
+            inp[:-2] = xk.ravel()
+            inp[-2], inp[-1] = h, self.mass_kg
+            ys.append(model.net.step((inp - self._mean[k]) * self._scale[k], self._states[k]))
+        return np.concatenate(ys).reshape(-1, 3) * h
+
+    def _confidence(self, rel: np.ndarray, finite: np.ndarray, meas: np.ndarray, h: float) -> np.ndarray:
+        """``(E,)``: per input point, measured 1 / held 0.5 / missing 0, its distance from the
+        hip against the body envelope and its segments' proportions; per marker, the minimum
+        over its anchors and its model's terms (height, mass, any input below 1 -> x 0.5)."""
+        with np.errstate(invalid="ignore"):  # NaN for missing points: fmin ignores them
             env = _ramp(np.sqrt(np.einsum("ij,ij->i", rel, rel)) / h, *_ENVELOPE)
-            conf = np.minimum(np.where(meas, 1.0, np.where(finite, 0.5, 0.0)), np.nan_to_num(env))
+            point = np.fmin(np.where(meas, 1.0, np.where(finite, 0.5, 0.0)), env)  # (P,)
             if self._seg_a.size:
                 d = rel[self._seg_a] - rel[self._seg_b]
                 ratio = np.sqrt(np.einsum("ij,ij->i", d, d)) / (h * self._seg_ratio)
-                sc = np.nan_to_num(_ramp(np.abs(np.log(np.maximum(ratio, 1e-9))), *_SEGMENT))
-                np.minimum.at(conf, self._seg_a, sc)
-                np.minimum.at(conf, self._seg_b, sc)
-        return conf
-
-    def _run_model(self, i: int, plan: _ModelPlan, rel: np.ndarray, finite: np.ndarray, h: float
-                   ) -> np.ndarray | None:
-        """Features -> one LSTM step -> ``(E_k, 3)`` offsets from the hip (OpenSim axes, m);
-        None before every input of the model has been seen once."""
-        m = plan.model
-        x = rel[plan.feat] / h  # (F_k, 3)
-        f_ok = finite[plan.feat]
-        if not f_ok.all():
-            held = self._held[i]
-            if held is None:
-                return None
-            x = np.where(f_ok[:, None], x, held)  # a missing input: its last offset, held
-        self._held[i] = x
-        inp = np.empty(m.mean.shape[0])
-        inp[:-2] = x.ravel()
-        inp[-2], inp[-1] = h, self.mass_kg
-        z = (inp - m.mean) * plan.scale
-        return m.net.step(z, self._states[i]).reshape(-1, 3) * h
+                seg = _ramp(np.abs(np.log(np.maximum(ratio, 1e-9))), *_SEGMENT)  # (S,)
+                seg[np.isnan(seg)] = 1.0  # an end is missing: that point says so already
+                point = np.fmin(point, np.where(self._seg_of, seg, 1.0).min(axis=1))
+        glob = min(_range_conf(h, *_HEIGHT_RANGE), self._mass_conf)
+        anchor = np.where(self._anchor, point, 1.0).min(axis=1)
+        inputs_ok = np.where(self._inputs, point, 1.0).min(axis=1) >= 1.0
+        return np.minimum(anchor, np.where(inputs_ok, glob, 0.5 * glob))
 
 
 # ============================================================================ the stage
@@ -645,7 +489,7 @@ class MarkerAugmenter:
             pts[j, ok] = y[ok]
             conf[j] = np.where(ok, c, 0.0)
             v_all = sk.n_views[j].astype(np.float64)
-            e_all = np.nan_to_num(sk.reproj_error_px[j].astype(np.float64), nan=0.0)
+            e_all = np.fmax(sk.reproj_error_px[j].astype(np.float64), 0.0)  # NaN (not measured) -> 0
             if self.skeleton.derived:
                 v_all = self.skeleton.with_derived(v_all[:, None])[:, 0]
                 e_all = self.skeleton.with_derived(e_all[:, None])[:, 0]
@@ -760,10 +604,17 @@ def augmented_ik_settings(solver, markers: Sequence[str] = AUGMENTED_MARKERS):
 _REAL_SOURCES = ("capture", "openpose")
 
 
-def resolve_augment(augment: bool | None, source_kind: str) -> bool:
+def resolve_augment(augment: bool | None, source_kind: str, skeleton: str) -> bool:
     """The ``[ik] augment`` setting resolved: ``True`` / ``False`` as given; ``None`` ("auto")
-    = on for real detector keypoints (``source.kind`` ``"capture"`` or ``"openpose"``), off for
-    the virtual subject (and for ``"none"``: sources started elsewhere, unknown)."""
+    = on for real detector keypoints (``source.kind`` ``"capture"`` or ``"openpose"``) of a
+    skeleton with the body model's inputs (HALPE_26, COCO_133: heels and toes), else off.
+
+    Why (``benchmarks/bench_augment.py``): the augmenter learnt to map detector keypoints to lab
+    markers, correcting where detectors put joints; the virtual subject's keypoints are the
+    model's own markers, which the LSTM then moves 2-6 cm away (joint-angle RMSE about 3x worse
+    there). COCO_17 has no heels or toes, so only the arm model can run: its 8 markers then
+    outweigh the keypoints and pull the trunk (measured on the real demo: pelvis list and lumbar
+    flexion shift by 15-20 deg). ``"none"`` (sources started elsewhere): unknown, off."""
     if augment is not None:
         return bool(augment)
-    return source_kind in _REAL_SOURCES
+    return source_kind in _REAL_SOURCES and "lower" in available_models(skeleton)

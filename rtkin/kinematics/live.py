@@ -36,9 +36,9 @@ class LiveKinematicsSettings:
         augment: marker augmentation (:mod:`rtkin.kinematics.augment`): Pose2Sim's LSTM
             augmenter turns each person's keypoints into 43 anatomical markers, tracked by the IK
             beside the keypoints. ``None`` = "auto", resolved by the run from the keypoint source
-            (:func:`rtkin.kinematics.augment.resolve_augment`: on for real detector keypoints, off
-            for the virtual subject, whose keypoints are the model's own markers); unresolved,
-            it is off here.
+            (:func:`rtkin.kinematics.augment.resolve_augment`: on for real detector keypoints with
+            heels and toes, off for the virtual subject, whose keypoints are the model's own
+            markers, and for COCO_17); unresolved, it is off here.
     """
 
     scaling: bool = True

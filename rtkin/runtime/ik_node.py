@@ -53,7 +53,7 @@ def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeCont
         pool = background_executor(warm=True)
     from rtkin.kinematics.augment import resolve_augment
 
-    live = dataclasses.replace(cfg.ik.live(), augment=resolve_augment(cfg.ik.augment, cfg.source.kind))
+    live = dataclasses.replace(cfg.ik.live(), augment=resolve_augment(cfg.ik.augment, cfg.source.kind, cfg.rig.skeleton))
     stage = LiveKinematics(live, dataclasses.replace(cfg.ik.solver, skeleton=cfg.rig.skeleton),
                            cfg.path(cfg.run.output_dir), cfg.run.name, executor=pool)
     rx.settle(0.2)
