@@ -255,6 +255,7 @@ def test_live_kinematics_tracks_the_augmented_markers(tmp_path, subject):
     lstm = A.lstm_ik_weights()
     w = dict(solver_settings.extra_marker_weights)
     assert w["r_calc_study"] / w["C7_study"] == pytest.approx(lstm["r_calc_study"] / lstm["C7_study"])
+    assert solver_settings.robust_scale_m == A.AUGMENTED_ROBUST_SCALE_M
     outs = []
     for m in _messages(subject.keypoints_for("HALPE_26")[:40], "HALPE_26", pid=0):
         outs += lk(m)

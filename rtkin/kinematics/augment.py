@@ -125,6 +125,7 @@ __all__ = [  # the definitions and models (augment_models) are re-exported here
     "lstm_marker_set_path",
     "lstm_ik_weights",
     "augmented_ik_settings",
+    "AUGMENTED_ROBUST_SCALE_M",
     "resolve_augment",
 ]
 
@@ -578,12 +579,21 @@ def lstm_ik_weights() -> dict[str, float]:
     return out
 
 
+#: Cauchy scale of the IK's robust loss when it tracks augmented markers, m (at least): their
+#: residuals are ~30 mm RMS (measured: two truth scenes and the real demo, bench_augment.py), so
+#: the keypoints' 20 mm scale treats a typical augmented marker as half an outlier, and the
+#: reweighting keeps the solver iterating (7.8-8.5 instead of 4.5-5.7 model evaluations per
+#: frame, and 1.3 deg worse mean joint-angle RMSE, on both truth scenes).
+AUGMENTED_ROBUST_SCALE_M = 0.05
+
+
 def augmented_ik_settings(solver, markers: Sequence[str] = AUGMENTED_MARKERS):
     """IK settings (:class:`rtkin.kinematics.ik.IKSettings`) that also track the augmented
     ``markers``: they are added to the model from ``Markers_LSTM.xml`` with the weights of
     Pose2Sim's LSTM IK setup, beside the keypoint markers with the weights of the skeleton's IK
     setup. Every weight is then multiplied by one factor, keypoint total / (keypoint + augmented
-    total), so the solver's weight-relative terms (its smoothing prior) keep their strength."""
+    total), so the solver's weight-relative terms (its smoothing prior) keep their strength; the
+    robust loss scale is at least :data:`AUGMENTED_ROBUST_SCALE_M`."""
     from rtkin.kinematics.ik import ik_marker_weights
 
     sk = get_skeleton(solver.skeleton)
@@ -595,6 +605,7 @@ def augmented_ik_settings(solver, markers: Sequence[str] = AUGMENTED_MARKERS):
     total_kp, total_aug = sum(kp.values()), sum(aug.values())
     f = total_kp / (total_kp + total_aug) if total_kp + total_aug > 0 else 1.0
     return replace(solver,
+                   robust_scale_m=max(solver.robust_scale_m, AUGMENTED_ROBUST_SCALE_M),
                    marker_weights=tuple((m, w * f) for m, w in kp.items()),
                    extra_marker_set=str(lstm_marker_set_path()),
                    extra_marker_weights=tuple((m, w * f) for m, w in aug.items() if w > 0))
