@@ -263,6 +263,19 @@ def test_live_kinematics_tracks_the_augmented_markers(tmp_path, subject):
     solver = lk.ik.solver(0)
     assert solver.n_extra == len(A.AUGMENTED_MARKERS) and solver.used[-solver.n_extra:].any()
     assert lk.augmented.message().skeleton == "LSTM"
+    # a scaled model built in memory carries the augmented markers, moved with their bodies
+    for _ in lk.ik.switch_model(0, tmp_path / "scaled.osim", FACTORS):
+        pass
+    scaled = lk.ik.solver(0)
+    assert scaled is not solver and scaled.n_extra == solver.n_extra
+    knee = scaled.marker_names.index("r_knee_study")
+    p0 = solver._positions(solver._q_default)[knee]
+    p1 = scaled._positions(scaled._q_default)[knee]
+    assert abs(np.linalg.norm(p1 - scaled._positions(scaled._q_default)[scaled.marker_names.index("RHip")])
+               / np.linalg.norm(p0 - solver._positions(solver._q_default)[solver.marker_names.index("RHip")])
+               - 1.08) < 0.03  # femur scaled by 1.08
+    more = lk(_messages(subject.keypoints_for("HALPE_26")[40:41], "HALPE_26", t0_ns=int(40e9 / FPS), pid=0)[0])
+    assert more and np.isfinite(more[0].values).all()
     lk.forget(0)
     assert not lk.augmenter._people
 
