@@ -96,24 +96,34 @@ def bench_cost(seconds: float) -> None:
             m.net.step(x[f], s)
         t_net.append(time.perf_counter() - t)
     sessions = [ort.InferenceSession(str(m.onnx_path), providers=["CPUExecutionProvider"]) for m in models]
-    t_win = []
-    for f in range(len(pts)):
-        t = time.perf_counter()
-        for s, x in zip(sessions, X):
-            s.run(["output_0"], {"inputs": x[max(0, f - 59):f + 1][None]})
-        t_win.append(time.perf_counter() - t)
+    one = ort.SessionOptions()
+    one.intra_op_num_threads = one.inter_op_num_threads = 1
+    single = [ort.InferenceSession(str(m.onnx_path), one, providers=["CPUExecutionProvider"]) for m in models]
+
+    def window(sess) -> list[float]:
+        out = []
+        for f in range(len(pts)):
+            t = time.perf_counter()
+            for s, x in zip(sess, X):
+                s.run(["output_0"], {"inputs": x[max(0, f - 59):f + 1][None]})
+            out.append(time.perf_counter() - t)
+        return out
+
+    t_win, t_win1 = window(sessions), window(single)
     t = time.perf_counter()
     for s, x in zip(sessions, X):
         s.run(["output_0"], {"inputs": x[None]})
     t_whole = (time.perf_counter() - t) / len(pts)
     ms = lambda v: np.percentile(np.asarray(v) * 1e3, [50, 99])  # noqa: E731
-    (s50, s99), (n50, n99), (w50, w99) = ms(t_stage), ms(t_net), ms(t_win)
+    (s50, s99), (n50, n99), (w50, w99), (v50, v99) = ms(t_stage), ms(t_net), ms(t_win), ms(t_win1)
     print(f"1. cost per person-frame, both LSTMs ({len(pts)} frames of the virtual subject, HALPE_26), ms p50 / p99:")
     print(f"   rtkin streaming stage (features + 2 LSTM steps + confidence) {s50:6.3f} / {s99:6.3f}   "
           f"(budget 0.5 ms p50: {'PASS' if s50 <= 0.5 else 'FAIL'})")
     print(f"   of which the two LSTM steps                               {n50:6.3f} / {n99:6.3f}")
     print(f"   Pose2Sim live way: onnxruntime on a 60-frame window        {w50:6.3f} / {w99:6.3f}   "
           f"-> rtkin is {w50 / s50:.0f}x faster (p50)")
+    print(f"     same, onnxruntime on one thread (no contention)          {v50:6.3f} / {v99:6.3f}   "
+          f"-> rtkin is {v50 / s50:.0f}x faster (p50)")
     print(f"   Pose2Sim offline: onnxruntime over the whole sequence once {t_whole * 1e3:6.3f} per frame (not causal-live)")
 
 
