@@ -5,7 +5,8 @@ and ``v0.3_upper``) predicts 43 anatomical markers of a lab marker set (``Marker
 PSIS, medial/lateral knees, ankles, elbows and wrists, thigh and shank clusters, hip joint centres,
 feet) from sparse keypoints. Its LSTMs are causal, so running them one frame at a time with explicit
 state (:mod:`rtkin.kinematics.augment_lstm`) gives exactly what Pose2Sim computes over a whole trial,
-for ~0.2 ms per person-frame instead of ~8 ms for a 60-frame window per frame.
+for ~0.3-0.5 ms per person-frame (both models) instead of ~8 ms or more for a 60-frame window per
+frame (``benchmarks/bench_augment.py``).
 
 Inputs, as Pose2Sim 0.10.49 ``markerAugmentation.augment_markers_all`` builds them (from the TRC,
 i.e. in OpenSim's y-up frame: world points are rotated by :data:`rtkin.core.frames.OSIM_FROM_WORLD`
@@ -45,11 +46,11 @@ height. A marker's confidence is the minimum of
   standard proportions (Winter 2009, after Drillis & Contini): 1 within a factor 1.25, 0 beyond 1.6;
 - an anchor farther than 0.7 x height from the hip (a glitch, not a body) ramps to 0 at 0.9;
 - whole-model terms, which reach every output of an LSTM: height outside 1.45-2.0 m ramps to 0 at
-  1.2 / 2.3 m, a given mass outside 40-110 kg to 0 at 25 / 150 kg; any input keypoint missing or out
-  of the envelope halves it;
+  1.2 / 2.3 m, a given mass outside 40-110 kg to 0 at 25 / 150 kg; any of the model's input keypoints
+  below 1 by the terms above halves it;
 
 and it recovers from a drop no faster than ``1 / recovery_s`` per second (the LSTM remembers a bad
-input for a while).
+input for a while), starting from 0 at a new track (the LSTM's zero state needs a few frames).
 
 Live and offline
 ----------------
