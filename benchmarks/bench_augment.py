@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -297,7 +298,7 @@ def bench_real() -> None:
 # ============================================================================ 4. end to end
 
 
-def _e2e(seconds: float, augment: bool) -> tuple[float, float, int]:
+def _e2e(seconds: float, augment: bool) -> tuple[float, float, int, float]:
     from rtkin.demo import synthetic_config
     from rtkin.runtime.config import TransportSettings
     from rtkin.runtime.runner import Runner
@@ -310,9 +311,10 @@ def _e2e(seconds: float, augment: bool) -> tuple[float, float, int]:
         res = Runner(cfg, log=lambda *a: None).run()
     e = np.concatenate([np.asarray(v.get("e2e_s", []), dtype=float) for k, v in res.reports.items()
                         if k.startswith("ik:")] or [np.zeros(0)]) * 1e3
+    ik = [v["timing_ms"]["p50"] for k, v in res.reports.items() if k.startswith("ik:") and v["timing_ms"].get("n")]
     if not e.size:
-        return float("nan"), float("nan"), 0
-    return float(np.percentile(e, 50)), float(np.percentile(e, 99)), int(e.size)
+        return float("nan"), float("nan"), 0, float("nan")
+    return float(np.percentile(e, 50)), float(np.percentile(e, 99)), int(e.size), float(ik[0]) if ik else float("nan")
 
 
 def bench_e2e(seconds: float) -> None:
@@ -320,9 +322,10 @@ def bench_e2e(seconds: float) -> None:
           "last camera frame in -> JointAngles out, ms")
     res = {False: [], True: []}
     for aug in (False, True, False, True):
-        p50, p99, n = _e2e(seconds, aug)
+        p50, p99, n, ik = _e2e(seconds, aug)
         res[aug].append((p50, p99))
-        print(f"   augment {'on ' if aug else 'off'}: n={n:5d}  p50 {p50:6.2f}  p99 {p99:6.2f}")
+        print(f"   augment {'on ' if aug else 'off'}: n={n:5d}  p50 {p50:6.2f}  p99 {p99:7.2f}   "
+              f"(IK worker per frame p50 {ik:5.2f})  load {os.getloadavg()[0]:.1f}")
     off99 = np.mean([p for _, p in res[False]])
     on99 = np.mean([p for _, p in res[True]])
     off50 = np.mean([p for p, _ in res[False]])
