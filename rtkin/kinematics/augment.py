@@ -623,8 +623,8 @@ def resolve_augment(augment: bool | None, source_kind: str, skeleton: str) -> bo
 
     Why (``benchmarks/bench_augment.py``): the augmenter learnt to map detector keypoints to lab
     markers, correcting where detectors put joints; the virtual subject's keypoints are the
-    model's own markers, which the LSTM then moves 2-6 cm away (joint-angle RMSE about 3x worse
-    there). COCO_17 has no heels or toes, so only the arm model can run: its 8 markers then
+    model's own markers, which the LSTM then moves 2-6 cm away (joint-angle RMSE 2.2 -> 5.7 and
+    3.0 -> 7.1 deg on two truth scenes). COCO_17 has no heels or toes, so only the arm model can run: its 8 markers then
     outweigh the keypoints and pull the trunk (measured on the real demo: pelvis list and lumbar
     flexion shift by 15-20 deg). ``"none"`` (sources started elsewhere): unknown, off."""
     if augment is not None:
