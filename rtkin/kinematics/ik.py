@@ -158,6 +158,12 @@ class IKSettings:
         min_views: a dependency marker triangulated from fewer cameras sets FEW_VIEWS.
         high_reproj_px: a dependency marker with a larger reprojection error (px) sets
             HIGH_REPROJ.
+        extra_marker_set: OpenSim marker set file whose markers are added to the model (e.g.
+            Pose2Sim's ``Markers_LSTM.xml``); set by ``[ik] augment`` (see
+            :func:`rtkin.kinematics.augment.augmented_ik_settings`), "" = none.
+        extra_marker_weights: ``(marker name, weight)`` of the extra markers tracked after the
+            skeleton's, in this order (dimensionless, >= 0); their positions come with each frame
+            (``IKSolver.markers_from_points(..., extra=...)``).
     """
 
     skeleton: str = "HALPE_26"
@@ -188,6 +194,8 @@ class IKSettings:
     forget_after_s: float = 5.0
     min_views: int = 2
     high_reproj_px: float = 10.0
+    extra_marker_set: str = ""
+    extra_marker_weights: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -215,6 +223,11 @@ class IKSettings:
         for name, w in self.marker_weights:
             if not (isinstance(name, str) and w >= 0 and math.isfinite(w)):
                 raise ValueError(f"IKSettings.marker_weights: bad entry {(name, w)!r}")
+        for name, w in self.extra_marker_weights:
+            if not (isinstance(name, str) and w >= 0 and math.isfinite(w)):
+                raise ValueError(f"IKSettings.extra_marker_weights: bad entry {(name, w)!r}")
+        if self.extra_marker_weights and not self.extra_marker_set:
+            raise ValueError("IKSettings.extra_marker_weights needs extra_marker_set (the file defining them)")
 
 
 def ik_marker_weights(skeleton: str) -> dict[str, float]:
@@ -258,8 +271,10 @@ class IKSolver:
     Attributes:
         coordinate_names: ``(Q,)`` model coordinate names in model order (40 for the Pose2Sim
             simple model).
-        marker_names: ``(M,)`` OpenSim marker names used, in ``skeleton.markers`` order.
-        marker_points: ``(M,)`` point index (into ``skeleton.points``) of each marker.
+        marker_names: ``(M,)`` OpenSim marker names used, in ``skeleton.markers`` order, then
+            the ``n_extra`` extra markers (``settings.extra_marker_weights``).
+        marker_points: ``(M,)`` point index (into ``skeleton.points``, then ``n_points + e`` for
+            extra marker ``e``) of each marker.
         weights: ``(M,)`` base marker weights (Pose2Sim IK setup + overrides).
         solved: ``(Q,)`` bool, False for coordinates held at their default (fixed / unobservable).
         dependencies: per coordinate, ``(n,)`` marker indices its quality and flags depend on.
@@ -281,7 +296,7 @@ class IKSolver:
         self.model_path = path
         self.scaled = False
         if model is None:  # else: a model built in memory (with the skeleton's markers), owned from now on
-            model = template_model(path, self.skeleton).clone()  # ~5 ms instead of ~90 ms to load
+            model = template_model(path, self.skeleton, settings.extra_marker_set).clone()  # ~5 ms, not ~90
         self.model = model
         self.state = model.initSystem()
         if settings.method == "gauss_newton" and self.state.getNQ() != self.state.getNU():
@@ -348,11 +363,19 @@ class IKSolver:
         missing = [m for _, m in sk.markers if not ms.contains(m)]
         if missing:
             raise ValueError(f"model {self.model_path.name} has no markers {missing} of {sk.marker_set}")
-        self.marker_names: tuple[str, ...] = tuple(m for _, m in sk.markers)
-        self.marker_points = sk.indices([p for p, _ in sk.markers])
+        extra = self.settings.extra_marker_weights
+        missing = [m for m, _ in extra if not ms.contains(m)]
+        if missing:
+            raise ValueError(f"model {self.model_path.name} has no extra markers {missing}")
+        self.marker_names: tuple[str, ...] = tuple(m for _, m in sk.markers) + tuple(m for m, _ in extra)
+        # extra marker e is point n_points + e (after the skeleton's points)
+        self.marker_points = np.concatenate([sk.indices([p for p, _ in sk.markers]),
+                                             sk.n_points + np.arange(len(extra))]).astype(np.intp)
+        self.n_extra = len(extra)
         table = ik_marker_weights(sk.name)
         table.update(dict(self.settings.marker_weights))
-        self.weights = np.array([table.get(m, 1.0) for m in self.marker_names], dtype=np.float64)
+        self.weights = np.array([table.get(m, 1.0) for m in self.marker_names[:len(sk.markers)]]
+                                + [w for _, w in extra], dtype=np.float64)
         self._markers = [ms.get(m) for m in self.marker_names]
         model.realizePosition(self.state)
         self._mobods = osim.SimTKArrayMobilizedBodyIndex()
@@ -437,13 +460,15 @@ class IKSolver:
         self._markers_prev = self._markers_prev2 = None
         self._gated_run[:] = 0
 
-    def markers_from_points(self, points: np.ndarray, weights: np.ndarray | None = None
-                            ) -> tuple[np.ndarray, np.ndarray]:
+    def markers_from_points(self, points: np.ndarray, weights: np.ndarray | None = None,
+                            extra: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Skeleton points -> marker observations.
 
         Args:
             points: ``(K, 3)`` world keypoints (z up), m; NaN = missing.
             weights: ``(K,)`` bool mask or float weight factors per keypoint (None = all 1).
+            extra: the extra markers (``IKSettings.extra_marker_weights``): ``(E, 3)`` world
+                points (z up, m; NaN = missing) and ``(E,)`` weight factors; None = unused.
 
         Returns:
             ``(M, 3)`` markers in OpenSim ground (y up), m (NaN = missing), and ``(M,)`` weights
@@ -460,6 +485,12 @@ class IKSolver:
         if sk.derived:
             pts = sk.with_derived(pts)
             f = np.concatenate([f, [f[list(d.sources)].min() for d in sk.derived]])
+        if self.n_extra:
+            e_pts, e_f = (np.full((self.n_extra, 3), np.nan), np.zeros(self.n_extra)) if extra is None else extra
+            e_pts, e_f = np.asarray(e_pts, dtype=np.float64), np.asarray(e_f, dtype=np.float64)
+            if e_pts.shape != (self.n_extra, 3) or e_f.shape != (self.n_extra,):
+                raise ValueError(f"extra must be ((E, 3), (E,)) with E = {self.n_extra}, got {e_pts.shape}, {e_f.shape}")
+            pts, f = np.concatenate([pts, e_pts]), np.concatenate([f, e_f])
         x = pts[self.marker_points] @ OSIM_FROM_WORLD.T  # (M, 3) OpenSim ground
         w = self.weights * f[self.marker_points]
         finite = np.isfinite(x).all(-1)

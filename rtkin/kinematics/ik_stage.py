@@ -39,7 +39,7 @@ class IKStage:
         self.skeleton = get_skeleton(settings.skeleton)
         self._solvers: dict[int, IKSolver] = {}
         path = model_path_for(settings, model_path)
-        template_model(path, self.skeleton)  # load now (and fail now), not at the first person
+        template_model(path, self.skeleton, settings.extra_marker_set)  # load (and fail) now, not at the first person
         self.counters = {"frames": 0, "people": 0, "outputs": 0, "no_markers": 0, "failed": 0,
                          "solvers_created": 0, "forgotten": 0}
         self.timing = Window()
@@ -99,7 +99,8 @@ class IKStage:
         (clone ~5 ms, initSystem ~4 ms, ``Model.scale`` ~8 ms, solver set-up ~8 ms); a live loop
         runs one step after each frame it published, in the gap before the next frame.
         """
-        model = template_model(model_path_for(self.settings, self.model_path), self.skeleton).clone()
+        model = template_model(model_path_for(self.settings, self.model_path), self.skeleton,
+                               self.settings.extra_marker_set).clone()
         yield
         yield from apply_scale_steps(model, factors, mass_kg)
         self.use_model(person_id, model_path, model=model)
@@ -115,30 +116,37 @@ class IKStage:
         factor = np.where(measured, 1.0, np.where(held, st.held_weight, 0.0))
         return factor, held
 
-    def __call__(self, sk: Skeleton3D) -> list[JointAngles]:
+    def __call__(self, sk: Skeleton3D, extra=None) -> list[JointAngles]:
+        """One JointAngles per solved person of ``sk``. ``extra``: the extra markers
+        (``settings.extra_marker_weights``) of the same people in the same order, a Skeleton3D
+        or anything with its fields (:class:`rtkin.kinematics.augment.AugmentedFrame`); their
+        ``scores`` multiply their weights."""
         if sk.skeleton != self.skeleton.name or sk.n_keypoints != self.skeleton.n_keypoints:
             raise ValueError(f"IKStage expects {self.skeleton.name} ({self.skeleton.n_keypoints} keypoints), "
                              f"got {sk.skeleton} ({sk.n_keypoints})")
+        if extra is not None and not np.array_equal(extra.person_ids, sk.person_ids):
+            raise ValueError("IKStage: extra markers are not of the same people")
         self.counters["frames"] += 1
         out = []
         self._evict(sk.time_ns)
         for n, pid in enumerate(sk.person_ids):
             self.counters["people"] += 1
             self._last_seen_ns[int(pid)] = sk.time_ns
-            ja = self._person(sk, n, int(pid))
+            ja = self._person(sk, n, int(pid), extra)
             if ja is not None:
                 out.append(ja)
         self.counters["outputs"] += len(out)
         return out
 
-    def _person(self, sk: Skeleton3D, n: int, pid: int) -> JointAngles | None:
+    def _person(self, sk: Skeleton3D, n: int, pid: int, extra=None) -> JointAngles | None:
         factor, held = self.usable(sk, n)
         if np.count_nonzero(factor > 0) < self.settings.min_markers:  # before creating a solver
             self.counters["no_markers"] += 1
             return None
         t0 = time.perf_counter()
         solver = self.solver(pid)
-        x, w = solver.markers_from_points(sk.points[n], factor)
+        ex = self._extra(solver, extra, n)
+        x, w = solver.markers_from_points(sk.points[n], factor, None if ex is None else ex[:2])
         if np.count_nonzero(w > 0) < self.settings.min_markers:
             self.counters["no_markers"] += 1
             return None
@@ -149,7 +157,7 @@ class IKStage:
             self.last_error = str(e)
             return None
         self.timing.add(time.perf_counter() - t0)
-        quality, flags = self._quality(solver, sk, n, held)
+        quality, flags = self._quality(solver, sk, n, held, ex)
         return JointAngles(
             time_ns=sk.time_ns,
             capture_ns=sk.capture_ns,
@@ -161,7 +169,19 @@ class IKStage:
             flags=flags,
         )
 
-    def _quality(self, solver: IKSolver, sk: Skeleton3D, n: int, held_k: np.ndarray
+    def _extra(self, solver: IKSolver, extra, n: int) -> tuple | None:
+        """Person ``n``'s extra markers for the solver: ``(E, 3)`` points, ``(E,)`` weight
+        factors (usability x score), and their ``(E,)`` views, reprojection errors, held mask;
+        None without extra markers."""
+        if not solver.n_extra or extra is None:
+            return None
+        if extra.n_keypoints != solver.n_extra:
+            raise ValueError(f"IKStage: {extra.n_keypoints} extra markers, the solver tracks {solver.n_extra}")
+        factor, held = self.usable(extra, n)
+        return (extra.points[n], factor * extra.scores[n], extra.n_views[n].astype(np.int64),
+                extra.reproj_error_px[n].astype(np.float64), held)
+
+    def _quality(self, solver: IKSolver, sk: Skeleton3D, n: int, held_k: np.ndarray, ex: tuple | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
         """``(Q,)`` quality in [0, 1] and ``(Q,)`` AngleFlag bits from the markers the solution
         used (not gated or rejected as outliers), their views, reprojection errors and held state."""
@@ -174,6 +194,10 @@ class IKStage:
             views = np.concatenate([views, [views[list(d.sources)].min() for d in sk_def.derived]])
             err = np.concatenate([err, [err[list(d.sources)].max() for d in sk_def.derived]])
             held = np.concatenate([held, [held[list(d.sources)].any() for d in sk_def.derived]])
+        if solver.n_extra:  # extra markers: their own views / error / held state (none: unused)
+            e = solver.n_extra
+            ev, ee, eh = ex[2:] if ex is not None else (np.zeros(e, np.int64), np.full(e, np.nan), np.zeros(e, bool))
+            views, err, held = np.concatenate([views, ev]), np.concatenate([err, ee]), np.concatenate([held, eh])
         mp = solver.marker_points
         m_views, m_err, m_held = views[mp], err[mp], held[mp]  # (M,)
         used = solver.used

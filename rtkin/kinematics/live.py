@@ -33,6 +33,12 @@ class LiveKinematicsSettings:
         height_m: subject height, m (0 = unknown); with scaling, it scales the segments the
             keypoints cannot measure and is checked against the scaled model's height.
         mass_kg: subject mass, kg (0 = unknown); the scaled model's total mass.
+        augment: marker augmentation (:mod:`rtkin.kinematics.augment`): Pose2Sim's LSTM
+            augmenter turns each person's keypoints into 43 anatomical markers, tracked by the IK
+            beside the keypoints. ``None`` = "auto", resolved by the run from the keypoint source
+            (:func:`rtkin.kinematics.augment.resolve_augment`: on for real detector keypoints with
+            heels and toes, off for the virtual subject, whose keypoints are the model's own
+            markers, and for COCO_17); unresolved, it is off here.
     """
 
     scaling: bool = True
@@ -40,6 +46,7 @@ class LiveKinematicsSettings:
     until_scaled: str = "generic"
     height_m: float = 0.0
     mass_kg: float = 0.0
+    augment: bool | None = None
 
     def __post_init__(self) -> None:
         if self.height_m < 0 or self.mass_kg < 0 or (self.height_m and not 0.5 <= self.height_m <= 2.5):
@@ -67,6 +74,10 @@ class LiveKinematics:
 
     Attributes:
         ik: the :class:`IKStage`. scaled_models: person id -> scaled model path in use.
+        augmenter: the :class:`~rtkin.kinematics.augment.MarkerAugmenter` (``settings.augment``),
+            else None; ``augmented``: its output for the last message
+            (:class:`~rtkin.kinematics.augment.AugmentedFrame`, same people; ``.message()`` is
+            the Skeleton3D to publish), else None.
     """
 
     def __init__(self, settings: LiveKinematicsSettings, solver: IKSettings, out_dir: str | Path,
@@ -77,6 +88,14 @@ class LiveKinematics:
         self.name = name
         self.executor = executor
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.augmenter = None
+        self.augmented = None
+        if settings.augment:
+            from rtkin.kinematics.augment import AugmentSettings, MarkerAugmenter, augmented_ik_settings
+
+            self.augmenter = MarkerAugmenter(solver.skeleton, AugmentSettings(height_m=settings.height_m,
+                                                                              mass_kg=settings.mass_kg))
+            solver = augmented_ik_settings(solver, self.augmenter.marker_names)
         self.ik = IKStage(solver)
         self._scalers: dict[int, OnlineScaler] = {}
         self._switches: dict[int, tuple[Path, Iterator[None]]] = {}
@@ -90,11 +109,14 @@ class LiveKinematics:
         """Drop a person's IK and scaling state (a scaled model already in use stays listed)."""
         pid = int(person_id)
         self.ik.forget(pid)
+        if self.augmenter is not None:
+            self.augmenter.forget(pid)
         self._scalers.pop(pid, None)
         self._switches.pop(pid, None)
 
     def __call__(self, sk: Skeleton3D) -> list[JointAngles]:
         st = self.settings
+        aug = self.augmented = self.augmenter.augment(sk) if self.augmenter is not None else None
         if st.scaling:
             self._feed_scalers(sk)
             if st.until_scaled == "wait":
@@ -103,7 +125,8 @@ class LiveKinematics:
                     return []
                 if len(keep) < sk.n_people:
                     sk = sk.select(keep)
-        return self.ik(sk)
+                    aug = aug.select(keep) if aug is not None else None
+        return self.ik(sk, aug)
 
     @property
     def pending(self) -> bool:

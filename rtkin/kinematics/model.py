@@ -50,8 +50,10 @@ def _osim():
 _TEMPLATES: dict[tuple[str, str], Any] = {}
 
 
-def load_with_markers(model_path: str | Path, skeleton: Skeleton):
-    """The model with the skeleton's Pose2Sim markers added (markers it already has are kept).
+def load_with_markers(model_path: str | Path, skeleton: Skeleton, extra_marker_set: str | Path = ""):
+    """The model with the skeleton's Pose2Sim markers added (markers it already has are kept),
+    and the markers of the marker set file ``extra_marker_set`` that it still lacks (e.g. the
+    augmented markers of ``Markers_LSTM.xml``).
 
     Markers of :data:`rtkin.core.skeletons.MARKER_SET_FIXES` come from the marker set named there
     (Pose2Sim's Coco17 set puts RHip on the pelvis at the knee's height)."""
@@ -70,6 +72,11 @@ def load_with_markers(model_path: str | Path, skeleton: Skeleton):
             mk = good.get(mk.getName())
         if not have.contains(mk.getName()):
             model.addMarker(mk.clone())
+    if extra_marker_set:
+        extra = osim.MarkerSet(str(extra_marker_set))
+        for i in range(extra.getSize()):
+            if not have.contains(extra.get(i).getName()):
+                model.addMarker(extra.get(i).clone())
     model.finalizeConnections()
     return model
 
@@ -79,16 +86,17 @@ def model_path_for(settings, model_path: str | Path | None = None) -> Path:
     return Path(model_path) if model_path else (Path(settings.model) if settings.model else assets.model_path())
 
 
-def template_model(path: Path, skeleton: Skeleton):
+def template_model(path: Path, skeleton: Skeleton, extra_marker_set: str | Path = ""):
     """The model at ``path`` with the skeleton's Pose2Sim marker set added, as Pose2Sim does
-    (``MarkerSet(file)`` + ``addMarker(marker.clone())``; markers the model already has are kept).
+    (``MarkerSet(file)`` + ``addMarker(marker.clone())``; markers the model already has are kept),
+    and the markers of ``extra_marker_set`` (see :func:`load_with_markers`).
     Loaded once per process and never modified: solvers work on clones."""
-    key = (str(Path(path).resolve()), skeleton.marker_set)
+    key = (str(Path(path).resolve()), skeleton.marker_set, str(extra_marker_set))
     model = _TEMPLATES.get(key)
     if model is None:
         if not Path(path).is_file():
             raise FileNotFoundError(f"OpenSim model {path} not found")
-        model = load_with_markers(path, skeleton)
+        model = load_with_markers(path, skeleton, extra_marker_set)
         _TEMPLATES[key] = model
     return model
 

@@ -26,7 +26,9 @@ def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeCont
     worker that falls behind solves the newest frame and sheds the older ones (counted); played
     as fast as possible it solves every frame (the sync waits for it). Each JointAngles message is
     stamped with the receive time of the last camera frame of its slot (the sync node's ``sk3d/``
-    stamp), so subscribers can measure the end-to-end latency. After the sync node's end of stream
+    stamp), so subscribers can measure the end-to-end latency. With ``[ik] augment`` (resolved from
+    the source kind, :func:`rtkin.kinematics.augment.resolve_augment`), the person's augmented
+    markers go out too, as a Skeleton3D on ``aug/<id>/``. After the sync node's end of stream
     the worker has answered everything and says so (``status/end/ik<w>/``).
     """
     stop = Stopper(ctx)
@@ -60,7 +62,11 @@ class _IKNode:
             from rtkin.kinematics.scaling import background_executor
 
             self.pool = background_executor(warm=True)
-        self.stage = LiveKinematics(cfg.ik.live(), dataclasses.replace(cfg.ik.solver, skeleton=cfg.rig.skeleton),
+        from rtkin.kinematics.augment import resolve_augment
+
+        live = dataclasses.replace(cfg.ik.live(), augment=resolve_augment(cfg.ik.augment, cfg.source.kind,
+                                                                          cfg.rig.skeleton))
+        self.stage = LiveKinematics(live, dataclasses.replace(cfg.ik.solver, skeleton=cfg.rig.skeleton),
                                     cfg.output_dir(), cfg.run.name, executor=self.pool)
         self.realtime = cfg.source.realtime
         self.outputs = self.shed = 0
@@ -176,6 +182,8 @@ class _IKNode:
             if got.stamp_ns:
                 self.e2e.add((now - got.stamp_ns) * 1e-9)
             self.outputs += 1
+        if self.stage.augmented is not None:  # after the angles: adds no latency to them
+            self.tx.send(self.stage.augmented.message(), base=b"aug/%d/" % self.person, stamp_ns=got.stamp_ns)
 
     def _release(self, why: str) -> None:
         self.stage.forget(self.person)
