@@ -141,10 +141,12 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _figure(w: float, h: float):
+def _figure(w: float, h: float, top: float = 0.9):
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(w, h), layout="constrained")
+    fig = Figure(figsize=(w, h))  # fixed margins: constrained layout costs seconds on a 27-panel figure
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=top, hspace=0.55, wspace=0.25)
+    return fig
 
 
 # ============================================================================ plots
@@ -155,8 +157,11 @@ def _angles_png(p: PersonReport, targets: Mapping[str, tuple[float, float]]) -> 
             if any(n and _moving(p.values[:, p.names.index(n)]) for n in r[1:])]
     n = max(len(rows), 1)
     cols = 3
-    fig = _figure(13, 2.1 * math.ceil(n / cols) + 0.4)
-    axes = fig.subplots(math.ceil(n / cols), cols, squeeze=False).ravel()
+    nrows = math.ceil(n / cols)
+    height = 2.1 * nrows + 0.6
+    fig = _figure(13, height, top=1 - 0.45 / height)
+    fig.subplots_adjust(bottom=0.35 / height)
+    axes = fig.subplots(nrows, cols, squeeze=False).ravel()
     for ax in axes[len(rows):]:
         ax.set_visible(False)
     for ax, (label, r, l) in zip(axes, rows):
@@ -176,9 +181,12 @@ def _angles_png(p: PersonReport, targets: Mapping[str, tuple[float, float]]) -> 
                 ax.axhspan(band[0], band[1], color="tab:green", alpha=0.12, lw=0)
         ax.set_title(label, fontsize=9)
         ax.tick_params(labelsize=7)
+        ax.locator_params(nbins=5)
         ax.set_ylabel("deg" if _is_rotation(r or l) else "m", fontsize=7)
         if l:
             ax.legend(fontsize=7, loc="upper right")
+    for ax in axes[max(len(rows) - cols, 0):len(rows)]:
+        ax.set_xlabel("time, s", fontsize=7)
     fig.suptitle(f"person {p.person_id}: joint angles (red right, blue left; shaded: quality < {LOW_QUALITY})",
                  fontsize=10)
     return _png(fig)
