@@ -476,8 +476,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     kinds = {k: getattr(args, k) for k in ("mot", "trc", "c3d", "report")}
     if not any(kinds.values()):
         kinds = dict.fromkeys(kinds, True)
+    from rtkin.offline.progress import ConsoleProgress
+
     try:
-        files = export_recording(path, args.output, force=args.force, **kinds)
+        with ConsoleProgress(prefix=f"{path.name}: ") as progress:
+            files = export_recording(path, args.output, force=args.force, progress=progress, **kinds)
     except (ExportError, RecordingError) as e:
         raise CliError(str(e)) from e
     for f in files:

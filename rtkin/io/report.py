@@ -132,6 +132,11 @@ def _moving(values: np.ndarray) -> bool:
     return v.size > 1 and float(v.max() - v.min()) > 1e-9
 
 
+def _thin(n: int, most: int = 1500) -> slice:
+    """Every k-th sample so a curve has at most ``most`` points (plots of long sessions stay cheap)."""
+    return slice(None, None, max(1, -(-n // most)))
+
+
 def _png(fig) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -169,13 +174,14 @@ def _angles_png(p: PersonReport, targets: Mapping[str, tuple[float, float]]) -> 
             if name is None:
                 continue
             j = p.names.index(name)
-            y = _display(p.values[:, j], name)
-            ax.plot(p.time_s, y, color=color, lw=1.0, label=side if l else None)
+            k = _thin(len(p.time_s))
+            y = _display(p.values[k, j], name)
+            ax.plot(p.time_s[k], y, color=color, lw=1.0, label=side if l else None)
             if p.quality is not None:
-                low = p.quality[:, j] < LOW_QUALITY
+                low = p.quality[k, j] < LOW_QUALITY
                 if low.any():
                     lo, hi = np.nanmin(y) if np.isfinite(y).any() else 0, np.nanmax(y) if np.isfinite(y).any() else 1
-                    ax.fill_between(p.time_s, lo, hi, where=low, color=color, alpha=0.12, lw=0)
+                    ax.fill_between(p.time_s[k], lo, hi, where=low, color=color, alpha=0.12, lw=0)
             band = targets.get(name)
             if band is not None:
                 ax.axhspan(band[0], band[1], color="tab:green", alpha=0.12, lw=0)
@@ -200,7 +206,7 @@ def _trajectories_png(p: PersonReport) -> bytes:
         if name not in p.keypoint_names:
             continue
         k = p.keypoint_names.index(name)
-        xyz = pts[:, k]
+        xyz = pts[_thin(len(pts)), k]
         top.plot(xyz[:, 0], xyz[:, 1], lw=0.8, label=name)
         side.plot(xyz[:, 0], xyz[:, 2], lw=0.8, label=name)
     top.set_title("top view (world x-y, m)", fontsize=9)
@@ -230,8 +236,9 @@ def _cameras_png(rep: SessionReport) -> bytes:
     fig = _figure(11, 5.0)
     err_ax, use_ax = fig.subplots(2, 1, sharex=True)
     t = rep.camera_time_s
+    k = _thin(len(t))
     for c, name in enumerate(rep.cameras):
-        err_ax.plot(t, rep.camera_reproj_px[:, c], lw=0.8, label=name)
+        err_ax.plot(t[k], rep.camera_reproj_px[k, c], lw=0.8, label=name)
     err_ax.set_ylabel("median reprojection px", fontsize=8)
     err_ax.set_title("per-camera reprojection error of the subject's keypoints", fontsize=9)
     err_ax.legend(fontsize=7, ncol=len(rep.cameras))
@@ -352,26 +359,24 @@ def camera_reprojection(rig, frames: Mapping[str, Sequence[tuple[int, np.ndarray
     if S == 0:
         return err, used
     period = float(np.median(np.diff(slot_ns))) if S > 1 else 1e9 / 60
+    pts = np.asarray(points, dtype=np.float64)
+    ok3 = np.isfinite(pts).all(-1)  # (S, K)
     for c, cam in enumerate(rig.cameras):
         fr = frames.get(cam.name, [])
         if not fr:
             continue
         times = np.array([f[0] for f in fr], dtype=np.int64)
-        idx = np.clip(np.searchsorted(times, slot_ns), 1, len(times) - 1) if len(times) > 1 else np.zeros(S, int)
-        for s in range(S):
-            i = int(idx[s])
-            if len(times) > 1 and abs(times[i - 1] - slot_ns[s]) < abs(times[i] - slot_ns[s]):
-                i -= 1
-            if abs(times[i] - slot_ns[s]) > period / 2:
+        i = np.clip(np.searchsorted(times, slot_ns), 0, len(times) - 1)
+        prev = np.clip(i - 1, 0, len(times) - 1)
+        i = np.where(np.abs(times[prev] - slot_ns) < np.abs(times[i] - slot_ns), prev, i)
+        near = np.abs(times[i] - slot_ns) <= period / 2
+        uv = cam.project(np.where(ok3[..., None], pts, 0.0).reshape(-1, 3)).reshape(S, -1, 2)  # (S, K, 2)
+        for s in np.flatnonzero(near & (ok3.sum(1) >= 3)):
+            kp = fr[int(i[s])][1]
+            if kp.shape[0] == 0:
                 continue
-            kp = fr[i][1]
-            X = points[s]
-            ok3 = np.isfinite(X).all(-1)
-            if kp.shape[0] == 0 or ok3.sum() < 3:
-                continue
-            uv = cam.project(np.where(ok3[:, None], X, 0.0))  # (K, 2)
-            d = np.linalg.norm(kp[..., :2] - uv[None], axis=-1)  # (P, K)
-            good = (kp[..., 2] >= min_score) & ok3[None]
+            d = np.linalg.norm(kp[..., :2] - uv[s][None], axis=-1)  # (P, K)
+            good = (kp[..., 2] >= min_score) & ok3[s][None]
             med = np.array([np.median(d[p][good[p]]) if good[p].sum() >= 3 else np.inf for p in range(kp.shape[0])])
             best = int(np.argmin(med))
             if np.isfinite(med[best]) and med[best] <= match_px:

@@ -55,7 +55,7 @@ def _targets(name: str, sks, jas, mot: bool, trc: bool, c3d: bool, min_frames: i
 
 def export_recording(recording: str | Path, out_dir: str | Path | None = None, *, mot: bool = True,
                      trc: bool = True, c3d: bool = True, report: bool = True, name: str | None = None,
-                     min_frames: int = 30, force: bool = False) -> list[Path]:
+                     min_frames: int = 30, force: bool = False, progress=None) -> list[Path]:
     """Write the recorded live outputs of ``recording`` as files; returns the paths written.
 
     Args:
@@ -65,6 +65,7 @@ def export_recording(recording: str | Path, out_dir: str | Path | None = None, *
         name: file name stem (default: the recording's stem).
         min_frames: people with fewer recorded frames (track fragments) are skipped.
         force: overwrite existing files (else ExportError).
+        progress: ``progress(step, done, total)`` callback.
 
     Raises:
         ExportError: no recorded output of the requested kinds, or an output exists.
@@ -78,7 +79,11 @@ def export_recording(recording: str | Path, out_dir: str | Path | None = None, *
     path = Path(recording)
     out = Path(out_dir) if out_dir is not None else path.parent
     name = name or path.stem
+    if progress is not None:
+        progress("reading the recording", 0, 1)
     sks, jas, reader = _read(path)
+    if progress is not None:
+        progress("reading the recording", 1, 1)
     if not sks and not jas:
         raise ExportError(f"{path}: no recorded outputs (Skeleton3D / JointAngles) to export; "
                           "`rtkin reprocess` computes them from the recorded inputs")
@@ -114,7 +119,11 @@ def export_recording(recording: str | Path, out_dir: str | Path | None = None, *
             files.append(joint_angles_to_mot(out / f"{name}_person{pid}.mot", msgs, rotational_mask(msgs[0].names),
                                              t0_ns=t0))
     if report:
+        if progress is not None:
+            progress("report", 0, 1)
         files.append(write_session_report(path, out, name=name, stem=f"{name}_report"))
+        if progress is not None:
+            progress("report", 1, 1)
     return files
 
 

@@ -458,8 +458,12 @@ def reprocess(recording: str | Path, out_dir: str | Path | None = None, override
             subject_pts = (pr.first_slot, rep.points)
     if st.report:
         t = time.perf_counter()
+        if progress is not None:
+            progress("report", 0, 1)
         res.files.append(_report(res, reports, sess, rig, cfg, st, slot_ns, subject_pts, out, name))
         timings["report"] = time.perf_counter() - t
+        if progress is not None:
+            progress("report", 1, 1)
     timings["total"] = time.perf_counter() - t_all
     res.timings = timings
     for w in res.warnings:
