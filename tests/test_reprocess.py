@@ -112,7 +112,7 @@ def test_reprocess_refuses_to_overwrite_and_bad_settings(recording, reprocessed,
 
 def test_reprocess_with_other_settings(recording, tmp_path):
     over = tmp_path / "over.toml"
-    over.write_text('[reprocess]\nscaling = false\nreport = false\nik_stride = 2\n[reprocess.smoothing]\nkind = "butterworth"\n'
+    over.write_text('[reprocess]\nscaling = false\nreport = false\nik_rate_hz = 10.0\n[reprocess.smoothing]\nkind = "butterworth"\n'
                     "[ik.solver]\nmax_iterations = 4\n")
     out = tmp_path / "o"
     assert cli.main(["reprocess", str(recording), "-o", str(out), "--config", str(over)]) == 0

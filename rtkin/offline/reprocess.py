@@ -17,9 +17,11 @@ Steps (the same stage objects as live, fed from the recording):
 6. **IK** on the scaled model from the first frame: :class:`~rtkin.kinematics.ik_stage.IKStage`
    (the live stage) warm-started frame to frame on the smoothed points; with ``backward_pass``
    a second pass runs from the last frame back, and each frame keeps the solution with the
-   lower marker RMS error. ``ik_stride`` > 1 solves every n-th frame and interpolates the
-   coordinates between them (cubic spline; the smoothed input has no content near the Nyquist
-   rate of the strided solve).
+   lower marker RMS error. IK solves at ``ik_rate_hz`` (every n-th frame, n = frame rate //
+   ik_rate_hz) and a cubic spline interpolates the coordinates between: the smoothed input has
+   little content above ~6 Hz, and on the virtual subject (bench_reprocess.py) solving every 3rd
+   frame at 60 Hz scored as well as every frame (mean RMSE 1.10 vs 1.15 deg, 1.00 vs 1.03) for a
+   third of the IK time.
 7. **Outputs** per person: ``<name>_person<id>.trc`` (smoothed keypoints, OpenSim frame),
    ``.mot`` (joint angles), ``.c3d`` (world frame, z up, mm), ``_scaled.osim``, and the
    session's ``<name>_report.html`` + PNGs.
@@ -73,7 +75,8 @@ class ReprocessSettings:
         scaling: scale the model to each person (else the generic model).
         scaling_frames: how many of the best frames (most keypoints measured by >= 3 cameras
             with a good score, pose filter of the scaling) scaling uses.
-        ik_stride: solve every n-th frame and interpolate between (1 = every frame).
+        ik_rate_hz: IK solves every n-th frame, n = max(1, frame rate // ik_rate_hz) (60 Hz: every
+            3rd frame; 30 Hz: every frame) and interpolates between, Hz; 0 = every frame.
         backward_pass: also solve from the last frame back and keep, per frame, the solution
             with the lower marker RMS error (doubles the IK time).
         augment: marker augmentation before IK (issue 17; see :func:`_augment`).
@@ -85,7 +88,7 @@ class ReprocessSettings:
     tracks: TrackRepairSettings = TrackRepairSettings()
     scaling: bool = True
     scaling_frames: int = 600
-    ik_stride: int = 1
+    ik_rate_hz: float = 20.0
     backward_pass: bool = False
     augment: bool = False
     max_people: int = 0
@@ -95,8 +98,12 @@ class ReprocessSettings:
     report: bool = True
 
     def __post_init__(self) -> None:
-        if self.scaling_frames < 10 or self.ik_stride < 1 or self.max_people < 0:
-            raise ValueError("reprocess: scaling_frames >= 10, ik_stride >= 1 and max_people >= 0 are required")
+        if self.scaling_frames < 10 or self.ik_rate_hz < 0 or self.max_people < 0:
+            raise ValueError("reprocess: scaling_frames >= 10, ik_rate_hz >= 0 and max_people >= 0 are required")
+
+    def ik_stride(self, fps: float) -> int:
+        """Frames per IK solve at ``fps`` Hz."""
+        return 1 if not self.ik_rate_hz else max(1, int(fps // self.ik_rate_hz))
 
 
 @dataclass
@@ -339,7 +346,8 @@ def _ik(cfg, settings: ReprocessSettings, model_path: Path | None, pid: int, arr
     views = np.where(arr["present"][:, None] & np.isfinite(arr["points"]).all(-1), arr["n_views"], 0)
     scores = np.where(finite, np.where(views > 0, arr["scores"], 0.0), 0.0)
     reproj = np.where(views > 0, np.nan_to_num(arr["reproj"], nan=0.0), np.nan)
-    frames = [i for i in range(0, T, settings.ik_stride) if finite[i].any()]
+    stride = settings.ik_stride(cfg.sync.fps_hz)
+    frames = [i for i in range(0, T, stride) if finite[i].any()]
     if frames and frames[-1] != T - 1 and finite[T - 1].any():
         frames.append(T - 1)
 
@@ -368,7 +376,7 @@ def _ik(cfg, settings: ReprocessSettings, model_path: Path | None, pid: int, arr
             kept_bwd += 1
         if a is not None:
             values[i], quality[i], solved[i] = a.values, a.quality, True
-    if settings.ik_stride > 1:
+    if stride > 1:
         values = _interpolate(values, solved)
         src = np.flatnonzero(solved)
         if src.size:
@@ -549,7 +557,8 @@ def _report(res: ReprocessResult, reports, sess: _Session, rig, cfg, st, slot_ns
                         targets={str(n): (float(a), float(b)) for n, a, b in cfg.view.targets})
     rep.notes += res.warnings
     rep.notes.append(f"smoothing {st.smoothing.kind}; scaling {'from the best frames' if st.scaling else 'off'}; "
-                     f"IK every {st.ik_stride} frame(s){', forward + backward' if st.backward_pass else ''}")
+                     f"IK every {st.ik_stride(res.fps)} frame(s), interpolated between"
+                     f"{', forward + backward' if st.backward_pass else ''}")
     if not sess.complete:
         rep.notes.append("the recording has no end marker (a killed run): reprocessed up to its last whole record")
     if subject is not None:
