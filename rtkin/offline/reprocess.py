@@ -205,6 +205,7 @@ class _Session:
     truncated: bool
     complete: bool
     malformed: int
+    pipeline_s: float = 0.0  # of which in the live stages (the rest: reading and decoding)
 
 
 def _reconstruct(reader: RecordingReader, rig, cfg, progress: Progress | None) -> _Session:
@@ -214,7 +215,7 @@ def _reconstruct(reader: RecordingReader, rig, cfg, progress: Progress | None) -
     total = max(reader.path.stat().st_size, 1)
     sks: list[Skeleton3D] = []
     frames: dict[str, list] = {c: [] for c in rig.names}
-    n = 0
+    n, t_pipe = 0, 0.0
     for rec in reader:
         if rec.kind != INPUT or not isinstance(rec.message, KeypointFrame):
             continue
@@ -222,10 +223,12 @@ def _reconstruct(reader: RecordingReader, rig, cfg, progress: Progress | None) -
         n += 1
         if m.camera in frames:
             frames[m.camera].append((m.capture_ns, m.keypoints))
+        t = time.perf_counter()
         try:
             sks += pipe.push(m, rec.recv_ns)
         except ValueError as e:  # a frame of another rig / skeleton: the recording is inconsistent
             raise ReprocessError(f"{reader.path}: input {n}: {e}") from e
+        t_pipe += time.perf_counter() - t
         if progress is not None and n % 500 == 0:
             progress("reconstruct", n, 0)
     sks += pipe.flush()  # offline, even a killed run's pending slots hold complete data
@@ -240,7 +243,7 @@ def _reconstruct(reader: RecordingReader, rig, cfg, progress: Progress | None) -
     slots = np.round((np.array([s.time_ns for s in sks], dtype=np.int64) - t0) / period).astype(np.int64)
     for fr in frames.values():
         fr.sort(key=lambda x: x[0])
-    return _Session(sks, slots, t0, frames, n, reader.truncated, reader.complete, reader.n_malformed)
+    return _Session(sks, slots, t0, frames, n, reader.truncated, reader.complete, reader.n_malformed, t_pipe)
 
 
 def _person_arrays(sess: _Session, track: Track, K: int) -> dict[str, np.ndarray]:
@@ -430,6 +433,7 @@ def reprocess(recording: str | Path, out_dir: str | Path | None = None, override
     t = time.perf_counter()
     sess = _reconstruct(reader, rig, cfg, progress)
     timings["reconstruct"] = time.perf_counter() - t
+    timings["of which live stages"] = sess.pipeline_s
     S = int(sess.slots[-1]) + 1
     slot_ns = sess.t0_ns + np.round(np.arange(S) * 1e9 / fps).astype(np.int64)
 
