@@ -21,8 +21,8 @@ Two smoothers with one interface, ``smooth(points (T, K, 3) m, weights (T, K), f
   (0 phase lag at every frequency).
 
 Which is the default (:class:`SmoothingSettings`) was decided on the virtual subject by
-``benchmarks/bench_reprocess.py --compare-smoothers`` (3D error against the truth, several
-bodies and seeds, see the settings docstring for the figures).
+``benchmarks/bench_reprocess.py --variants`` (joint angles and 3D error against the truth, two
+bodies; see the settings docstring for the figures).
 
 Units: m, s, Hz; weights dimensionless.
 """
@@ -46,10 +46,15 @@ SMOOTHERS = ("rts", "butterworth", "none")
 class SmoothingSettings:
     """Offline keypoint smoothing (TOML ``[reprocess.smoothing]`` maps 1:1).
 
-    The default, ``"rts"``, was chosen from ``bench_reprocess.py --compare-smoothers``: on the
-    virtual subject (1.55 m and 1.95 m bodies, demo rig, 3 px noise, 2 % outliers, 5 % dropouts,
-    two seeds, not the tuning seed) its median 3D error was below the Pose2Sim-style
-    Butterworth's on every scene (figures in the benchmark's output and the branch notes).
+    The default, ``"rts"``, was chosen from ``bench_reprocess.py --variants``: on the held-out
+    virtual subjects (1.55 m and 1.95 m bodies, demo rig, 3 px noise, 2 % outliers, 5 % dropouts,
+    a bystander; motion seeds 21, 22) its joint angles were better than with the Pose2Sim-style
+    Butterworth (mean coordinate RMSE 1.13 vs 1.36 deg and 1.03 vs 1.06 deg; knee 0.64 vs 3.24
+    deg on the 1.55 m subject) and its 95th-percentile 3D error lower (6.9 vs 8.6 mm), for the
+    same median (3.4 mm). ``jerk_psd`` and ``noise_m`` (their ratio sets the bandwidth) were
+    picked on other scenes (generic body, motion seeds 0 and 3): lowest median 3D error with a
+    95th percentile no worse than the neighbours (1e4 / 0.016: 3.27 / 6.75 mm; 2e4 / 0.012:
+    3.41 / 6.83 mm; Butterworth 6 Hz: 3.47 / 7.86 mm).
 
     Attributes:
         kind: ``"rts"`` (confidence-weighted Rauch-Tung-Striebel), ``"butterworth"``
@@ -73,8 +78,8 @@ class SmoothingSettings:
     order: int = 4
     hampel: bool = True
     max_gap_s: float = 0.35
-    jerk_psd: float = 2.0e4
-    noise_m: float = 0.012
+    jerk_psd: float = 1.0e4
+    noise_m: float = 0.016
     robust_iterations: int = 2
     robust_k: float = 3.0
     min_views: int = 2
