@@ -30,8 +30,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import numpy as np
-
 __all__ = ["is_project", "map_config", "project_recording", "reprocess_project"]
 
 _MODELS = {"body_with_feet": "HALPE_26", "halpe_26": "HALPE_26", "body": "COCO_17", "coco_17": "COCO_17",

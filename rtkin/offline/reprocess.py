@@ -37,8 +37,6 @@ whose tables are those of the run configuration (``[ik.solver]``, ``[reconstruct
 from __future__ import annotations
 
 import dataclasses
-import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,7 +223,6 @@ def _reconstruct(reader: RecordingReader, rig, cfg, progress: Progress | None) -
     recon = dataclasses.replace(cfg.reconstruction, filter=FilterSettings(kind="none"),
                                 health=HealthSettings(enabled=False))
     pipe = Pipeline(rig, cfg.rig.skeleton, cfg.sync, recon, clock_ns=None)
-    total = max(reader.path.stat().st_size, 1)
     sks: list[Skeleton3D] = []
     frames: dict[str, list] = {c: [] for c in rig.names}
     n, t_pipe = 0, 0.0
