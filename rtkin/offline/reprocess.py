@@ -71,8 +71,9 @@ class ReprocessSettings:
         smoothing: zero-phase smoothing of the 3D keypoints.
         tracks: whole-session track repair.
         scaling: scale the model to each person (else the generic model).
-        scaling_frames: how many of the best frames (most keypoints measured by >= 3 cameras
-            with a good score, pose filter of the scaling) scaling uses.
+        scaling_frames: how many of the session's best frames scaling uses: highest mean point
+            confidence (score, views, reprojection) among the frames that pass the scaling's
+            pose filter (hips and knees nearly straight).
         ik_rate_hz: IK solves every n-th frame, n = max(1, frame rate // ik_rate_hz) (60 Hz: every
             3rd frame; 30 Hz: every frame) and interpolates between, Hz; 0 = every frame.
         backward_pass: also solve from the last frame back and keep, per frame, the solution
@@ -275,10 +276,14 @@ def _person_arrays(sess: _Session, track: Track, K: int) -> dict[str, np.ndarray
     return {"points": pts, "scores": sc, "n_views": nv, "reproj": err, "present": present, "first": first}
 
 
-def _best_frames(w: np.ndarray, smoothed: np.ndarray, n: int) -> np.ndarray:
-    """(T,) bool: the ``n`` frames with the highest mean point confidence (every keypoint counted,
-    missing = 0) among frames where all keypoints are estimated."""
-    score = np.where(np.isfinite(smoothed).all((-1, -2)), w.mean(1), -1.0)
+def _best_frames(w: np.ndarray, smoothed: np.ndarray, n: int, skeleton: str) -> np.ndarray:
+    """(T,) bool: the ``n`` frames of the session with the highest mean point confidence (every
+    keypoint counted, missing = 0) among those the scaling can use (all keypoints estimated, hips
+    and knees nearly straight: :func:`rtkin.kinematics.scaling.good_frames`)."""
+    from rtkin.kinematics.scaling import good_frames
+
+    usable = np.isfinite(smoothed).all((-1, -2)) & good_frames(smoothed, skeleton)
+    score = np.where(usable, w.mean(1), -1.0)
     order = np.argsort(-score, kind="stable")[:n]
     mask = np.zeros(len(score), dtype=bool)
     mask[order[score[order] > 0]] = True
@@ -520,7 +525,7 @@ def _person(track: Track, sess: _Session, cfg, st: ReprocessSettings, skel, slot
         t = time.perf_counter()
         if progress is not None:
             progress(f"scaling person {pid}", 0, 1)
-        best = _best_frames(w, X, st.scaling_frames)
+        best = _best_frames(w, X, st.scaling_frames, cfg.rig.skeleton)
         try:
             model_path, pr.factors, warn = _scale(X, best, cfg, out / f"{name}_person{pid}_scaled.osim")
             warnings += [f"person {pid} scaling: {x}" for x in warn]
