@@ -256,3 +256,14 @@ def test_pose2sim_project_folder(scene, tmp_path, capsys):
     row = table.getRowAtIndex(0)
     assert row[labels.index("Head")].get(1) - row[labels.index("RAnkle")].get(1) > 1.2  # upright in OpenSim
     assert _truth_rmse_deg(truth, out / "Trial_1_person0.mot", "knee_angle_l") < 3.5
+
+
+def test_end_of_run_report_from_the_live_outputs(recording, capsys):
+    """What `rtkin run` calls at the end (unless --no-report): the report of the live outputs."""
+    assert cli._parser().parse_args(["run", "x.toml", "--no-report"]).no_report
+    cli._run_report(recording, "sess")
+    html = recording.parent / "sess_report.html"
+    assert f"report: {html}" in capsys.readouterr().out
+    text = html.read_text()
+    assert "live outputs" in text and "Range of motion" in text and "knee_angle_r" in text
+    assert (recording.parent / "sess_report_angles_person0.png").is_file()
