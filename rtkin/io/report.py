@@ -163,8 +163,8 @@ def _angles_png(p: PersonReport, targets: Mapping[str, tuple[float, float]]) -> 
     n = max(len(rows), 1)
     cols = 3
     nrows = math.ceil(n / cols)
-    height = 2.1 * nrows + 0.6
-    fig = _figure(13, height, top=1 - 0.45 / height)
+    height = 2.1 * nrows + 0.8
+    fig = _figure(13, height, top=1 - 0.75 / height)
     fig.subplots_adjust(bottom=0.35 / height)
     axes = fig.subplots(nrows, cols, squeeze=False).ravel()
     for ax in axes[len(rows):]:
@@ -194,7 +194,7 @@ def _angles_png(p: PersonReport, targets: Mapping[str, tuple[float, float]]) -> 
     for ax in axes[max(len(rows) - cols, 0):len(rows)]:
         ax.set_xlabel("time, s", fontsize=7)
     fig.suptitle(f"person {p.person_id}: joint angles (red right, blue left; shaded: quality < {LOW_QUALITY})",
-                 fontsize=10)
+                 fontsize=10, y=1 - 0.15 / height)
     return _png(fig)
 
 

@@ -107,7 +107,8 @@ class ReprocessSettings:
 
 @dataclass
 class PersonResult:
-    """One exported person: id, slots (first, last), IK frames solved, files, model, factors."""
+    """One exported person: id, slots (first, last), frames seen, IK solves, frames with angles
+    (solved or interpolated), files, model, factors."""
 
     person_id: int
     first_slot: int
@@ -119,6 +120,7 @@ class PersonResult:
     factors: dict[str, float] = field(default_factory=dict)
     live_ids: list[int] = field(default_factory=list)
     backward_kept: int = 0
+    angle_frames: int = 0
 
 
 @dataclass
@@ -559,6 +561,7 @@ def _person(track: Track, sess: _Session, cfg, st: ReprocessSettings, skel, slot
         coords, values, quality, solved, pr.backward_kept = ik
         pr.solved = int(solved.sum())
         ok = np.isfinite(values).all(1)
+        pr.angle_frames = int(ok.sum())
         if st.mot and ok.any():
             pr.files.append(write_mot(out / f"{name}_person{pid}.mot", time_s[ok], coords, values[ok],
                                       rotational_mask(coords)))
@@ -594,6 +597,7 @@ def _report(res: ReprocessResult, reports, sess: _Session, rig, cfg, st, slot_ns
                       "short tracks dropped": c["dropped_short"]}
     for p in res.people:
         rep.accounting[f"person {p.person_id}: slots {p.first_slot}-{p.last_slot}"] = (
-            f"{p.frames} seen, {p.solved} IK solved" + (f", {p.backward_kept} from the backward pass" if p.backward_kept else ""))
+            f"{p.frames} seen, {p.angle_frames} with joint angles ({p.solved} IK solves)"
+            + (f", {p.backward_kept} from the backward pass" if p.backward_kept else ""))
     rep.accounting["recording complete"] = "yes" if sess.complete else "no (killed run)"
     return write_report(rep, out, f"{name}_report")
