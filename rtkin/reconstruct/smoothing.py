@@ -46,15 +46,19 @@ SMOOTHERS = ("rts", "butterworth", "none")
 class SmoothingSettings:
     """Offline keypoint smoothing (TOML ``[reprocess.smoothing]`` maps 1:1).
 
-    The default, ``"rts"``, was chosen from ``bench_reprocess.py --variants``: on the held-out
-    virtual subjects (1.55 m and 1.95 m bodies, demo rig, 3 px noise, 2 % outliers, 5 % dropouts,
-    a bystander; motion seeds 21, 22) its joint angles were better than with the Pose2Sim-style
-    Butterworth (mean coordinate RMSE 1.13 vs 1.36 deg and 1.03 vs 1.06 deg; knee 0.64 vs 3.24
-    deg on the 1.55 m subject) and its 95th-percentile 3D error lower (6.9 vs 8.6 mm), for the
-    same median (3.4 mm). ``jerk_psd`` and ``noise_m`` (their ratio sets the bandwidth) were
-    picked on other scenes (generic body, motion seeds 0 and 3): lowest median 3D error with a
-    95th percentile no worse than the neighbours (1e4 / 0.016: 3.27 / 6.75 mm; 2e4 / 0.012:
-    3.41 / 6.83 mm; Butterworth 6 Hz: 3.47 / 7.86 mm).
+    The default, ``"rts"``, was chosen from ``bench_reprocess.py --variants`` on held-out virtual
+    subjects (1.55 m and 1.95 m bodies, demo rig, 3 px noise, 2 % outliers, 5 % dropouts, a
+    bystander; motion seeds 21, 22): its 3D error was lower than the Pose2Sim-style
+    Butterworth's on both (median 3.22 vs 3.36 mm and 3.19 vs 3.31 mm; 95th percentile 7.2 vs
+    8.6 mm and 6.8 vs 8.2 mm), and so were the knee, ankle and elbow angles (knee 0.63 vs 3.24
+    deg on the 1.55 m body, where a Butterworth-smoothed outlier burst bent the knee). The mean
+    coordinate RMSE was split (1.07 vs 1.35 deg; 1.25 vs 1.11 deg): on the 1.95 m body the
+    weakly observed pelvis tilt / lumbar / hip flexion combination, which moves by a degree
+    with a 0.2 % change of the scaled torso, favoured the Butterworth run. ``jerk_psd`` and
+    ``noise_m`` (their ratio sets the bandwidth) were picked on other scenes (generic body,
+    motion seeds 0 and 3): lowest median 3D error with a 95th percentile no worse than the
+    neighbours (1e4 / 0.016: 3.27 / 6.75 mm; 2e4 / 0.012: 3.41 / 6.83 mm; Butterworth 6 Hz:
+    3.47 / 7.86 mm).
 
     Attributes:
         kind: ``"rts"`` (confidence-weighted Rauch-Tung-Striebel), ``"butterworth"``
