@@ -19,9 +19,9 @@ Steps (the same stage objects as live, fed from the recording):
    a second pass runs from the last frame back, and each frame keeps the solution with the
    lower marker RMS error. IK solves at ``ik_rate_hz`` (every n-th frame, n = frame rate //
    ik_rate_hz) and a cubic spline interpolates the coordinates between: the smoothed input has
-   little content above ~6 Hz, and on the virtual subject (bench_reprocess.py) solving every 3rd
-   frame at 60 Hz scored as well as every frame (mean RMSE 1.10 vs 1.15 deg, 1.00 vs 1.03) for a
-   third of the IK time.
+   little content above ~6 Hz, and on the held-out virtual subjects of bench_reprocess.py solving
+   every 3rd frame at 60 Hz scored as well as every frame (mean coordinate RMSE 1.07 vs 1.09 deg
+   and 1.25 vs 1.26 deg) for a third of the IK time.
 7. **Outputs** per person: ``<name>_person<id>.trc`` (smoothed keypoints, OpenSim frame),
    ``.mot`` (joint angles), ``.c3d`` (world frame, z up, mm), ``_scaled.osim``, and the
    session's ``<name>_report.html`` + PNGs.
