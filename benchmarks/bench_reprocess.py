@@ -24,7 +24,12 @@ Printed: tables, the acceptance checks (mean coordinate RMSE <= 2 deg; rotation 
 Pose2Sim's on every joint; 3D median at or below Pose2Sim's filtered TRC), the reprocess speed as
 a multiple of real time and against Pose2Sim's own pipeline on the same input, in the same run.
 
+``--tune-smoothing`` instead prints the 3D error of the raw triangulation smoothed with the RTS
+smoother at several (jerk_psd, noise_m) and with the Butterworth, on the TUNING scenes (generic
+body, motion seeds 0 and 3, bystander): how the RTS defaults were picked.
+
 Usage: nice -n 5 python benchmarks/bench_reprocess.py [--seconds 20] [--variants] [--skip-pose2sim] [--keep DIR]
+       nice -n 5 python benchmarks/bench_reprocess.py --tune-smoothing
 """
 
 from __future__ import annotations
@@ -217,7 +222,11 @@ def main() -> None:
     ap.add_argument("--skip-pose2sim", action="store_true")
     ap.add_argument("--scenes", type=int, default=2, help="how many of the two bodies to run")
     ap.add_argument("--keep", default="", help="keep the work folder here")
+    ap.add_argument("--tune-smoothing", action="store_true", help="RTS parameter sweep on the tuning scenes, then stop")
     args = ap.parse_args()
+    if args.tune_smoothing:
+        tune_smoothing()
+        return
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_reprocess_"))
     work.mkdir(parents=True, exist_ok=True)
     print("machine shared with other jobs: timings are noisy; ratios are measured in this run, one core "
@@ -322,6 +331,41 @@ def run_scene(label: str, factors: dict, seed: int, args, work: Path, fk) -> str
     for l in lines:
         print(l)
     return "\n".join(lines)
+
+
+def tune_smoothing(seconds: float = 12.0) -> None:
+    """3D error (median / p95, mm) of smoothed raw triangulation on the tuning scenes."""
+    from rtkin.reconstruct.filters import FilterSettings
+    from rtkin.reconstruct.health import HealthSettings
+    from rtkin.reconstruct.pipeline import Pipeline
+    from rtkin.reconstruct.reconstructor import ReconstructionSettings
+    from rtkin.reconstruct.smoothing import SmoothingSettings, point_weights, smooth
+
+    cands = [("butterworth 6 Hz", SmoothingSettings(kind="butterworth"))]
+    cands += [(f"rts {j:g} / {n:g}", SmoothingSettings(jerk_psd=j, noise_m=n))
+              for j in (5e3, 1e4, 2e4) for n in (0.008, 0.012, 0.016, 0.02)]
+    out: dict[str, list] = {k: [] for k, _ in cands}
+    for seed in (0, 3):
+        truth = virtual.simulate_subject(virtual.MotionSettings(duration_s=seconds, fps=FPS, seed=seed))
+        by = virtual.bystander(seed=seed + 7, duration_s=seconds, fps=FPS)
+        views = virtual.render_views(virtual.demo_rig(), [truth, by], seed=11 + seed, visible_in={1: ["cam01", "cam02"]})
+        recon = ReconstructionSettings(filter=FilterSettings(kind="none"), health=HealthSettings(enabled=False))
+        sks = Pipeline(views.rig, "HALPE_26", reconstruction=recon, clock_ns=None).run(virtual.arrival_order(views, seed=2))
+        T, K = views.n_frames, 26
+        P, S, V, E = np.full((T, K, 3), np.nan), np.zeros((T, K)), np.zeros((T, K)), np.full((T, K), np.nan)
+        for sk in sks:
+            f = int(round((sk.time_ns - views.time_ns[0]) * FPS / 1e9))
+            if sk.n_people and 0 <= f < T:
+                P[f], S[f], V[f], E[f] = sk.points[0], sk.scores[0], sk.n_views[0], sk.reproj_error_px[0]
+        for name, st in cands:
+            X = smooth(P, point_weights(S, V, E, P, st), FPS, st)
+            d = np.linalg.norm(X - views.truth_3d[:, 0], axis=-1)
+            d = d[np.isfinite(d)] * 1e3
+            out[name].append((np.median(d), np.percentile(d, 95)))
+    print("tuning scenes (generic body, motion seeds 0 and 3, bystander): 3D error median / p95, mm")
+    for name, v in out.items():
+        print(f"{name:<22}" + "  ".join(f"{a:.2f} / {b:.2f}" for a, b in v)
+              + f"   mean {np.mean([a for a, _ in v]):.2f} / {np.mean([b for _, b in v]):.2f}")
 
 
 def report(scores: dict, rows: list[str], n_common: int, n3d: int, T: int) -> None:
