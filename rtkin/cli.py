@@ -1,5 +1,5 @@
-"""``rtkin`` command line: ``--version``, ``calib``, ``run``, ``replay``, ``view``, ``watch``, ``keys``,
-``capture``, ``demo``."""
+"""``rtkin`` command line: ``--version``, ``calib``, ``run``, ``replay``, ``reprocess``, ``export``, ``view``,
+``watch``, ``keys``, ``capture``, ``demo``."""
 
 from __future__ import annotations
 
@@ -264,6 +264,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         runner, result = _run_session(lambda: Runner(cfg, force=args.force), start)
     summary = finish_run(runner, result)
     print(format_summary(summary))
+    rec = summary.get("recording")
+    if not args.no_report and rec:
+        _run_report(Path(rec), runner.cfg.run.name)
     return 1 if summary["errors"] else 0
 
 
@@ -457,6 +460,128 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 1 if summary["errors"] else 0
 
 
+# ----------------------------------------------------------------------------- reprocess / export
+
+
+def _run_report(rec: Path, name: str) -> None:
+    """The session report from the live outputs, at the end of ``rtkin run`` (never fails the run)."""
+    from rtkin.io.recording import RecordingError
+    from rtkin.io.report import write_session_report
+
+    try:
+        print(f"report: {write_session_report(rec, rec.parent, name=name)}")
+    except (RecordingError, ValueError, OSError, ImportError) as e:
+        print(f"rtkin: no session report: {e}", file=sys.stderr)
+
+
+def _cmd_reprocess(args: argparse.Namespace) -> int:
+    from rtkin.offline.reprocess import ReprocessError, load_overrides
+
+    inputs = [Path(p) for p in args.recording]
+    missing = [p for p in inputs if not p.exists()]
+    if missing:
+        raise CliError(f"not found: {missing[0]}")
+    try:
+        overrides = load_overrides(args.config)
+    except ReprocessError as e:
+        raise CliError(str(e)) from e
+    if len(inputs) == 1 and args.workers <= 1 and not args.scheduler:
+        return _reprocess_one(inputs[0], args, overrides)
+    return _reprocess_many(inputs, args, overrides)
+
+
+def _reprocess_one(path: Path, args: argparse.Namespace, overrides: dict) -> int:
+    from rtkin.io.recording import RecordingError
+    from rtkin.offline.pose2sim_project import is_project, reprocess_project
+    from rtkin.offline.progress import ConsoleProgress
+    from rtkin.offline.reprocess import ReprocessError, reprocess
+
+    warn = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        with ConsoleProgress(prefix=f"{path.name}: ") as progress:
+            if path.is_dir():
+                if not is_project(path):
+                    raise CliError(f"{path} is a folder but not a Pose2Sim project (no Config.toml)")
+                res = reprocess_project(path, args.output, overrides=overrides, progress=progress, force=args.force,
+                                        log=warn)
+            else:
+                res = reprocess(path, args.output, overrides=overrides, progress=progress, force=args.force, log=warn)
+    except (ReprocessError, RecordingError) as e:
+        raise CliError(str(e)) from e
+    for f in res.files:
+        print(f"wrote {f}")
+    tm = res.timings
+    steps = ", ".join(f"{k} {v:.2f} s" for k, v in tm.items() if k != "total")
+    print(f"reprocessed {res.duration_s:.1f} s of session ({len(res.people)} people) in {tm['total']:.2f} s: "
+          f"{res.duration_s / max(tm['total'], 1e-9):.1f}x real time ({steps})")
+    return 0
+
+
+def _reprocess_many(inputs: list[Path], args: argparse.Namespace, overrides: dict) -> int:
+    from rtkin.offline.batch import run_batch
+
+    where = f"Dask scheduler {args.scheduler}" if args.scheduler else f"{max(args.workers, 1)} local worker(s)"
+    print(f"reprocessing {len(inputs)} sessions on {where}", flush=True)
+    bar = _SessionBar(len(inputs))
+    try:
+        outcomes = run_batch(inputs, args.output, overrides, workers=args.workers, scheduler=args.scheduler,
+                             force=args.force, on_done=bar)
+    except ValueError as e:
+        raise CliError(str(e)) from e
+    finally:
+        bar.close()
+    failed = [o for o in outcomes if not o.ok]
+    for o in outcomes:
+        state = (f"ok: {len(o.files)} files in {o.out_dir} ({o.duration_s:.1f} s of session in {o.seconds:.1f} s)"
+                 if o.ok else f"FAILED: {o.error}")
+        print(f"{o.recording}: {state}")
+    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} sessions reprocessed"
+          + (f"; {len(failed)} failed (listed above)" if failed else ""))
+    return 1 if failed else 0
+
+
+class _SessionBar:
+    """Progress across sessions (a rich bar on a terminal, one line per session otherwise)."""
+
+    def __init__(self, total: int):
+        from rtkin.offline.progress import ConsoleProgress
+
+        self.progress = ConsoleProgress(stream=sys.stdout)
+        self.progress("sessions", 0, total)
+
+    def __call__(self, outcome, done: int, total: int) -> None:
+        self.progress("sessions", done, total)
+        if not outcome.ok and not self.progress.bar:
+            print(f"rtkin: {outcome.recording}: {outcome.error}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.progress.close()
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from rtkin.io.recording import RecordingError
+    from rtkin.offline.export import ExportError, export_recording
+
+    path = Path(args.recording)
+    if not path.is_file():
+        raise CliError(f"recording not found: {path}")
+    kinds = {k: getattr(args, k) for k in ("mot", "trc", "c3d", "report")}
+    if not any(kinds.values()):
+        kinds = dict.fromkeys(kinds, True)
+    from rtkin.offline.progress import ConsoleProgress
+
+    try:
+        with ConsoleProgress(prefix=f"{path.name}: ") as progress:
+            files = export_recording(path, args.output, force=args.force, progress=progress, **kinds)
+    except (ExportError, RecordingError) as e:
+        raise CliError(str(e)) from e
+    for f in files:
+        print(f"wrote {f}")
+    if not files:
+        print("nothing to export: no person was tracked long enough", file=sys.stderr)
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -504,7 +629,29 @@ def _parser() -> argparse.ArgumentParser:
                      help="replace an earlier session of the same name (default: this one is named NAME-2, ...)")
     run.add_argument("--view", action="store_true", help="serve the browser dashboard during the run")
     run.add_argument("--view-port", type=int, default=None, help="dashboard port (default: [view] port, 8765)")
+    run.add_argument("--no-report", action="store_true", help="do not write the session report at the end")
     run.set_defaults(func=_cmd_run)
+
+    rp = sub.add_parser("reprocess", help="best-accuracy offline pass of recordings (or Pose2Sim project folders): "
+                                          "TRC, MOT, C3D, scaled model, report")
+    rp.add_argument("recording", nargs="+", help=".rtkrec file(s) or Pose2Sim project folder(s)")
+    rp.add_argument("--config", metavar="OVERRIDES.toml", help="settings overriding the recording's ([reprocess], [ik.solver], ...)")
+    rp.add_argument("-o", "--output", metavar="DIR", help="output folder (several sessions: one sub-folder each; "
+                                                          "default <recording>_reprocessed/ beside each)")
+    rp.add_argument("--workers", type=int, default=1, help="local worker processes for several sessions (default 1)")
+    rp.add_argument("--scheduler", metavar="tcp://HOST:8786", help="run one task per session on this Dask cluster")
+    rp.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    rp.set_defaults(func=_cmd_reprocess)
+
+    ex = sub.add_parser("export", help="write a recording's live outputs as recorded (MOT, TRC, C3D, report)")
+    ex.add_argument("recording", help="a .rtkrec file (a killed run's file too)")
+    ex.add_argument("--mot", action="store_true", help="joint angles (.mot)")
+    ex.add_argument("--trc", action="store_true", help="3D keypoints (.trc)")
+    ex.add_argument("--c3d", action="store_true", help="3D keypoints (.c3d)")
+    ex.add_argument("--report", action="store_true", help="session report (HTML + PNGs)")
+    ex.add_argument("-o", "--output", metavar="DIR", help="output folder (default: beside the recording)")
+    ex.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    ex.set_defaults(func=_cmd_export)
 
     rep = sub.add_parser("replay", help="replay a recording through the same stages")
     rep.add_argument("recording", help="a .rtkrec file")

@@ -1,0 +1,388 @@
+"""``rtkin reprocess`` against the truth and against Pose2Sim offline, same input, one run.
+
+Scenes: virtual subjects of 1.55 m and 1.95 m with non-uniform proportions (the generic model
+scaled per body by known factors), a seeded motion (walk, squat, arm raise), the Pose2Sim demo
+rig (4 cameras), 3 px noise, 2 % outliers, 5 % dropouts, and a bystander seen by cam01 and cam02.
+Motion and corruption seeds differ from those the defaults were tuned on (motion seeds 0 and 3).
+
+Per scene:
+
+1. the scene is recorded through the live stages in one process (``rtkin.offline.simulate``:
+   sync, association, triangulation, One-Euro, live scaling + IK), like ``rtkin run`` writes it;
+2. ``rtkin reprocess REC -o DIR`` runs (the CLI's own entry point, in this process, one core:
+   BLAS threads are pinned to 1) with its defaults, then with variants (``--variants``);
+3. Pose2Sim 0.10 runs offline on the same 2D detections (``P2S``: every person in every view, as
+   OpenPose JSON), and again on the subject's detections alone (``P2S alone``: an easier input
+   than rtkin gets, Pose2Sim's best case); ``benchmarks/bench_accuracy.py``'s project set-up:
+   triangulation, filtering, kinematics with its own scaling;
+4. everything is scored **from the files written**: the MOT (joint angles, by time -> frame) and
+   the TRC (3D keypoints), against the truth: per-coordinate RMSE, joint rotation RMS (the
+   angle of the relative rotation truth -> estimate of each joint's child body in its parent,
+   independent of how a rotation is split into coordinates) and the 3D median error.
+
+Printed: tables, the acceptance checks (mean coordinate RMSE <= 2 deg; rotation RMS below
+Pose2Sim's on every joint; 3D median at or below Pose2Sim's filtered TRC), the reprocess speed as
+a multiple of real time and against Pose2Sim's own pipeline on the same input, in the same run.
+
+``--tune-smoothing`` instead prints the 3D error of the raw triangulation smoothed with the RTS
+smoother at several (jerk_psd, noise_m) and with the Butterworth, on the TUNING scenes (generic
+body, motion seeds 0 and 3, bystander): how the RTS defaults were picked.
+
+Usage: nice -n 5 python benchmarks/bench_reprocess.py [--seconds 20] [--variants] [--skip-pose2sim] [--keep DIR]
+       nice -n 5 python benchmarks/bench_reprocess.py --tune-smoothing
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")  # one core: set before numpy / numba load
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_accuracy as ba  # noqa: E402  (Pose2Sim project set-up, MOT reading, FK)
+
+from rtkin.io.mot import read_mot  # noqa: E402
+from rtkin.io.trc import read_trc  # noqa: E402
+from rtkin.kinematics.scaling import model_stature  # noqa: E402
+from rtkin.sim import virtual  # noqa: E402
+from rtkin.sim.scaled import simulate_scaled_subject  # noqa: E402
+
+FPS = 60.0
+
+#: (label, body -> scale factor): non-uniform proportions
+BODIES = (
+    ("1.55 m", {"pelvis": 0.93, "sacrum": 0.93, "femur_r": 0.89, "femur_l": 0.89, "tibia_r": 0.90, "tibia_l": 0.90,
+                "talus_r": 0.92, "calcn_r": 0.92, "toes_r": 0.92, "talus_l": 0.92, "calcn_l": 0.92, "toes_l": 0.92,
+                "torso": 0.95, "head": 0.97, "humerus_r": 0.91, "humerus_l": 0.91, "ulna_r": 0.88, "radius_r": 0.88,
+                "hand_r": 0.9, "ulna_l": 0.88, "radius_l": 0.88, "hand_l": 0.9}),
+    ("1.95 m", {"pelvis": 1.10, "sacrum": 1.10, "femur_r": 1.21, "femur_l": 1.21, "tibia_r": 1.18, "tibia_l": 1.18,
+                "talus_r": 1.12, "calcn_r": 1.12, "toes_r": 1.12, "talus_l": 1.12, "calcn_l": 1.12, "toes_l": 1.12,
+                "torso": 1.12, "head": 1.04, "humerus_r": 1.16, "humerus_l": 1.16, "ulna_r": 1.19, "radius_r": 1.19,
+                "hand_r": 1.1, "ulna_l": 1.19, "radius_l": 1.19, "hand_l": 1.1}),
+)
+SEEDS = (21, 22)  # motion seeds (the defaults were tuned on 0 and 3)
+
+#: joint rotation angles: (label, parent body, (right child, left child) or (child,))
+JOINTS = (("hip", "pelvis", ("femur_r", "femur_l")), ("knee", "femur", ("tibia_r", "tibia_l")),
+          ("ankle", "tibia", ("talus_r", "talus_l")), ("lumbar", "pelvis", ("torso",)),
+          ("shoulder", "torso", ("humerus_r", "humerus_l")), ("elbow", "humerus", ("ulna_r", "ulna_l")))
+
+VARIANTS = (
+    ("butterworth", {"reprocess": {"smoothing": {"kind": "butterworth"}}}),
+    ("IK every frame", {"reprocess": {"ik_rate_hz": 0.0}}),
+    ("backward pass", {"reprocess": {"backward_pass": True}}),
+)
+
+
+# ============================================================================ scenes
+
+
+def make_scene(label: str, factors: dict, seed: int, seconds: float):
+    st = virtual.MotionSettings(duration_s=seconds, fps=FPS, seed=seed)
+    truth = simulate_scaled_subject(factors, st)
+    by = virtual.bystander(seed=seed + 7, duration_s=seconds, fps=FPS)
+    cs = virtual.CorruptionSettings(noise_px=3.0, outlier_rate=0.02, dropout_rate=0.05)
+    views = virtual.render_views(virtual.demo_rig(), [truth, by], corruption=cs, seed=100 + seed,
+                                 visible_in={1: ["cam01", "cam02"]})
+    return truth, views, model_stature(None, factors)
+
+
+def write_openpose_all(views, pose_dir: Path) -> None:
+    """Every detection of every view (subject and bystander) as OpenPose JSON, as a 2D estimator
+    would write it (Pose2Sim picks its subject itself)."""
+    for c, cam in enumerate(views.rig.names):
+        d = pose_dir / f"{cam}_json"
+        d.mkdir(parents=True, exist_ok=True)
+        for t, fr in enumerate(views.frames[c]):
+            people = []
+            for p in fr.keypoints.astype(np.float64):
+                p = p.copy()
+                p[p[:, 2] <= 0] = 0.0
+                if (p[:, 2] > 0).any():
+                    people.append({"person_id": [-1], "pose_keypoints_2d": [round(float(v), 4) for v in p.ravel()]})
+            (d / f"{cam}_{t:06d}.json").write_text(json.dumps({"version": 1.3, "people": people}))
+
+
+# ============================================================================ scoring from files
+
+
+def mot_estimates(path: Path, names: list[str], T: int) -> np.ndarray:
+    t, cols, vals, in_deg = read_mot(path)
+    est = np.full((T, len(names)), np.nan)
+    f = np.round(t * FPS).astype(int)
+    ok = (f >= 0) & (f < T)
+    for j, c in enumerate(cols):
+        if c in names:
+            v = vals[:, j]
+            est[f[ok], names.index(c)] = np.radians(v[ok]) if in_deg and c not in ba.TRANSLATIONS else v[ok]
+    return est
+
+
+def trc_points(path: Path, keypoints: tuple[str, ...], T: int) -> np.ndarray:
+    t, pts, names = read_trc(path)
+    out = np.full((T, len(keypoints), 3), np.nan)
+    f = np.round(t * FPS).astype(int)
+    ok = (f >= 0) & (f < T)
+    for k, n in enumerate(keypoints):
+        if n in names:
+            out[f[ok], k] = pts[ok, names.index(n)]
+    return out
+
+
+def median_3d(est: np.ndarray, truth: np.ndarray, common: np.ndarray) -> tuple[float, float, float]:
+    """(median, mean, p95) 3D error, mm."""
+    d = np.linalg.norm(est[common] - truth[common], axis=-1)
+    d = d[np.isfinite(d)] * 1e3
+    return (float(np.median(d)), float(np.mean(d)), float(np.percentile(d, 95))) if d.size else (np.nan,) * 3
+
+
+def joint_rotations(fk, truth_R, est: np.ndarray, names: list[str], common) -> dict[str, float]:
+    est_R = fk(np.where(common[:, None], est, np.nan), names)
+    out = {}
+    for label, parent, children in JOINTS:
+        for child in children:
+            par = parent if parent in truth_R else f"{parent}_{child[-1]}"
+            rel_t = np.einsum("tji,tjk->tik", truth_R[par], truth_R[child])
+            rel_e = np.einsum("tji,tjk->tik", est_R[par], est_R[child])
+            d = np.einsum("tji,tjk->tik", rel_t, rel_e)
+            ang = np.degrees(np.arccos(np.clip((np.trace(d, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+            ang = ang[np.isfinite(ang)]
+            out[child if len(children) > 1 else label] = float(np.sqrt(np.mean(ang ** 2))) if ang.size else np.nan
+    return out
+
+
+def coords_rows() -> list[str]:
+    return [c for _, r, l in ba.ROWS for c in (r, l) if c]
+
+
+# ============================================================================ runs
+
+
+def run_reprocess(rec: Path, out: Path, overrides: dict | None) -> tuple[float, dict]:
+    from rtkin import cli
+
+    args = ["reprocess", str(rec), "-o", str(out), "--force"]
+    if overrides:
+        cfg = out.with_suffix(".toml")
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(_toml(overrides))
+        args += ["--config", str(cfg)]
+    buf_out, buf_err = io.StringIO(), io.StringIO()
+    t, c = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(buf_out), contextlib.redirect_stderr(buf_err):
+        rc = cli.main(args)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    if rc != 0:
+        raise RuntimeError(f"rtkin reprocess failed ({rc}): {buf_err.getvalue()[-500:]}")
+    line = next(l for l in buf_out.getvalue().splitlines() if l.startswith("reprocessed "))
+    return wall, {"summary": line, "cpu": cpu}
+
+
+def _toml(d: dict, prefix: str = "") -> str:
+    lines, tables = [], []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            tables.append((f"{prefix}{k}", v))
+        else:
+            lines.append(f"{k} = {json.dumps(v)}")
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for name, v in tables:
+        inner = {a: b for a, b in v.items() if not isinstance(b, dict)}
+        out += f"[{name}]\n" + "".join(f"{a} = {json.dumps(b)}\n" for a, b in inner.items())
+        out += _toml({a: b for a, b in v.items() if isinstance(b, dict)}, prefix=f"{name}.")
+    return out
+
+
+def score(est: np.ndarray, pts: np.ndarray | None, truth, views, names, fk, truth_R, common, common3d) -> dict:
+    rm = ba.rmse_deg(est, truth.motion.values, names, common)
+    rows = coords_rows()
+    return {"coords": rm, "mean": float(np.nanmean([rm[c] for c in rows])),
+            "rot": joint_rotations(fk, truth_R, est, names, common),
+            "3d": median_3d(pts, views.truth_3d[:, 0], common3d) if pts is not None else (np.nan,) * 3}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of each session, s")
+    ap.add_argument("--variants", action="store_true", help="also score Butterworth smoothing, IK stride 2/3, backward pass")
+    ap.add_argument("--skip-pose2sim", action="store_true")
+    ap.add_argument("--scenes", type=int, default=2, help="how many of the two bodies to run")
+    ap.add_argument("--keep", default="", help="keep the work folder here")
+    ap.add_argument("--tune-smoothing", action="store_true", help="RTS parameter sweep on the tuning scenes, then stop")
+    args = ap.parse_args()
+    if args.tune_smoothing:
+        tune_smoothing()
+        return
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_reprocess_"))
+    work.mkdir(parents=True, exist_ok=True)
+    print("machine shared with other jobs: timings are noisy; ratios are measured in this run, one core "
+          f"(BLAS/numba threads = {os.environ['OMP_NUM_THREADS']})")
+    fk = ba.BodyOrientations({"pelvis", "torso", "femur_r", "femur_l", "tibia_r", "tibia_l", "talus_r", "talus_l",
+                              "humerus_r", "humerus_l", "ulna_r", "ulna_l"})
+    checks = []
+    try:
+        for (label, factors), seed in list(zip(BODIES, SEEDS))[: args.scenes]:
+            checks.append(run_scene(label, factors, seed, args, work / label.replace(" ", ""), fk))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print("\n=== acceptance over the scenes ===")
+    for c in checks:
+        print(c)
+
+
+def run_scene(label: str, factors: dict, seed: int, args, work: Path, fk) -> str:
+    from rtkin.offline.simulate import live_config, record_views
+
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    truth, views, stature = make_scene(label, factors, seed, args.seconds)
+    T = views.n_frames
+    names = list(truth.motion.names)
+    rec = work / f"session_{label.replace(' ', '').replace('.', '')}.rtkrec"
+    rec.unlink(missing_ok=True)
+    for f in work.glob("*_scaled.osim"):
+        f.unlink()
+    record_views(rec, views, live_config(views, rec.stem, height_m=round(stature, 3)))
+    print(f"\n##### body {label} (scaled model stature {stature:.3f} m), motion seed {seed}: {T} frames at {FPS:g} Hz, "
+          f"demo rig, 3 px noise, 2 % outliers, 5 % dropouts, bystander in cam01/cam02; recorded live in "
+          f"{time.perf_counter() - t:.1f} s -> {rec.name}")
+    runs: dict[str, tuple] = {}
+    wall, info = run_reprocess(rec, work / "rtkin", None)
+    cpu = info["cpu"]
+    print(f"rtkin reprocess: {info['summary']} [process CPU {cpu:.2f} s]")
+    runs["rtkin"] = (work / "rtkin", wall)
+    if args.variants:
+        for vname, over in VARIANTS:
+            w, inf = run_reprocess(rec, work / f"rtkin_{vname.replace(' ', '_')}", over)
+            print(f"  variant {vname}: {inf['summary']}")
+            runs[vname] = (work / f"rtkin_{vname.replace(' ', '_')}", w)
+    estimates, points = {}, {}
+    for k, (d, _) in runs.items():
+        estimates[k] = mot_estimates(next(d.glob("*_person*.mot")), names, T)
+        points[k] = trc_points(next(d.glob("*_person*.trc")), truth.keypoint_names, T)
+    p2s_wall = p2s_cpu = None
+    if not args.skip_pose2sim:
+        subject_only = ba.write_openpose
+        for key, writer, sub in (("P2S", write_openpose_all, "p2s_same_input"), ("P2S alone", subject_only, "p2s_alone")):
+            ba.write_openpose = writer
+            c = time.process_time()
+            p2s = ba.run_pose2sim(truth, views.rig, views, work / sub)
+            cpu_used = time.process_time() - c
+            wall_used = sum(v for k, v in p2s["timing"].items() if k in ("triangulation_s", "filtering_s", "kinematics_s"))
+            if key == "P2S":
+                p2s_wall, p2s_cpu = wall_used, cpu_used
+            what = "every detection (subject and bystander)" if key == "P2S" else "the subject's detections only"
+            print(f"Pose2Sim offline on {what} (triangulation + filtering + kinematics): {wall_used:.1f} s "
+                  f"(+ JSON {p2s['timing']['write_json_s']:.1f} s); .mot rows {p2s['info_scaled']['rows']} (frames "
+                  f"{p2s['info_scaled']['first']}..{p2s['info_scaled']['last']} of 0..{T - 1}); scaled model: {p2s['scales']}")
+            estimates[key] = p2s["scaled"]
+            filt = next(f for f in (p2s["project"] / "pose-3d").glob("*.trc") if "_filt" in f.name)
+            points[key] = trc_points(filt, truth.keypoint_names, T)
+        ba.write_openpose = subject_only
+    rows = coords_rows()
+    idx = [names.index(c) for c in rows]
+    common = np.ones(T, dtype=bool)
+    for e in estimates.values():
+        common &= np.isfinite(e[:, idx]).all(1)
+    common3d = np.ones(T, dtype=bool)
+    for p in points.values():
+        common3d &= np.isfinite(p).any((-1, -2))
+    truth_R = fk(truth.motion.values, names)
+    scores = {k: score(estimates[k], points.get(k), truth, views, names, fk, truth_R, common, common3d)
+              for k in estimates}
+    report(scores, rows, int(common.sum()), int(common3d.sum()), T)
+    # acceptance
+    rt = scores["rtkin"]
+    lines = [f"[{label}] mean coordinate RMSE {rt['mean']:.2f} deg (<= 2.0: {'PASS' if rt['mean'] <= 2.0 else 'FAIL'})"]
+    for ref, what in (("P2S", "same input"), ("P2S alone", "Pose2Sim given the subject's detections only")):
+        if ref not in scores:
+            continue
+        worse = [j for j, v in rt["rot"].items() if not v < scores[ref]["rot"][j]]
+        lines.append(f"[{label}] joint rotation RMS below Pose2Sim's on every joint ({what}): "
+                     f"{'PASS' if not worse else 'FAIL ' + ', '.join(worse)}")
+        lines.append(f"[{label}] 3D median {rt['3d'][0]:.2f} mm vs Pose2Sim filtered {scores[ref]['3d'][0]:.2f} mm ({what}): "
+                     f"{'PASS' if rt['3d'][0] <= scores[ref]['3d'][0] else 'FAIL'}")
+    dur = T / FPS
+    speed = (f"[{label}] speed: {dur:.0f} s session reprocessed in {wall:.2f} s wall = {dur / wall:.1f}x real time, "
+             f"{cpu:.2f} s CPU = {dur / cpu:.1f}x (>= 20: {'PASS' if dur / wall >= 20 else 'FAIL'})")
+    if p2s_wall:
+        speed += (f"; Pose2Sim's pipeline on the same input {p2s_wall:.1f} s wall ({p2s_cpu:.1f} s CPU incl. JSON and "
+                  f"generic IK) = {p2s_wall / wall:.1f}x rtkin's wall time")
+    lines.append(speed)
+    for v in runs:
+        if v != "rtkin":
+            lines.append(f"[{label}] variant {v}: mean RMSE {scores[v]['mean']:.2f} deg, 3D median {scores[v]['3d'][0]:.2f} mm, "
+                         f"{dur / runs[v][1]:.1f}x real time")
+    for l in lines:
+        print(l)
+    return "\n".join(lines)
+
+
+def tune_smoothing(seconds: float = 12.0) -> None:
+    """3D error (median / p95, mm) of smoothed raw triangulation on the tuning scenes."""
+    from rtkin.reconstruct.filters import FilterSettings
+    from rtkin.reconstruct.health import HealthSettings
+    from rtkin.reconstruct.pipeline import Pipeline
+    from rtkin.reconstruct.reconstructor import ReconstructionSettings
+    from rtkin.reconstruct.smoothing import SmoothingSettings, point_weights, smooth
+
+    cands = [("butterworth 6 Hz", SmoothingSettings(kind="butterworth"))]
+    cands += [(f"rts {j:g} / {n:g}", SmoothingSettings(jerk_psd=j, noise_m=n))
+              for j in (5e3, 1e4, 2e4) for n in (0.008, 0.012, 0.016, 0.02)]
+    out: dict[str, list] = {k: [] for k, _ in cands}
+    for seed in (0, 3):
+        truth = virtual.simulate_subject(virtual.MotionSettings(duration_s=seconds, fps=FPS, seed=seed))
+        by = virtual.bystander(seed=seed + 7, duration_s=seconds, fps=FPS)
+        views = virtual.render_views(virtual.demo_rig(), [truth, by], seed=11 + seed, visible_in={1: ["cam01", "cam02"]})
+        recon = ReconstructionSettings(filter=FilterSettings(kind="none"), health=HealthSettings(enabled=False))
+        sks = Pipeline(views.rig, "HALPE_26", reconstruction=recon, clock_ns=None).run(virtual.arrival_order(views, seed=2))
+        T, K = views.n_frames, 26
+        P, S, V, E = np.full((T, K, 3), np.nan), np.zeros((T, K)), np.zeros((T, K)), np.full((T, K), np.nan)
+        for sk in sks:
+            f = int(round((sk.time_ns - views.time_ns[0]) * FPS / 1e9))
+            if sk.n_people and 0 <= f < T:
+                P[f], S[f], V[f], E[f] = sk.points[0], sk.scores[0], sk.n_views[0], sk.reproj_error_px[0]
+        for name, st in cands:
+            X = smooth(P, point_weights(S, V, E, P, st), FPS, st)
+            d = np.linalg.norm(X - views.truth_3d[:, 0], axis=-1)
+            d = d[np.isfinite(d)] * 1e3
+            out[name].append((np.median(d), np.percentile(d, 95)))
+    print("tuning scenes (generic body, motion seeds 0 and 3, bystander): 3D error median / p95, mm")
+    for name, v in out.items():
+        print(f"{name:<22}" + "  ".join(f"{a:.2f} / {b:.2f}" for a, b in v)
+              + f"   mean {np.mean([a for a, _ in v]):.2f} / {np.mean([b for _, b in v]):.2f}")
+
+
+def report(scores: dict, rows: list[str], n_common: int, n3d: int, T: int) -> None:
+    labels = list(scores)
+    w = 12
+    print(f"\nCoordinate RMSE vs truth, deg ({n_common} common frames of {T}), from the written MOT files")
+    print(f"{'coordinate':<22}" + "".join(f"{l:>{w}}" for l in labels))
+    for c in rows:
+        print(f"{c:<22}" + "".join(f"{ba._fmt(scores[l]['coords'][c], w)}" for l in labels))
+    print(f"{'MEAN':<22}" + "".join(f"{scores[l]['mean']:{w}.2f}" for l in labels))
+    print("\nJoint rotation RMS, deg (angle of R_truth^T R_est of each child body in its parent)")
+    for j in scores[labels[0]]["rot"]:
+        print(f"{j:<22}" + "".join(f"{scores[l]['rot'][j]:{w}.2f}" for l in labels))
+    print(f"\n3D median error of the written TRC vs truth, mm ({n3d} common frames)")
+    for i, what in enumerate(("median", "mean", "p95")):
+        print(f"{what:<22}" + "".join(f"{scores[l]['3d'][i]:{w}.2f}" for l in labels))
+
+
+if __name__ == "__main__":
+    main()
