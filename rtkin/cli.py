@@ -262,11 +262,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     with _View(cfg, args.view, args.view_port):
         runner, result = _run_session(lambda: Runner(cfg, force=args.force), start)
-    summary = finish_run(runner, result)
+    summary = finish_run(runner, result, report=not args.no_report)
     print(format_summary(summary))
-    rec = summary.get("recording")
-    if not args.no_report and rec:
-        _run_report(Path(rec), runner.cfg.run.name)
     return 1 if summary["errors"] else 0
 
 
@@ -461,17 +458,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- reprocess / export
-
-
-def _run_report(rec: Path, name: str) -> None:
-    """The session report from the live outputs, at the end of ``rtkin run`` (never fails the run)."""
-    from rtkin.io.recording import RecordingError
-    from rtkin.io.report import write_session_report
-
-    try:
-        print(f"report: {write_session_report(rec, rec.parent, name=name)}")
-    except (RecordingError, ValueError, OSError, ImportError) as e:
-        print(f"rtkin: no session report: {e}", file=sys.stderr)
 
 
 def _cmd_reprocess(args: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from rtkin.io.recording import recorded_outputs
-from rtkin.io.session import export_session
 from rtkin.runtime.config import CaptureSettings, RecordingSettings, RunConfig, RunSettings, VirtualSourceSettings
 from rtkin.runtime.runner import Runner, RunResult
 from rtkin.runtime.summary import format_summary
@@ -54,10 +53,14 @@ def video_config(output_dir: str | Path, realtime: bool = False, pose_model: str
                                recording=RecordingSettings(enabled=True, outputs=True))
 
 
-def finish_run(runner: Runner, result: RunResult, log=print) -> dict:
-    """After a run: the summary dict (reports, frame accounting inputs, errors) and the session's
-    files from its recording (one TRC and one MOT per person, on the session's time axis), plus
-    the scaled models the IK workers used."""
+def finish_run(runner: Runner, result: RunResult, log=print, report: bool = True) -> dict:
+    """After a run: the summary dict (reports, frame accounting inputs, errors), and the session's
+    files from its recording, as recorded (:func:`rtkin.offline.export.export_recording`: one TRC,
+    C3D and MOT per person on the session's time axis, and the session report), plus the scaled
+    models the IK workers used."""
+    from rtkin.io.recording import RecordingError
+    from rtkin.offline.export import ExportError, export_recording
+
     cfg = runner.cfg
     summary = {"errors": list(result.errors), "interrupted": result.interrupted, "reports": result.reports,
                "sent": result.sent, "stop_s": result.stop_s}
@@ -67,16 +70,14 @@ def finish_run(runner: Runner, result: RunResult, log=print) -> dict:
     if rec is None:
         return summary
     summary["recording"] = str(rec)
-    from rtkin.io.recording import RecordingError
-
     try:
-        out = export_session(rec, cfg.output_dir(), cfg.run.name)
-    except (RecordingError, ValueError, OSError) as e:
-        summary["errors"].append(f"no TRC/MOT export: {e}")
+        files = export_recording(rec, cfg.output_dir(), name=cfg.run.name, report=report)
+    except (ExportError, RecordingError, ValueError, OSError) as e:
+        summary["errors"].append(f"no files exported from the recording: {e}")
         return summary
-    summary.update(trc=[str(p) for p in out.trc], mot=[str(p) for p in out.mot], t0_ns=out.t0_ns)
-    for why in out.skipped:
-        log(f"rtkin: no files for {why}")
+    for kind in ("trc", "c3d", "mot"):
+        summary[kind] = [str(f) for f in files if f.suffix == f".{kind}"]
+    summary["report"] = [str(f) for f in files if f.suffix == ".html"]
     return summary
 
 

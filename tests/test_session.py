@@ -62,7 +62,8 @@ people = 2
     summary = finish_run(runner, result, log=lambda *a: None)
     rec = Path(summary["recording"])
     assert rec.name == "long.rtkrec" and RecordingReader(rec).meta  # closed: not a .partial
-    assert len(summary["trc"]) == 2 and len(summary["mot"]) == 2  # one per person
+    assert len(summary["trc"]) == 2 and len(summary["mot"]) == 2 and len(summary["c3d"]) == 2  # one per person
+    assert len(summary["report"]) == 1 and Path(summary["report"][0]).is_file()
 
 
 def _write(tmp_path, text, name="run.toml") -> Path:

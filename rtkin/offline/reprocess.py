@@ -303,25 +303,23 @@ def _scale(points: np.ndarray, mask: np.ndarray, cfg, out_path: Path) -> tuple[P
     return path, dict(res.factors), list(res.warnings)
 
 
-def _augment(points: np.ndarray, cfg) -> np.ndarray:
-    """MARKER AUGMENTATION (issue 17) - the single place reprocess calls the augmenter.
+def _augment(points: np.ndarray, cfg, fps: float):
+    """Marker augmentation (issue 17), the same stage as live stepped over the whole sequence:
+    ``points`` (T, K, 3) smoothed world keypoints, m -> :class:`rtkin.kinematics.augment.AugmentedSequence`
+    (the augmented markers, which the IK then tracks beside the keypoints)."""
+    from rtkin.kinematics.augment import AugmentSettings, augment_sequence
 
-    ``points`` (T, K, 3) smoothed world keypoints, m. The lead wires
-    ``rtkin.kinematics.augment`` here at merge (and the IK marker set that goes with it); until
-    then ``augment = true`` stops with a clear error instead of silently doing nothing.
-    """
     try:
-        from rtkin.kinematics import augment  # noqa: F401  (issue 17)
-    except ImportError as e:
-        raise ReprocessError("reprocess.augment: marker augmentation (rtkin.kinematics.augment) is not "
-                             "available in this build") from e
-    raise ReprocessError("reprocess.augment: the augmenter is not wired into reprocess yet")
+        return augment_sequence(points, cfg.rig.skeleton, fps,
+                                AugmentSettings(height_m=cfg.ik.height_m, mass_kg=cfg.ik.mass_kg))
+    except ValueError as e:
+        raise ReprocessError(f"reprocess.augment: {e}") from None
 
 
 def _ik_pass(stage, pid: int, frames: list[int], points, scores, n_views, reproj, slot_ns, skeleton: str,
-             backward: bool, progress: Progress | None, label: str):
-    """Feed ``frames`` (indices into the person arrays) through an IKStage; per frame the
-    JointAngles or None."""
+             backward: bool, progress: Progress | None, label: str, aug=None):
+    """Feed ``frames`` (indices into the person arrays) through an IKStage (with the augmented
+    markers ``aug``, an AugmentedSequence, when given); per frame the JointAngles or None."""
     out = {}
     total = len(frames)
     for j, i in enumerate(frames):
@@ -329,11 +327,24 @@ def _ik_pass(stage, pid: int, frames: list[int], points, scores, n_views, reproj
         sk = Skeleton3D(time_ns=-t if backward else t, capture_ns=t, skeleton=skeleton,
                         person_ids=np.array([pid]), points=points[i][None], scores=scores[i][None].astype(np.float32),
                         reproj_error_px=reproj[i][None].astype(np.float32), n_views=n_views[i][None].astype(np.uint8))
-        ja = stage(sk)
+        ja = stage(sk, None if aug is None else _augmented_frame(aug, i, sk))
         out[i] = ja[0] if ja else None
         if progress is not None and (j % 200 == 0 or j == total - 1):
             progress(label, j + 1, total)
     return out
+
+
+def _augmented_frame(aug, i: int, sk: Skeleton3D):
+    """Frame ``i`` of an AugmentedSequence as the IK stage's extra markers (one person): the
+    confidence as score, the anchors' views and error as the keypoints' worst."""
+    from rtkin.kinematics.augment import AugmentedFrame
+
+    pts = aug.markers[i][None]
+    ok = np.isfinite(pts).all(-1)
+    views = np.where(ok, max(1, int(sk.n_views[0].min(initial=255))) if sk.n_views.size else 1, 0).astype(np.uint8)
+    err = np.where(ok, float(np.nanmax(sk.reproj_error_px, initial=0.0)), np.nan).astype(np.float32)
+    return AugmentedFrame(sk.time_ns, sk.capture_ns, "LSTM", sk.person_ids, pts,
+                          aug.confidence[i][None].astype(np.float32), err, views)
 
 
 def _interpolate(values: np.ndarray, solved: np.ndarray) -> np.ndarray:
@@ -357,7 +368,7 @@ def _interpolate(values: np.ndarray, solved: np.ndarray) -> np.ndarray:
 
 
 def _ik(cfg, settings: ReprocessSettings, model_path: Path | None, pid: int, arr: dict, X: np.ndarray,
-        slot_ns: np.ndarray, progress: Progress | None):
+        slot_ns: np.ndarray, progress: Progress | None, aug=None):
     """Joint angles of one person: (names, values (T, Q), quality (T, Q), solved (T,) bool, backward kept)."""
     from rtkin.kinematics.ik_stage import IKStage
 
@@ -371,15 +382,22 @@ def _ik(cfg, settings: ReprocessSettings, model_path: Path | None, pid: int, arr
     if frames and frames[-1] != T - 1 and finite[T - 1].any():
         frames.append(T - 1)
 
+    solver = dataclasses.replace(cfg.ik.solver, skeleton=cfg.rig.skeleton)
+    if aug is not None:
+        from rtkin.kinematics.augment import augmented_ik_settings
+
+        solver = augmented_ik_settings(solver, aug.names)
+
     def stage():
-        s = IKStage(cfg.ik.solver)
+        s = IKStage(solver)
         if model_path is not None:
             s.use_model(pid, model_path)
         return s
 
-    fwd = _ik_pass(stage(), pid, frames, X, scores, views, reproj, slot_ns, cfg.rig.skeleton, False, progress, "IK")
+    fwd = _ik_pass(stage(), pid, frames, X, scores, views, reproj, slot_ns, cfg.rig.skeleton, False, progress, "IK",
+                   aug)
     bwd = (_ik_pass(stage(), pid, frames[::-1], X, scores, views, reproj, slot_ns, cfg.rig.skeleton, True, progress,
-                    "IK backward") if settings.backward_pass else {})
+                    "IK backward", aug) if settings.backward_pass else {})
     first = next((ja for ja in fwd.values() if ja is not None), None)
     if first is None:
         return None
@@ -445,7 +463,11 @@ def reprocess(recording: str | Path, out_dir: str | Path | None = None, override
     fps = float(cfg.sync.fps_hz)
     skel = get_skeleton(cfg.rig.skeleton)
     if st.augment:
-        _augment(np.zeros((0, skel.n_keypoints, 3)), cfg)  # fail before the long steps
+        from rtkin.kinematics.augment import available_models
+
+        if not available_models(cfg.rig.skeleton):  # before the long steps
+            raise ReprocessError(f"reprocess.augment: the {cfg.rig.skeleton} keypoints give the marker augmenter "
+                                 "none of its inputs")
 
     t = time.perf_counter()
     sess = _reconstruct(reader, rig, cfg, progress)
@@ -514,8 +536,7 @@ def _person(track: Track, sess: _Session, cfg, st: ReprocessSettings, skel, slot
     T = arr["points"].shape[0]
     w = point_weights(arr["scores"], arr["n_views"], arr["reproj"], arr["points"], st.smoothing)
     X = smooth(arr["points"], w, fps, st.smoothing)
-    if st.augment:
-        X = _augment(X, cfg)
+    aug = _augment(X, cfg, fps) if st.augment else None
     timings["smoothing"] = timings.get("smoothing", 0.0) + time.perf_counter() - t
     if progress is not None:
         progress(f"smoothing person {pid}", 1, 1)
@@ -539,7 +560,7 @@ def _person(track: Track, sess: _Session, cfg, st: ReprocessSettings, skel, slot
         if progress is not None:
             progress(f"scaling person {pid}", 1, 1)
     t = time.perf_counter()
-    ik = _ik(cfg, st, model_path, pid, arr, X, my_ns, progress)
+    ik = _ik(cfg, st, model_path, pid, arr, X, my_ns, progress, aug)
     timings["ik"] = timings.get("ik", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
     rows = np.isfinite(X).all(-1).any(-1)

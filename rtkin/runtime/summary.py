@@ -114,7 +114,7 @@ def format_summary(summary: dict) -> str:
         if ang.get("rmse_deg"):
             lines.append("joint angle RMSE vs truth, deg: " + ", ".join(f"{n} {v:.1f}" for n, v in ang["rmse_deg"].items()))
     lines += _ik_lines(rep)
-    for key, label in (("trc", "TRC"), ("mot", "MOT"), ("scaled", "scaled model")):
+    for key, label in (("trc", "TRC"), ("c3d", "C3D"), ("mot", "MOT"), ("scaled", "scaled model"), ("report", "report")):
         for path in _as_list(summary.get(key)):
             lines.append(f"{label}: {path}")
     if summary.get("stop_s") is not None:
