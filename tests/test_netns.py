@@ -115,7 +115,7 @@ def rig(tmp_path_factory):
     sync_cfg = _toml(tmp / "sync.toml", f"""
 [run]
 name = "netns"
-output_dir = "out"
+output_dir = "{tmp}/out"
 [rig]
 cameras = ["cam01", "cam02"]
 [transport]

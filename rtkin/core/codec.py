@@ -30,7 +30,7 @@ import math
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Union
+from typing import NamedTuple, Any, Union
 
 import msgpack
 import numpy as np
@@ -40,6 +40,8 @@ from rtkin.core.messages import FrameSet, JointAngles, KeypointFrame, MessageVal
 __all__ = [
     "DEFAULT_LIMITS",
     "SCHEMA_VERSION",
+    "Peek",
+    "peek",
     "DecodeError",
     "DecodeLimits",
     "Message",
@@ -492,6 +494,32 @@ def decode(frames: Sequence[Any], limits: DecodeLimits = DEFAULT_LIMITS) -> Mess
         return schema.build(fields_, arrays)
     except MessageValidationError as e:
         raise DecodeError(f"{schema.name}: invalid message: {e}") from e
+
+
+class Peek(NamedTuple):
+    """What a message's header says, before any array is read: its schema name, its scalar fields
+    (``KeypointFrame``: camera, frame_index, capture_ns, skeleton, wall_ns) and the declared
+    ``(name, dtype, shape)`` of each array."""
+
+    schema: str
+    fields: dict
+    arrays: tuple
+
+
+def peek(frames: Sequence[Any], limits: DecodeLimits = DEFAULT_LIMITS) -> Peek:
+    """Read only the header of ``[topic, header, buf0, ...]`` (msgpack, no array touched): a node
+    can refuse a message inconsistent with its run before paying for the full :func:`decode`.
+
+    Raises:
+        DecodeError: the frames or the header are malformed (as :func:`decode` would say).
+    """
+    views = _frame_views(frames, limits)
+    schema, fields_, entries = _read_header(views[1], limits)
+    arrays = []
+    for i, e in enumerate(entries):
+        name, dtype, shape = _check_entry(f"{schema.name}.arrays[{i}]", e)
+        arrays.append((name, dtype, tuple(shape)))
+    return Peek(schema.name, fields_, tuple(arrays))
 
 
 def _read_u32(view: memoryview, pos: int, what: str) -> int:

@@ -134,8 +134,12 @@ class CameraClocks:
         expected = cam.envelope()
         if self.hold:  # a backlog only adds lag: a frame "from the future" is still a fault
             if expected is None:
-                expected = cam.base if cam.base is not None else (self._others(c) or 0)
-            if lag - expected < -s.future_ms * 1e6:
+                expected = cam.base if cam.base is not None else self._others(c)
+            if expected is None:  # nothing known yet: a latency, not hours (backlog or not)
+                bad = not -s.future_ms * 1e6 <= lag <= s.join_ms * 1e6
+            else:
+                bad = lag - expected < -s.future_ms * 1e6
+            if bad:
                 self.faults += 1
                 return None
             return capture_ns + cam.delta

@@ -71,6 +71,26 @@ class InputValidator:
         self.max_people = int(max_people)
         self.counters = ValidationCounters()
 
+    def precheck(self, schema: str, fields: Mapping, arrays) -> str | None:
+        """The checks that a message's header alone decides (:func:`rtkin.core.codec.peek`):
+        schema, camera, skeleton, keypoint count, people. Refused messages are counted as by
+        :meth:`check`; accepted ones still go through :meth:`check` once decoded."""
+        if schema != "KeypointFrame":
+            return self.counters.refuse("wrong_type", None)
+        cam = fields.get("camera")
+        if cam not in self.cameras:
+            return self.counters.refuse("unknown_camera", None)
+        if fields.get("skeleton") != self.skeleton:
+            return self.counters.refuse("wrong_skeleton", cam)
+        shape = next((a[2] for a in arrays if a[0] == "keypoints"), None)
+        if shape is None or len(shape) != 3:
+            return None  # the decoder will say what is wrong
+        if shape[1] != self.n_keypoints:
+            return self.counters.refuse("wrong_keypoint_count", cam)
+        if shape[0] > self.max_people:
+            return self.counters.refuse("too_many_people", cam)
+        return None
+
     def check(self, msg) -> str | None:
         if not isinstance(msg, KeypointFrame):
             return self.counters.refuse("wrong_type", None)

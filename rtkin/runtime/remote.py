@@ -130,7 +130,7 @@ def run_remote_camera(cfg: RunConfig, camera: str, log=print, stop: threading.Ev
                                 t0=_Value(clock.to_local_ns(clock.epoch_ns)), clock=clock)
         node = capture_node if cfg.source.kind == "capture" else source_node
         try:
-            node(cfg, camera, ctx)
+            node(cfg, camera, [0] * len(rig), ctx)  # (frames sent, per camera: this host counts its own)
         except SystemExit:  # the capture node reports its error, then exits non-zero
             pass
     finally:

@@ -93,19 +93,19 @@ class _SyncNode:
             self.zctx.term()
 
     def _step(self, timeout_ms: int) -> None:
-        from rtkin.core.messages import KeypointFrame
-
         batch = self._drain(timeout_ms)
         now = time.monotonic_ns()
-        frames, ends = [], []
-        for got in batch:
-            if got.base.startswith(END_TOPIC):
-                self.control += 1
-                if isinstance(got.message, dict) and isinstance(got.message.get("camera"), str):
-                    ends.append(got.message["camera"])
+        frames, taps, ends = [], [], []
+        for base, frames_in in batch:
+            if base.startswith(END_TOPIC):
+                camera = self._control(frames_in)
+                if camera is not None:
+                    ends.append(camera)
                 continue
-            if self.validator.check(got.message) is None:
-                frames.append(got.message)
+            msg = self._accept(frames_in)
+            if msg is not None:
+                frames.append(msg)
+                taps.append(frames_in)
         outs = self.pipe.push_batch(frames, now) if frames else self.pipe.poll(now)
         arrivals = list(self.pipe.last_arrival_ns)
         for cam in ends:
@@ -113,28 +113,58 @@ class _SyncNode:
             outs += self.pipe.end_camera(cam, now)
             arrivals += self.pipe.last_arrival_ns
         self._publish(outs, arrivals)
-        for got in batch:  # after the outputs: re-encoding for the recorder is off the latency path
-            if isinstance(got.message, KeypointFrame):
-                self.tx.send(got.message, base=b"tap/", stamp_ns=now)
+        for raw in taps:  # after the outputs; as received, no re-encoding
+            self.tx.forward(raw, b"tap/", stamp_ns=now)
         self.pipe.reconstructor.run_deferred()
         self._health_events()
         if not self.finished and self.pipe.sync.all_ended and set(self.pipe.rig.names) <= self.ended:
             self._finish()
 
+    def _accept(self, frames):
+        """A KeypointFrame consistent with the run, or None (malformed or refused: counted). The
+        header is checked before the arrays are read, so a flood of inconsistent messages costs
+        little; what passes is decoded and checked in full."""
+        from rtkin.core.codec import DecodeError, decode, peek
+
+        try:
+            head = peek(frames, self.rx.limits)
+        except DecodeError as e:
+            self.rx.count_malformed(e)
+            return None
+        if self.validator.precheck(head.schema, head.fields, head.arrays) is not None:
+            return None
+        try:
+            msg = decode(frames, self.rx.limits)
+        except DecodeError as e:
+            self.rx.count_malformed(e)
+            return None
+        return msg if self.validator.check(msg) is None else None
+
+    def _control(self, frames) -> str | None:
+        """An end-of-stream message: the camera it names, or None (counted)."""
+        import msgpack
+
+        self.control += 1
+        try:
+            msg = msgpack.unpackb(bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1]),
+                                  raw=False, max_buffer_size=4096)
+        except (ValueError, TypeError, IndexError) as e:  # msgpack errors are ValueErrors
+            self.rx.count_malformed(e)
+            self.control -= 1
+            return None
+        return msg["camera"] if isinstance(msg, dict) and isinstance(msg.get("camera"), str) else None
+
     def _drain(self, timeout_ms: int) -> list:
-        """Every message waiting (the first within ``timeout_ms``), up to MAX_BATCH."""
+        """``(topic base, frames)`` of every message waiting (the first within ``timeout_ms``),
+        up to MAX_BATCH; messages with a bad topic frame are counted as malformed."""
         out = []
-        got = self.rx.recv(timeout_ms)
-        while got is not None:
-            out.append(got)
-            if len(out) >= MAX_BATCH:
-                break
-            got = self.rx.recv(0)
-        # a malformed message returns None too: keep reading while the socket has more
-        while len(out) < MAX_BATCH and self.rx.socket.poll(0):
-            got = self.rx.recv(0)
+        got = self.rx.recv_raw(timeout_ms)
+        while True:
             if got is not None:
-                out.append(got)
+                out.append((got[0], got[3]))
+            if len(out) >= MAX_BATCH or not self.rx.socket.poll(0):
+                break
+            got = self.rx.recv_raw(0)
         return out
 
     def _publish(self, outs, arrivals) -> None:

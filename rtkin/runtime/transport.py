@@ -251,6 +251,11 @@ class Publisher:
         except zmq.Again:  # only with no peers on some transports; PUB otherwise drops silently
             pass
 
+    def forward(self, frames, base: bytes, stamp_ns: int | None = None) -> None:
+        """Send received frames ``[topic, header, buffers...]`` again under a new topic (this
+        publisher's sequence), without decoding or re-encoding them."""
+        self._send([self._topic(base, stamp_ns), *frames[1:]])
+
     def close(self) -> None:
         self.socket.close()
 
@@ -504,6 +509,10 @@ class Receiver:
         self._counters.malformed += 1
         self.last_error = str(error)
         return None
+
+    def count_malformed(self, error: Exception) -> None:
+        """Count a message taken with :meth:`recv_raw` that did not decode."""
+        self._malformed(error)
 
     def _count_gap(self, base: bytes, seq: int, frame=None) -> None:
         peer = ""
