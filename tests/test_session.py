@@ -116,6 +116,8 @@ scaling = false
     assert acc["total"]["late"] == 0 and acc["total"]["used"] == 6 * n
     sync = result.reports["sync"]
     assert sync["outputs"] == n and sync["sync"]["incomplete"] == 0
+    assert sync["ended"] == sorted(runner.rig.names) and sync["receiver"]["malformed"] == 0  # every end heard
+    assert not sync["latency_ms"].get("n")  # no capture->output latency for stream times
     served = sum(v["outputs"] for k, v in result.reports.items() if k.startswith("ik:"))
     assert served >= n - 5  # the subject is in (nearly) every frame; each gets joint angles
     assert result.reports["recorder"]["inputs"] == 6 * n

@@ -178,7 +178,8 @@ class _IKNode:
         for ja in angles:
             self.tx.send(ja, stamp_ns=got.stamp_ns)
             now = time.monotonic_ns()
-            self.latency.add((now - ja.capture_ns) * 1e-9)
+            if self.realtime:  # (played faster than real time, capture times are stream times)
+                self.latency.add((now - ja.capture_ns) * 1e-9)
             if got.stamp_ns:
                 self.e2e.add((now - got.stamp_ns) * 1e-9)
             self.outputs += 1

@@ -131,8 +131,9 @@ def _ik_lines(rep: dict) -> list[str]:
         t, lat, e2e = v["timing_ms"], v["latency_ms"], v.get("e2e_ms", {})
         if t.get("n"):
             who = ", ".join(map(str, v.get("served", []))) or "-"
-            line = (f"{k} (person {who}): IK p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms per frame; "
-                    f"capture -> JointAngles p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms")
+            line = f"{k} (person {who}): IK p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms per frame"
+            if lat.get("n"):
+                line += f"; capture -> JointAngles p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms"
             if e2e.get("n"):
                 line += f"; last camera frame in -> JointAngles out p50 {e2e['p50']:.2f} ms, p99 {e2e['p99']:.2f} ms"
             if v.get("shed"):

@@ -45,7 +45,10 @@ class _SyncNode:
 
         self.cfg, self.ctx, self.stop, self.leases = cfg, ctx, stop, leases
         rig = load_rig(cfg)
-        self.pipe = Pipeline(rig, cfg.rig.skeleton, cfg.effective_sync(), cfg.reconstruction)
+        # capture -> output latency only means something in real time (played faster, capture
+        # times are stream times)
+        self.pipe = Pipeline(rig, cfg.rig.skeleton, cfg.effective_sync(), cfg.reconstruction,
+                             clock_ns=time.monotonic_ns if cfg.source.realtime else None)
         self.pipe.reconstructor.defer_health = True  # the calibration check runs after publishing
         self.validator = InputValidator(rig.names, cfg.rig.skeleton, get_skeleton(cfg.rig.skeleton).n_keypoints,
                                         {c.name: c.size for c in rig.cameras})
@@ -146,8 +149,10 @@ class _SyncNode:
 
         self.control += 1
         try:
-            msg = msgpack.unpackb(bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1]),
-                                  raw=False, max_buffer_size=4096)
+            payload = bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1])
+            if len(payload) > 4096:
+                raise ValueError(f"end-of-stream message of {len(payload)} bytes")
+            msg = msgpack.unpackb(payload, raw=False)
         except (ValueError, TypeError, IndexError) as e:  # msgpack errors are ValueErrors
             self.rx.count_malformed(e)
             self.control -= 1
