@@ -27,7 +27,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import NamedTuple, Mapping, Sequence
 
 import numpy as np
 
@@ -425,19 +425,29 @@ def _rig_from_meta(meta: Mapping) -> object | None:
         return read_calib_toml(p)
 
 
-def live_report_data(recording: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                     name: str | None = None) -> SessionReport:
-    """A :class:`SessionReport` of a recording's live outputs, as recorded (no recomputation):
-    JointAngles, Skeleton3D, and the inputs for the per-camera figures; a killed run's file
-    reads up to its last whole record. Scale factors come from ``<out_dir>/<name>_person<id>_scaled.osim``
-    when present (the models the live run wrote)."""
+#: The per-camera figures of the live report evaluate at most this many slots (a long session is
+#: sampled evenly: a 10-minute session at 60 Hz, every 12th slot).
+MAX_FIGURE_SLOTS = 3000
+
+
+class RecordedSession(NamedTuple):
+    """What a recording holds, read once (:func:`read_recorded`): its reader (header, flags),
+    the Skeleton3D and JointAngles recorded live, and the inputs per camera (capture ns, keypoints)."""
+
+    reader: object
+    skeletons: list
+    angles: dict
+    frames: dict
+    n_inputs: int
+
+
+def read_recorded(recording: str | os.PathLike, inputs: bool = True) -> RecordedSession:
+    """One pass over a recording: outputs sorted by time, and (``inputs``) the KeypointFrames per
+    camera, for the report's per-camera figures."""
     from rtkin.core.messages import JointAngles, KeypointFrame, Skeleton3D
     from rtkin.io.recording import INPUT, OUTPUT, RecordingReader
 
     reader = RecordingReader(recording)
-    cfg = reader.meta.get("config", {}) or {}
-    fps = float(cfg.get("sync", {}).get("fps_hz", 60.0))
-    name = name or cfg.get("run", {}).get("name") or Path(recording).stem
     sks: list = []
     jas: dict[int, list] = {}
     frames: dict[str, list] = {}
@@ -446,11 +456,30 @@ def live_report_data(recording: str | os.PathLike, out_dir: str | os.PathLike | 
         m = rec.message
         if rec.kind == INPUT and isinstance(m, KeypointFrame):
             n_inputs += 1
-            frames.setdefault(m.camera, []).append((m.capture_ns, m.keypoints))
+            if inputs:
+                frames.setdefault(m.camera, []).append((m.capture_ns, m.keypoints))
         elif rec.kind == OUTPUT and isinstance(m, Skeleton3D):
             sks.append(m)
         elif rec.kind == OUTPUT and isinstance(m, JointAngles):
             jas.setdefault(int(m.person_id), []).append(m)
+    sks.sort(key=lambda s: s.time_ns)
+    for v in jas.values():
+        v.sort(key=lambda m: m.time_ns)
+    return RecordedSession(reader, sks, jas, frames, n_inputs)
+
+
+def live_report_data(recording: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                     name: str | None = None, session: RecordedSession | None = None) -> SessionReport:
+    """A :class:`SessionReport` of a recording's live outputs, as recorded (no recomputation):
+    JointAngles, Skeleton3D, and the inputs for the per-camera figures; a killed run's file
+    reads up to its last whole record (``session``: the recording already read, else it is read).
+    Scale factors come from ``<out_dir>/<name>_person<id>_scaled.osim`` when present (the models
+    the live run wrote)."""
+    session = session or read_recorded(recording)
+    reader, sks, jas, frames, n_inputs = session
+    cfg = reader.meta.get("config", {}) or {}
+    fps = float(cfg.get("sync", {}).get("fps_hz", 60.0))
+    name = name or cfg.get("run", {}).get("name") or Path(recording).stem
     sks.sort(key=lambda s: s.time_ns)
     t0 = sks[0].time_ns if sks else min((v[0].time_ns for v in jas.values()), default=0)
     rep = SessionReport(title=f"rtkin session report: {name}", source=str(recording), kind="live outputs",
@@ -490,6 +519,8 @@ def live_report_data(recording: str | os.PathLike, out_dir: str | os.PathLike | 
         cams = [c for c in rig.names]
         for c in cams:
             frames.setdefault(c, []).sort(key=lambda f: f[0])
+        step = max(1, -(-len(sks) // MAX_FIGURE_SLOTS))  # a long session: every step-th slot (a figure)
+        slot_ns, pts = slot_ns[::step], pts[::step]
         err, used = camera_reprojection(rig, frames, slot_ns, pts)
         rep.cameras, rep.camera_time_s = tuple(cams), (slot_ns - t0) * 1e-9
         rep.camera_reproj_px, rep.camera_used = err, used
@@ -511,9 +542,10 @@ def _skeleton_names(skeleton: str) -> tuple[str, ...]:
 
 
 def write_session_report(recording: str | os.PathLike, out_dir: str | os.PathLike, name: str | None = None,
-                         stem: str | None = None) -> Path:
+                         stem: str | None = None, session: RecordedSession | None = None) -> Path:
     """The report of a recording's live outputs, as recorded: ``<out_dir>/<stem>.html`` + PNGs
-    (``stem`` default ``<name>_report``). What the end of ``rtkin run`` calls."""
-    rep = live_report_data(recording, out_dir, name)
+    (``stem`` default ``<name>_report``; ``session``: the recording already read). What the end
+    of ``rtkin run`` writes (through :func:`rtkin.offline.export.export_recording`)."""
+    rep = live_report_data(recording, out_dir, name, session)
     stem = stem or f"{name or Path(recording).stem}_report"
     return write_report(rep, out_dir, stem)

@@ -12,31 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rtkin.core.messages import JointAngles, Skeleton3D
+from rtkin.core.messages import Skeleton3D
 from rtkin.core.skeletons import get_skeleton
-from rtkin.io.recording import OUTPUT, RecordingReader
 
 __all__ = ["export_recording", "ExportError"]
 
 
 class ExportError(ValueError):
     """Nothing to export, or an output exists (one-line message)."""
-
-
-def _read(path: Path) -> tuple[list[Skeleton3D], dict[int, list[JointAngles]], RecordingReader]:
-    reader = RecordingReader(path)
-    sks, jas = [], {}
-    for rec in reader:
-        if rec.kind != OUTPUT:
-            continue
-        if isinstance(rec.message, Skeleton3D):
-            sks.append(rec.message)
-        elif isinstance(rec.message, JointAngles):
-            jas.setdefault(int(rec.message.person_id), []).append(rec.message)
-    sks.sort(key=lambda s: s.time_ns)
-    for v in jas.values():
-        v.sort(key=lambda m: m.time_ns)
-    return sks, jas, reader
 
 
 def _targets(name: str, sks, jas, mot: bool, trc: bool, c3d: bool, min_frames: int) -> list[str]:
@@ -73,7 +56,7 @@ def export_recording(recording: str | Path, out_dir: str | Path | None = None, *
     """
     from rtkin.io.c3d import write_c3d
     from rtkin.io.mot import joint_angles_to_mot, rotational_mask
-    from rtkin.io.report import write_session_report
+    from rtkin.io.report import read_recorded, write_session_report
     from rtkin.io.trc import skeleton3d_to_trc
 
     path = Path(recording)
@@ -81,7 +64,8 @@ def export_recording(recording: str | Path, out_dir: str | Path | None = None, *
     name = name or path.stem
     if progress is not None:
         progress("reading the recording", 0, 1)
-    sks, jas, reader = _read(path)
+    session = read_recorded(path, inputs=report)  # once, for every file and the report
+    sks, jas, reader = session.skeletons, session.angles, session.reader
     if progress is not None:
         progress("reading the recording", 1, 1)
     if not sks and not jas:
@@ -121,7 +105,7 @@ def export_recording(recording: str | Path, out_dir: str | Path | None = None, *
     if report:
         if progress is not None:
             progress("report", 0, 1)
-        files.append(write_session_report(path, out, name=name, stem=f"{name}_report"))
+        files.append(write_session_report(path, out, name=name, stem=f"{name}_report", session=session))
         if progress is not None:
             progress("report", 1, 1)
     return files
