@@ -42,6 +42,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Peek",
     "peek",
+    "unpack_parts",
     "DecodeError",
     "DecodeLimits",
     "Message",
@@ -562,6 +563,24 @@ def unpack_from(data: Any, offset: int = 0, limits: DecodeLimits = DEFAULT_LIMIT
         raise DecodeError(f"offset {offset!r} outside the {view.nbytes}-byte buffer")
     frames, end = _split_packed(view, offset, limits)
     return decode(frames, limits), end
+
+
+def unpack_parts(data: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[str, dict, dict[str, np.ndarray]]:
+    """One packed message's schema name, scalar fields and arrays, every size and type checked
+    as :func:`unpack` does, but not built into a validated message (values not checked: finite,
+    scores >= 0, ...). For reading many trusted records fast (a session's report); use
+    :func:`unpack` for anything a stage consumes.
+
+    Raises:
+        DecodeError: for any malformed, truncated or oversized input, or trailing bytes.
+    """
+    view = _as_view(data, 0)
+    frames, end = _split_packed(view, 0, limits)
+    if end != view.nbytes:
+        raise DecodeError(f"{view.nbytes - end} trailing bytes after the packed message")
+    views = _frame_views(frames, limits)
+    schema, fields_, entries = _read_header(views[1], limits)
+    return schema.name, fields_, _read_arrays(schema, entries, schema.specs(fields_), views[2:], limits)
 
 
 def unpack(data: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> Message:

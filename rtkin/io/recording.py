@@ -293,6 +293,8 @@ class RecordingReader:
         limits: size limits for decoding messages (:class:`rtkin.core.codec.DecodeLimits`); a record
             larger than ``limits.max_total_bytes`` (+ 9 bytes) is treated as corruption.
         max_header_bytes: largest accepted header payload, bytes.
+        kinds: record kinds to decode and return (default both); records of the others are
+            skipped without decoding (e.g. ``(INPUT,)`` for a reader that recomputes the outputs).
 
     Attributes:
         header: the full header map (``format``, ``created_ns``, ``rtkin_version``, ``meta``, ...).
@@ -316,9 +318,11 @@ class RecordingReader:
         path: str | os.PathLike[str],
         limits: DecodeLimits = DEFAULT_LIMITS,
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        kinds: tuple[int, ...] = (INPUT, OUTPUT),
     ) -> None:
         self.path = Path(path)
         self.limits = limits
+        self.kinds = tuple(int(k) for k in kinds)
         self._max_record = _PREFIX.size + limits.max_total_bytes
         self.n_records = 0
         self.n_malformed = 0
@@ -372,6 +376,20 @@ class RecordingReader:
         return sum(e - s for s, e, _ in self.damaged)
 
     def __iter__(self) -> Iterator[Record]:
+        for kind, recv_ns, body in self.raw():
+            if kind not in self.kinds and kind in (INPUT, OUTPUT):
+                continue
+            record = self._decode(kind, recv_ns, body)
+            if record is None:
+                self.n_malformed += 1
+                continue
+            self.n_records += 1
+            yield record
+
+    def raw(self) -> Iterator[tuple[int, int, memoryview]]:
+        """Every whole record as ``(kind, recv_ns, packed message)``, not decoded (CRC checked;
+        damage skipped and reported as by iteration; the end marker sets :attr:`complete`). For a
+        reader that decodes only what it needs (:func:`rtkin.core.codec.unpack_parts`)."""
         self.n_records = self.n_malformed = self.tail_bytes_ignored = 0
         self.truncated, self.stop_reason, self.complete = False, None, False
         self.damaged = []
@@ -393,15 +411,11 @@ class RecordingReader:
                     pos = nxt
                     continue
                 pos += _FRAME.size + len(payload)
-                if _PREFIX.unpack_from(payload)[0] == END:
+                kind, recv_ns = _PREFIX.unpack_from(payload)
+                if kind == END:
                     self.complete = True  # the writer closed cleanly; nothing follows
                     continue
-                record = self._decode(payload)
-                if record is None:
-                    self.n_malformed += 1
-                    continue
-                self.n_records += 1
-                yield record
+                yield kind, recv_ns, memoryview(payload)[_PREFIX.size:]
 
     def _read_payload(self, f: BinaryIO, head: bytes) -> tuple[str | None, bytes]:
         """Read one record's payload after its 8-byte ``head``; return (problem or None, payload)."""
@@ -417,12 +431,11 @@ class RecordingReader:
             return "record CRC mismatch", b""
         return None, payload
 
-    def _decode(self, payload: bytes) -> Record | None:
-        kind, recv_ns = _PREFIX.unpack_from(payload)
+    def _decode(self, kind: int, recv_ns: int, body) -> Record | None:
         if kind != INPUT and kind != OUTPUT:
             return None
         try:
-            msg = unpack(memoryview(payload)[_PREFIX.size :], self.limits)
+            msg = unpack(body, self.limits)
         except DecodeError:
             return None
         return Record(RecordKind(kind), recv_ns, msg)

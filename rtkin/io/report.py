@@ -442,9 +442,12 @@ class RecordedSession(NamedTuple):
 
 
 def read_recorded(recording: str | os.PathLike, inputs: bool = True) -> RecordedSession:
-    """One pass over a recording: outputs sorted by time, and (``inputs``) the KeypointFrames per
-    camera, for the report's per-camera figures."""
-    from rtkin.core.messages import JointAngles, KeypointFrame, Skeleton3D
+    """One pass over a recording: outputs (decoded, validated) sorted by time, and (``inputs``)
+    each camera's inputs as ``(capture_ns, keypoints)`` for the report's per-camera figures, read
+    without building messages (:func:`rtkin.core.codec.unpack_parts`: 3x faster, sizes and types
+    still checked)."""
+    from rtkin.core.codec import DecodeError, unpack, unpack_parts
+    from rtkin.core.messages import JointAngles, Skeleton3D
     from rtkin.io.recording import INPUT, OUTPUT, RecordingReader
 
     reader = RecordingReader(recording)
@@ -452,16 +455,22 @@ def read_recorded(recording: str | os.PathLike, inputs: bool = True) -> Recorded
     jas: dict[int, list] = {}
     frames: dict[str, list] = {}
     n_inputs = 0
-    for rec in reader:
-        m = rec.message
-        if rec.kind == INPUT and isinstance(m, KeypointFrame):
-            n_inputs += 1
-            if inputs:
-                frames.setdefault(m.camera, []).append((m.capture_ns, m.keypoints))
-        elif rec.kind == OUTPUT and isinstance(m, Skeleton3D):
-            sks.append(m)
-        elif rec.kind == OUTPUT and isinstance(m, JointAngles):
-            jas.setdefault(int(m.person_id), []).append(m)
+    for kind, _recv_ns, body in reader.raw():
+        try:
+            if kind == INPUT:
+                schema, fields, arrays = unpack_parts(body, reader.limits)
+                if schema == "KeypointFrame":
+                    n_inputs += 1
+                    if inputs:
+                        frames.setdefault(fields["camera"], []).append((fields["capture_ns"], arrays["keypoints"]))
+            elif kind == OUTPUT:
+                m = unpack(body, reader.limits)
+                if isinstance(m, Skeleton3D):
+                    sks.append(m)
+                elif isinstance(m, JointAngles):
+                    jas.setdefault(int(m.person_id), []).append(m)
+        except DecodeError:
+            reader.n_malformed += 1
     sks.sort(key=lambda s: s.time_ns)
     for v in jas.values():
         v.sort(key=lambda m: m.time_ns)
