@@ -95,7 +95,7 @@ def test_live_run_survives_a_camera_crash_and_a_recorder_kill(tmp_path):
 
     assert not [e for e in result.errors if not e.startswith("recorder exited")]
     live = [sk for _, sk in listener.outputs]
-    assert len(live) > 450 and listener.rx.counters.dropped == 0
+    assert len(live) > 300 and listener.rx.counters.dropped == 0  # ~6 s or more, every slot (below)
     # the Skeleton3D clock runs on, dead camera or not: slots in order, none repeated, and almost
     # none missing (a slot can be shed when the CI machine is overloaded, never many)
     slots = np.round(np.diff([sk.time_ns for sk in live]) / PERIOD_NS)
