@@ -20,6 +20,7 @@ from hypothesis.extra import numpy as hnp
 from rtkin.core import codec
 from rtkin.core.messages import KeypointFrame, Skeleton3D
 from rtkin.io.recording import (
+    CAMERA_END,
     END,
     HEADER,
     INPUT,
@@ -100,6 +101,28 @@ def test_round_trip_keypoints_and_skeletons(tmp_path):
     meta, again = read_all(path)
     assert meta == META
     assert_records_equal(again, items)
+
+
+def test_camera_ends_are_recorded_in_order_and_survive_damage(tmp_path):
+    path = tmp_path / "ends.rtkrec"
+    with RecordingWriter(path, META) as w:
+        for i in range(30):
+            w.write(kp_frame(i), 1000 + i)
+            if i in (10, 20):
+                w.write_camera_end("cam2", 1000 + i)
+        with pytest.raises(RecordingError, match="camera name"):
+            w.write_camera_end("", 2000)
+    assert [r.kind for r in RecordingReader(path)] == [INPUT] * 30  # by default: inputs and outputs
+    got = [(r.recv_ns, r.message) for r in RecordingReader(path, kinds=(INPUT, CAMERA_END)) if r.kind == CAMERA_END]
+    assert got == [(1010, "cam2"), (1020, "cam2")]
+    # a flipped byte in the record before an end: the reader resumes at the end record
+    data = bytearray(path.read_bytes())
+    at = data.find(struct.pack("<Bq", CAMERA_END, 1010) + b"cam2")
+    data[at - 40] ^= 0xFF
+    path.write_bytes(bytes(data))
+    reader = RecordingReader(path, kinds=(INPUT, CAMERA_END))
+    kinds = [r.kind for r in reader]
+    assert kinds.count(CAMERA_END) == 2 and reader.damaged and kinds.count(INPUT) == 29
 
 
 def test_write_packed_equals_write_and_file_layout(tmp_path):

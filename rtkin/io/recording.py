@@ -5,6 +5,8 @@ File layout (all integers little-endian)::
     b"RTKREC1\\n"                                   magic line, 8 bytes
     record 0 (kind HEADER): payload = u8 0 | i64 recv_ns | msgpack map (see below)
     record 1..: kind INPUT or OUTPUT:  payload = u8 kind | i64 recv_ns | codec.pack(message)
+                kind CAMERA_END:       payload = u8 4 | i64 recv_ns | camera name (utf-8)
+                kind END (last):       payload = u8 3 | i64 recv_ns
 
     record = u32 len(payload) | u32 crc32(payload) | payload
 
@@ -14,7 +16,8 @@ rig calibration TOML text, run config, ...; msgpack-able, str keys, tuples come 
 
 ``recv_ns`` is the monotonic time (int ns) at which the recording process received the message:
 the clock replay follows. Kinds: :data:`INPUT` (e.g. a KeypointFrame as the sync stage received it),
-:data:`OUTPUT` (e.g. a Skeleton3D).
+:data:`OUTPUT` (e.g. a Skeleton3D), :data:`CAMERA_END` (the sync stage took a camera's end-of-stream
+message: its slots stopped waiting for that camera, so replay must do the same to reproduce the run).
 
 Crash safety: records are only appended, each in one ``write`` call, and flushed to the OS at
 least every ``flush_interval_s`` (checked on each write). A process killed mid-write leaves at
@@ -85,15 +88,19 @@ class RecordingSettings:
 
 class RecordKind(enum.IntEnum):
     """Kind of a record: the header, a message a stage received, one it produced, or the end
-    marker that a writer closing cleanly appends (a killed writer leaves none)."""
+    marker that a writer closing cleanly appends (a killed writer leaves none), or a camera's end
+    of stream as the stage took it (its message is the camera name)."""
 
     HEADER = 0
     INPUT = 1
     OUTPUT = 2
     END = 3
+    CAMERA_END = 4
 
 
 HEADER, INPUT, OUTPUT, END = RecordKind.HEADER, RecordKind.INPUT, RecordKind.OUTPUT, RecordKind.END
+CAMERA_END = RecordKind.CAMERA_END
+MAX_CAMERA_NAME_BYTES = 256
 
 
 class RecordingError(ValueError):
@@ -104,14 +111,15 @@ class Record(NamedTuple):
     """One recorded message.
 
     Attributes:
-        kind: :data:`INPUT` or :data:`OUTPUT`.
+        kind: :data:`INPUT`, :data:`OUTPUT` or :data:`CAMERA_END`.
         recv_ns: monotonic receive time in the recording process, int ns (the replay clock).
-        message: the decoded message (KeypointFrame, FrameSet, Skeleton3D or JointAngles).
+        message: the decoded message (KeypointFrame, FrameSet, Skeleton3D or JointAngles), or the
+            camera name (str) of a CAMERA_END.
     """
 
     kind: RecordKind
     recv_ns: int
-    message: Message
+    message: Message | str
 
 
 def _frame_record(kind: int, recv_ns: int, body: bytes | bytearray | memoryview) -> bytes:
@@ -230,6 +238,16 @@ class RecordingWriter:
         if time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
 
+    def write_camera_end(self, camera: str, recv_ns: int) -> None:
+        """Append a :data:`CAMERA_END` record: the stage took ``camera``'s end of stream at ``recv_ns``."""
+        name = camera.encode()
+        if not 0 < len(name) <= MAX_CAMERA_NAME_BYTES:
+            raise RecordingError(f"camera name of {len(name)} bytes (1..{MAX_CAMERA_NAME_BYTES})")
+        if type(recv_ns) is not int or not _INT64_MIN <= recv_ns <= _INT64_MAX:
+            raise RecordingError(f"recv_ns must be an int64 (ns), got {recv_ns!r}")
+        self._write_raw(_frame_record(CAMERA_END, recv_ns, name))
+        self.n_records += 1
+
     def _write_raw(self, data: bytes) -> None:
         if self._file is None:
             raise ValueError(f"recording {str(self.path)!r} is closed")
@@ -293,8 +311,9 @@ class RecordingReader:
         limits: size limits for decoding messages (:class:`rtkin.core.codec.DecodeLimits`); a record
             larger than ``limits.max_total_bytes`` (+ 9 bytes) is treated as corruption.
         max_header_bytes: largest accepted header payload, bytes.
-        kinds: record kinds to decode and return (default both); records of the others are
-            skipped without decoding (e.g. ``(INPUT,)`` for a reader that recomputes the outputs).
+        kinds: record kinds to decode and return (default INPUT and OUTPUT; add :data:`CAMERA_END`
+            to see the cameras' ends); records of the others are skipped without decoding (e.g.
+            ``(INPUT,)`` for a reader that recomputes the outputs).
 
     Attributes:
         header: the full header map (``format``, ``created_ns``, ``rtkin_version``, ``meta``, ...).
@@ -377,7 +396,7 @@ class RecordingReader:
 
     def __iter__(self) -> Iterator[Record]:
         for kind, recv_ns, body in self.raw():
-            if kind not in self.kinds and kind in (INPUT, OUTPUT):
+            if kind not in self.kinds and kind in (INPUT, OUTPUT, CAMERA_END):
                 continue
             record = self._decode(kind, recv_ns, body)
             if record is None:
@@ -432,6 +451,12 @@ class RecordingReader:
         return None, payload
 
     def _decode(self, kind: int, recv_ns: int, body) -> Record | None:
+        if kind == CAMERA_END:
+            try:
+                name = bytes(body).decode()
+            except UnicodeDecodeError:
+                return None
+            return Record(CAMERA_END, recv_ns, name) if 0 < len(body) <= MAX_CAMERA_NAME_BYTES else None
         if kind != INPUT and kind != OUTPUT:
             return None
         try:
@@ -457,7 +482,7 @@ class RecordingReader:
             for lo in range(start, size - _FRAME.size - _PREFIX.size + 1, chunk):
                 hi = min(lo + chunk, size - _FRAME.size - _PREFIX.size + 1)
                 kind = np.frombuffer(mm[lo + _FRAME.size: hi + _FRAME.size], dtype=np.uint8)  # a copy
-                cand = np.flatnonzero((kind == INPUT) | (kind == OUTPUT) | (kind == END)) + lo
+                cand = np.flatnonzero((kind >= INPUT) & (kind <= CAMERA_END)) + lo
                 for q in cand.tolist():
                     length, crc = _FRAME.unpack_from(mm, q)
                     if not _PREFIX.size <= length <= self._max_record or q + _FRAME.size + length > size:

@@ -19,7 +19,7 @@ from typing import Callable
 from rtkin.core.calibration import CalibrationError, parse_calib_toml
 from rtkin.core.messages import KeypointFrame, Skeleton3D
 from rtkin.core.skeletons import get_skeleton
-from rtkin.io.recording import INPUT, OUTPUT, RecordingError, RecordingReader
+from rtkin.io.recording import CAMERA_END, INPUT, OUTPUT, RecordingError, RecordingReader
 from rtkin.reconstruct.pipeline import Pipeline
 from rtkin.reconstruct.validation import InputValidator
 from rtkin.runtime.config import ConfigError, RunConfig, config_from_dict
@@ -92,7 +92,7 @@ def replay(path: str | Path, realtime: bool = False, on_output: Callable[[Skelet
     Raises:
         RecordingError: not a readable recording (bad magic or header), in one line.
     """
-    reader = RecordingReader(path)
+    reader = RecordingReader(path, kinds=(INPUT, OUTPUT, CAMERA_END))
     cfg, rig = recording_config(reader)
     pipe = Pipeline(rig, cfg.rig.skeleton, cfg.effective_sync(), cfg.reconstruction, clock_ns=None)
     validator = InputValidator(rig.names, cfg.rig.skeleton, get_skeleton(cfg.rig.skeleton).n_keypoints,
@@ -111,6 +111,14 @@ def replay(path: str | Path, realtime: bool = False, on_output: Callable[[Skelet
     for rec in reader:
         if rec.kind == OUTPUT and isinstance(rec.message, Skeleton3D):
             res.recorded_outputs.append(rec.message)
+            continue
+        if rec.kind == CAMERA_END:  # as live: the batch received with it first, then the end
+            if batch:
+                emit(pipe.push_batch(batch, batch_ns))
+            if not batch or batch_ns != rec.recv_ns:
+                emit(pipe.poll(rec.recv_ns))
+            batch = []
+            emit(pipe.end_camera(rec.message, rec.recv_ns))
             continue
         if rec.kind != INPUT:
             continue

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from rtkin.runtime.config import RunConfig
 
 __all__ = ["NodeContext", "Stopper", "load_rig", "report", "announce", "fail", "quiet_gc", "STATUS_INTERVAL_S",
-           "END_TOPIC", "end_topic"]
+           "END_TOPIC", "TAP_END", "end_topic"]
 
 STATUS_INTERVAL_S = 1.0
 
@@ -28,6 +28,9 @@ STATUS_INTERVAL_S = 1.0
 #: after its last frame (``{"camera", "sent"}``), the sync node after its last Skeleton3D, an IK
 #: worker after the last JointAngles it owed.
 END_TOPIC = b"status/end/"
+#: The sync node re-publishes each camera end it took on ``tapend/`` (one frame: the camera name),
+#: beside its ``tap/`` of inputs, for the recorder (not under ``tap/``: tap subscribers decode frames).
+TAP_END = b"tapend/"
 
 
 def end_topic(node: str) -> str:

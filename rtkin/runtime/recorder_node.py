@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rtkin.core.priority import lower_priority
 from rtkin.runtime.config import RunConfig
-from rtkin.runtime.node import NodeContext, Stopper, fail, load_rig, report
+from rtkin.runtime.node import TAP_END, NodeContext, Stopper, fail, load_rig, report
 
 __all__ = ["recorder_node", "partial_path"]
 
@@ -39,7 +39,7 @@ def recorder_node(cfg: RunConfig, leases, ctx: NodeContext) -> None:
 def _record(cfg: RunConfig, leases, ctx: NodeContext, stop: Stopper) -> None:
     from rtkin.core.calibration import calib_toml_text
     from rtkin.core.codec import pack_frames
-    from rtkin.io.recording import INPUT, OUTPUT, RecordingWriter
+    from rtkin.io.recording import INPUT, OUTPUT, RecordingError, RecordingWriter
     from rtkin.runtime.config import angles_endpoints
     from rtkin.runtime.transport import Receiver, link_context
 
@@ -48,7 +48,7 @@ def _record(cfg: RunConfig, leases, ctx: NodeContext, stop: Stopper) -> None:
     rig = load_rig(cfg)
     meta = {"config": cfg.to_dict(), "calibration_toml": calib_toml_text(rig), "cameras": list(rig.names),
             "skeleton": cfg.rig.skeleton}
-    topics = [b"tap/"] + ([b"sk3d/", b"ja/"] if cfg.recording.outputs else [])
+    topics = [b"tap/", TAP_END] + ([b"sk3d/", b"ja/"] if cfg.recording.outputs else [])
     zctx = link_context(cfg)  # socket sizes and CURVE keys of the run
     rx = Receiver(zctx, cfg.transport.outputs, topics, bind=False, rcvhwm=100_000)
     ik_eps = angles_endpoints(cfg) if cfg.recording.outputs and cfg.ik.enabled and leases is not None else []
@@ -83,6 +83,11 @@ def _record(cfg: RunConfig, leases, ctx: NodeContext, stop: Stopper) -> None:
                 counts["inputs"] += 1
                 if flow is not None:
                     flow.recorder_took(seq)
+            elif base == TAP_END and len(frames) == 2:
+                try:
+                    writer.write_camera_end(bytes(frames[1]).decode(), stamp if stamp is not None else time.monotonic_ns())
+                except (UnicodeDecodeError, RecordingError):
+                    rx.count_malformed(ValueError("camera end with a bad camera name"))
             elif base.startswith((b"sk3d/", b"ja/")):
                 writer.write_packed(pack_frames(frames), time.monotonic_ns(), OUTPUT)
                 counts["outputs"] += 1

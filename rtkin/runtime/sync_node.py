@@ -16,7 +16,7 @@ import time
 
 
 from rtkin.runtime.config import RunConfig
-from rtkin.runtime.node import (END_TOPIC, STATUS_INTERVAL_S, NodeContext, Stopper, announce, end_topic, fail,
+from rtkin.runtime.node import (END_TOPIC, STATUS_INTERVAL_S, TAP_END, NodeContext, Stopper, announce, end_topic, fail,
                                 load_rig, quiet_gc, report)
 
 __all__ = ["sync_node"]
@@ -102,7 +102,7 @@ class _SyncNode:
         for base, frames_in in batch:
             if base.startswith(END_TOPIC):
                 camera = self._control(frames_in)
-                if camera is not None:
+                if camera in self.pipe.rig.names:  # an unknown camera's end changes nothing
                     ends.append(camera)
                 continue
             msg = self._accept(frames_in)
@@ -118,6 +118,8 @@ class _SyncNode:
         self._publish(outs, arrivals)
         for raw in taps:  # after the outputs; as received, no re-encoding
             self.tx.forward(raw, b"tap/", stamp_ns=now)
+        for cam in ends:  # recorded too: replay must stop waiting for the camera where the run did
+            self.tx.forward([b"", cam.encode()], TAP_END, stamp_ns=now)
         self.pipe.reconstructor.run_deferred()
         self._health_events()
         if not self.finished and self.pipe.sync.all_ended and set(self.pipe.rig.names) <= self.ended:
