@@ -73,6 +73,7 @@ import numpy as np
 
 from rtkin.core import assets
 from rtkin.core.frames import OSIM_FROM_WORLD
+from rtkin.core.messages import AngleFlag
 from rtkin.core.skeletons import Skeleton, get_skeleton
 from rtkin.kinematics.model import _dependencies, _osim, _Topology, model_path_for, template_model
 
@@ -153,6 +154,19 @@ class IKSettings:
             turn until the marker RMS error is below this, m, and keeps the best.
         max_marker_rms_m: a solution whose marker RMS error exceeds this (m) is retried from the
             initial guess; if it still exceeds it, the frame fails and the warm start is dropped.
+        posture_prior: ``(coordinate, weight, fade)``: a weak prior pulling each coordinate
+            towards neutral (0): ``weight`` of ``q^2`` in m^2 of weighted marker error per rad^2;
+            ``fade`` > 0 (m^2/rad^2): the weight fades linearly to 0 as the keypoints' own
+            information on the coordinate (the normal matrix's diagonal) reaches ``fade``. A
+            weak prior acts in proportion to how weakly the keypoints observe the coordinate:
+            against a direction they see well (information ~1e-1 m^2/rad^2 per frame) it costs
+            nothing, along one they barely see it decides. Hip, RHip and LHip are colinear in
+            the pelvis frame, so pelvis tilt, lumbar flexion, hip and neck flexion trade off
+            along one direction with ~1e-3 m^2/rad^2 per frame (a few mm of model or data error
+            move it by degrees; left alone it settles 5-10 deg off): held near upright. Upper-arm
+            axial rotation is seen only through the wrist's offset from the humerus axis (~2e-3
+            with a straight elbow, 0.015 at 30 deg, 0.06 at 90 deg): held near neutral while the
+            elbow is nearly straight, free once it bends. Empty = none.
         max_gap_s: a person's frame more than this after their previous one (s) starts cold.
         forget_after_s: IKStage drops the solver of a person not seen for this long, s.
         min_views: a dependency marker triangulated from fewer cameras sets FEW_VIEWS.
@@ -184,6 +198,9 @@ class IKSettings:
     outlier_m: float = 0.1
     cold_accept_m: float = 0.002
     max_marker_rms_m: float = 0.08
+    posture_prior: tuple[tuple[str, float, float], ...] = (
+        ("pelvis_tilt", 5e-3, 0.0), ("L5_S1_Flex_Ext", 5e-3, 0.0),
+        ("arm_rot_r", 3e-3, 0.01), ("arm_rot_l", 3e-3, 0.01))
     max_gap_s: float = 0.5
     forget_after_s: float = 5.0
     min_views: int = 2
@@ -206,6 +223,9 @@ class IKSettings:
             raise ValueError(f"IKSettings.held_weight must be in [0, 1], got {self.held_weight!r}")
         if not 0.0 <= self.min_score:
             raise ValueError(f"IKSettings.min_score must be >= 0, got {self.min_score!r}")
+        for entry in self.posture_prior:
+            if not (len(entry) == 3 and isinstance(entry[0], str) and all(v >= 0 and math.isfinite(v) for v in entry[1:])):
+                raise ValueError(f"IKSettings.posture_prior: bad entry {entry!r} (coordinate, weight >= 0, fade >= 0)")
         if not (self.smoothing >= 0 and math.isfinite(self.smoothing)):
             raise ValueError(f"IKSettings.smoothing must be finite and >= 0, got {self.smoothing!r}")
         for name in ("min_markers", "max_iterations", "first_iterations", "min_views", "max_gated_frames"):
@@ -279,7 +299,10 @@ class IKSolver:
         self.skeleton: Skeleton = get_skeleton(settings.skeleton)
         path = model_path_for(settings, model_path)
         self.model_path = path
-        self.scaled = False
+        #: AngleFlag scaling bit of this model (UNSCALED, HEIGHT_ONLY, PARTIAL; 0 = scaled to the subject)
+        self.scale_flag = int(AngleFlag.UNSCALED)
+        #: body -> uniform factor this model was scaled by from the generic one (None = generic)
+        self.scale_factors: dict[str, float] | None = None
         if model is None:  # else: a model built in memory (with the skeleton's markers), owned from now on
             model = template_model(path, self.skeleton).clone()  # ~5 ms instead of ~90 ms to load
         self.model = model
@@ -308,6 +331,12 @@ class IKSolver:
             if c.get_clamped() or (settings.bound_to_range and c.getName() not in root):
                 self._lo[qi], self._hi[qi] = c.getRangeMin(), c.getRangeMax()
         self._q_default = self.state.getQ().to_numpy().copy()
+        self._posture_w = np.zeros(nq)  # (nq,) posture prior weight per state q (towards 0)
+        self._posture_fade = np.zeros(nq)  # (nq,) information at which it has faded out, 0 = never
+        for n, wp, fade in settings.posture_prior:
+            if n in self.coordinate_names:  # a model without the coordinate: nothing to hold
+                qi = self._qidx[self.coordinate_names.index(n)]
+                self._posture_w[qi], self._posture_fade[qi] = wp, fade
         self._root_q = np.sort(self._qidx[[self.coordinate_names.index(n) for n in root]])
         self._root_body = topo.joint_bodies[root[0]][1] if root else ""
         self._topo = topo
@@ -321,6 +350,11 @@ class IKSolver:
         self._markers_prev: np.ndarray | None = None  # (M, 3) model markers of the last solution
         self._markers_prev2: np.ndarray | None = None  # ... and of the one before, m
         self._dt_prev = 1.0 / 60.0
+        #: the last solution's model markers and the observed markers, ``(M, 3)`` OpenSim ground m
+        #: (NaN = not observed), and its time, s (None before the first solution)
+        self.last_model_markers: np.ndarray | None = None
+        self.last_observed_markers: np.ndarray | None = None
+        self.last_time_s: float | None = None
         if settings.method == "opensim":
             self._setup_opensim(osim)
 
@@ -400,6 +434,15 @@ class IKSolver:
     def n_markers(self) -> int:
         """M, the number of markers the skeleton maps to the model."""
         return len(self.marker_names)
+
+    @property
+    def scaled(self) -> bool:
+        """True when the model is scaled to the subject (no UNSCALED / HEIGHT_ONLY / PARTIAL)."""
+        return self.scale_flag == 0
+
+    @scaled.setter
+    def scaled(self, value: bool) -> None:
+        self.scale_flag = 0 if value else int(AngleFlag.UNSCALED)
 
     @property
     def warm(self) -> bool:
@@ -520,6 +563,7 @@ class IKSolver:
         self._markers_prev, self._dt_prev = P, self._dt
         self._q = q
         self.used = w > 0
+        self.last_model_markers, self.last_observed_markers, self.last_time_s = P, x, float(time_s)
         err = np.linalg.norm(P - x, axis=-1)  # NaN where not observed
         return IKSolution(q[self._qidx].copy(), rms, err)
 
@@ -585,6 +629,8 @@ class IKSolver:
         q0 = q[free].copy()
         P, J = self._fk(q)
         cost, rho = self._marker_cost(P[use] - xs, wu)
+        pw = self._posture_weights(J[np.ix_(rows, free)], np.repeat(wu, 3), free)
+        cost += float(pw @ q[free] ** 2)
         mu = self.settings.damping
         it = 0
         di = np.arange(free.size)  # diagonal of the normal matrix
@@ -597,6 +643,8 @@ class IKSolver:
             if prior > 0:
                 A[di, di] += prior
                 g += prior * (q[free] - q0)
+            A[di, di] += pw
+            g += pw * q[free]
             diag = A[di, di] + 1e-9
             moved = False
             for _ in range(8):  # raise the damping until the cost decreases
@@ -614,10 +662,14 @@ class IKSolver:
                 q_new = np.clip(q_new, self._lo, self._hi)
                 P_new, J_new = self._fk(q_new)
                 cost_new, rho_new = self._marker_cost(P_new[use] - xs, wu)
-                cost_new += prior * float(np.sum((q_new[free] - q0) ** 2))
+                cost_new += prior * float(np.sum((q_new[free] - q0) ** 2)) + float(pw @ q_new[free] ** 2)
                 if cost_new <= cost or not math.isfinite(cost):
                     step = np.abs(q_new - q).max()
                     q, P, J, cost, rho = q_new, P_new, J_new, cost_new, rho_new
+                    if self._posture_fade[free].any():  # the fade follows the pose
+                        pw_new = self._posture_weights(J[np.ix_(rows, free)], np.repeat(wu, 3), free)
+                        cost += float((pw_new - pw) @ q[free] ** 2)
+                        pw = pw_new
                     mu = max(mu / 3.0, 1e-9)
                     moved = True
                     break
@@ -625,6 +677,18 @@ class IKSolver:
             if not moved or step < self.settings.step_tolerance:
                 break
         return q, P, it
+
+    def _posture_weights(self, Jf: np.ndarray, ws: np.ndarray, free: np.ndarray) -> np.ndarray:
+        """``(F,)`` posture prior weights of the ``free`` coordinates at the current pose: the
+        configured weight, faded by the information the markers give on the coordinate."""
+        pw = self._posture_w[free]
+        fade = self._posture_fade[free]
+        fading = (pw > 0) & (fade > 0)
+        if fading.any():
+            info = np.einsum("ij,ij,i->j", Jf[:, fading], Jf[:, fading], ws)
+            pw = pw.copy()
+            pw[fading] *= np.clip(1.0 - info / fade[fading], 0.0, 1.0)
+        return pw
 
     #: Arm poses tried from a cold start, (arm_flex, arm_add, elbow_flex) rad per side: down,
     #: out sideways, forward, overhead (near arm_add = -90 deg the shoulder coordinates have
