@@ -6,11 +6,11 @@ processes.
 The scaling of one person over a session (the JointAngles flags say where it is):
 
 - frame 0: with ``height_m`` given, the generic model scaled uniformly to that height
-  (HEIGHT_ONLY); without it, the generic model (UNSCALED).
+  (HEIGHT_ONLY); without it, the generic model (UNSCALED) until a first estimate of the stature
+  and the segments seen so far, at 0.3 s of usable data.
 - every solved frame adds per-segment evidence (:class:`rtkin.kinematics.progressive.ProgressiveScaler`);
-  at 1 s, 3 s and ``scaling_seconds`` of usable data the per-body factors are refined (PARTIAL;
-  without a height the stature is estimated at the first refinement), then every few seconds
-  until they stop changing (SCALED).
+  at 1 s, 3 s and ``scaling_seconds`` of usable data the per-body factors are refined (PARTIAL),
+  then every few seconds until they stop changing (SCALED).
 - each refinement is applied by rebuilding the model in memory from the generic one in a few
   short steps between frames (:meth:`LiveKinematics.step`), warm-started from the current pose;
   a large change is applied as several smaller switches, so the angles glide instead of jumping.
@@ -51,7 +51,7 @@ class LiveKinematicsSettings:
             generic model, flagged HEIGHT_ONLY / UNSCALED) or ``"wait"`` (no joint angles until
             the first per-segment refinement is in use; the frames are solved meanwhile, for the
             evidence).
-        height_m: subject height, m (0 = unknown, estimated from the first second of data):
+        height_m: subject height, m (0 = unknown: estimated with the segments from the data):
             the first frame is solved on the generic model scaled to it, and it anchors the
             segments the keypoints do not measure.
         mass_kg: subject mass, kg (0 = unknown); the scaled model's total mass.
@@ -212,7 +212,7 @@ class LiveKinematics:
             return
         person.target = est
         person.refinements.append((sc.usable_s, dict(est.params)))
-        state = {0: "SCALED", int(AngleFlag.PARTIAL): "PARTIAL"}.get(est.flag, "HEIGHT_ONLY (estimated stature)")
+        state = "SCALED" if est.flag == 0 else "PARTIAL"
         self.log(f"rtkin: person {pid} scaling at {sc.usable_s:.1f} s of usable data: {state}, "
                  f"stature {est.stature_m:.2f} m, " + ", ".join(f"{k} {v:.3f}" for k, v in est.params.items()))
         if self.settings.height_m and abs(est.stature_m / self.settings.height_m - 1) > 0.06 \
@@ -221,8 +221,7 @@ class LiveKinematics:
                      f"height is {self.settings.height_m:.2f} m: check the height, or the calibration's scale")
         if person.switch is None:
             self._next_switch(pid)
-        if self.out_dir is not None and est.flag != int(AngleFlag.HEIGHT_ONLY) \
-                and (len(person.refinements) >= 2 or est.flag == 0):
+        if self.out_dir is not None and (len(person.refinements) >= 2 or est.flag == 0):
             self._write(pid, est)
 
     def _next_switch(self, pid: int, limit: bool = True) -> None:
@@ -240,8 +239,7 @@ class LiveKinematics:
                 f = c * (1 + step * np.sign(f / c - 1))
                 last = False
             nxt[b] = float(f)
-        flag = person.target.flag if last or person.target.flag == int(AngleFlag.HEIGHT_ONLY) \
-            else int(AngleFlag.PARTIAL)
+        flag = person.target.flag if last else int(AngleFlag.PARTIAL)
         person.switch_to = nxt
         person.switch = self.ik.switch_model(pid, self._model_name(pid), nxt, self.settings.mass_kg or None, flag)
 

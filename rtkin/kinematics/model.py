@@ -83,11 +83,12 @@ def template_model(path: Path, skeleton: Skeleton):
     """The model at ``path`` with the skeleton's Pose2Sim marker set added, as Pose2Sim does
     (``MarkerSet(file)`` + ``addMarker(marker.clone())``; markers the model already has are kept).
     Loaded once per process and never modified: solvers work on clones."""
-    key = (str(Path(path).resolve()), skeleton.marker_set)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"OpenSim model {path} not found")
+    st = Path(path).stat()  # a file rewritten at the same path (a refined scaled model) is reloaded
+    key = (str(Path(path).resolve()), skeleton.marker_set, st.st_mtime_ns, st.st_size)
     model = _TEMPLATES.get(key)
     if model is None:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"OpenSim model {path} not found")
         model = load_with_markers(path, skeleton)
         _TEMPLATES[key] = model
     return model

@@ -56,6 +56,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "forearm_r": ("ulna_r", "radius_r", "hand_r"), "forearm_l": ("ulna_l", "radius_l", "hand_l"),
 }
 _PNAMES = tuple(PARAMETERS)
+_NOT_EVIDENCE = ("shoulder_width",)
 #: Left/right parameter pairs (a weak symmetry prior ties them).
 MIRRORS = tuple((p, p[:-2] + "_l") for p in _PNAMES if p.endswith("_r"))
 
@@ -68,8 +69,9 @@ class ProgressiveScalingSettings:
         min_views: a landmark triangulated from fewer cameras gives no sample.
         max_reproj_px: ... or with a larger mean reprojection error, px.
         min_score: ... or with a lower score (0..1).
-        max_residual_m: ... or farther from the model after the IK solve than this (m) and 3x the
-            frame's median marker residual (a wrongly scaled model leaves every residual large).
+        max_residual_m: ... or farther from the model after the IK solve than this, m (loose: a
+            wrongly scaled segment leaves a few cm, and must still be measured; glitches are
+            already out of the solution, and the trimmed mean takes the rest).
         refine_at_s: seconds of usable data at which the factors are refined.
         every_s: after the last of ``refine_at_s``, refine every this many seconds of usable data
             until converged.
@@ -85,14 +87,15 @@ class ProgressiveScalingSettings:
         factor_range: factors are clipped to this range.
         max_step: a model switch changes no factor by more than this fraction; larger changes
             are applied in several switches (no jump in the angles). 0 = in one switch.
-        stature_at_s: without a given height, the stature is estimated at this much usable data
-            (s) and the model scaled uniformly to it (HEIGHT_ONLY) until ``refine_at_s[0]``.
+        stature_at_s: without a given height, a first estimate (the stature and the segments
+            measured so far) at this much usable data, s: until then the model is the generic
+            one (UNSCALED).
     """
 
     min_views: int = 2
-    max_reproj_px: float = 10.0
+    max_reproj_px: float = 15.0
     min_score: float = 0.3
-    max_residual_m: float = 0.03
+    max_residual_m: float = 0.08
     refine_at_s: tuple[float, ...] = (1.0, 3.0, 10.0)
     every_s: float = 5.0
     converged_change: float = 0.004
@@ -129,8 +132,7 @@ class ScaleEstimate:
         stature_factor: the prior's factor (height / generic stature, given or estimated).
         usable_s: usable data behind it, s. change: largest relative change from the previous
             estimate (inf for the first).
-        flag: AngleFlag scaling state it gives: HEIGHT_ONLY (stature estimate only), PARTIAL,
-            or 0 (SCALED).
+        flag: AngleFlag scaling state it gives: PARTIAL, or 0 (SCALED).
         stature_m: standing height of the model these factors give, m.
     """
 
@@ -228,7 +230,12 @@ class ProgressiveScaler:
         self.segments = tuple(SEGMENTS)
         self.L0, self.C = length_jacobian(self.model_path, self.skeleton)
         self.S0, self.dS = stature_jacobian(self.model_path)
-        self.measurable = np.isfinite(self.L0)
+        # segments the estimate uses: landmarks this skeleton has, and not the shoulder width:
+        # detectors put the shoulder keypoints inside the model's acromion markers (MoveNet on
+        # the real demo: 0.36 m apart vs 0.40 m on a model whose trunk fits at 0.97), which would
+        # shrink the torso; the torso's factor comes from the trunk length.
+        self.measurable = np.isfinite(self.L0) & np.array([s not in _NOT_EVIDENCE for s in self.segments])
+        self._current = np.ones(len(_PNAMES))  # factors of the model in use at the last observation
         self.p0_given = stature_factor(height_m, self.model_path) if height_m else None
         self._landmarks: tuple | None = None
         self._samples: list[list[float]] = [[] for _ in self.segments]
@@ -280,9 +287,7 @@ class ProgressiveScaler:
         with np.errstate(invalid="ignore"):
             ok = (views[mp] >= st.min_views) & (err[mp] <= st.max_reproj_px) & (score[mp] >= st.min_score)
             resid = np.linalg.norm(solver.last_model_markers - solver.last_observed_markers, axis=-1)
-            # a wrongly scaled model leaves every residual large: an outlier is large for this frame
-            typical = float(np.median(resid[solver.used])) if solver.used.any() else 0.0
-            ok &= solver.used & (resid <= max(st.max_residual_m, 3.0 * typical))
+            ok &= solver.used & (resid <= st.max_residual_m)
         return ok
 
     def observe(self, solver, sk: Skeleton3D, n: int) -> int:
@@ -299,7 +304,7 @@ class ProgressiveScaler:
         self._last_t = t
         good = self.good_markers(solver, sk, n)
         P, X = solver.last_model_markers, solver.last_observed_markers
-        p_cur = self._params_of(solver)
+        p_cur = self._current = self._params_of(solver)
         neutral = self.L0 + self.C @ (p_cur - 1.0)  # (S,) neutral lengths of the model in use
         count = 0
         for s, lm in enumerate(self._landmarks):
@@ -333,7 +338,7 @@ class ProgressiveScaler:
             return False
         st = self.settings
         if self.estimate is None and self.p0_given is None and st.stature_at_s < st.refine_at_s[0]:
-            return self.usable_s >= st.stature_at_s
+            return self.usable_s >= st.stature_at_s  # without a height: a first estimate early
         if self._next < len(st.refine_at_s):
             return self.usable_s >= st.refine_at_s[self._next]
         last = self.estimate.usable_s if self.estimate is not None else st.refine_at_s[-1]
@@ -361,16 +366,22 @@ class ProgressiveScaler:
         return mean, se, secs
 
     def _solve(self, mean: np.ndarray, se: np.ndarray, use: np.ndarray, p0: float) -> tuple[np.ndarray, np.ndarray]:
-        """Factors ``(P,)`` and their covariance ``(P, P)`` with the prior at ``p0``."""
+        """Factors ``(P,)`` and their covariance ``(P, P)`` with the prior at ``p0`` (without a
+        given height, a body the skeleton measures but nothing has measured yet stays where
+        it is)."""
         st = self.settings
         L0, C = self.L0[use], self.C[use]
         W = 1.0 / se[use] ** 2
         P = len(_PNAMES)
         A = C.T @ (C * W[:, None])
         b = C.T @ (W * (mean[use] - L0 + C.sum(1)))  # L(p) = L0 - C 1 + C p
+        center = np.full(P, p0)
+        if self.p0_given is None:
+            pending = (np.abs(self.C[self.measurable]).sum(0) > 1e-6) & (np.abs(C).sum(0) <= 1e-6)
+            center[pending] = self._current[pending]
         lam = 1.0 / (st.prior_sigma * p0) ** 2
         A[np.arange(P), np.arange(P)] += lam
-        b += lam * p0
+        b += lam * center
         mu = 1.0 / (st.symmetry_sigma * p0) ** 2
         idx = {p: i for i, p in enumerate(_PNAMES)}
         for r, l in MIRRORS:
@@ -386,10 +397,7 @@ class ProgressiveScaler:
         return float(self.S0 + self.dS @ (params - 1.0))
 
     def refine(self) -> ScaleEstimate | None:
-        """Solve the factors from the evidence so far; None if no segment is measured yet.
-
-        Without a given height the first call before ``refine_at_s[0]`` estimates the stature
-        only: every factor is the stature factor (flag HEIGHT_ONLY)."""
+        """Solve the factors from the evidence so far; None if no segment is measured yet."""
         st = self.settings
         mean, se, _ = self._segment_stats()
         use = np.isfinite(mean) & self.measurable
@@ -403,19 +411,15 @@ class ProgressiveScaler:
             for _ in range(3):
                 p, cov = self._solve(mean, se, use, p0)
                 p0 = self.stature_m(p) / self.S0
-        stature_only = self.p0_given is None and self.estimate is None and self.usable_s < st.refine_at_s[0]
-        if stature_only:
-            p = np.full(len(_PNAMES), p0)
+        early = self.estimate is None and self.usable_s < st.refine_at_s[0]  # not a scheduled one
         measured = tuple(_PNAMES[j] for j in np.flatnonzero(np.abs(self.C[use]).sum(0) > 1e-6))
         params = {n: float(v) for n, v in zip(_PNAMES, p)}
         prev = self.estimate
         change = math.inf if prev is None else max(abs(params[k] / prev.params[k] - 1) for k in params)
-        if stature_only:
-            flag = int(AngleFlag.HEIGHT_ONLY)
-        else:
+        if not early:
             self._next += 1
-            self.converged = self._next > len(st.refine_at_s) and change < st.converged_change
-            flag = 0 if self.converged else int(AngleFlag.PARTIAL)
+        self.converged = self._next > len(st.refine_at_s) and change < st.converged_change
+        flag = 0 if self.converged else int(AngleFlag.PARTIAL)
         self.estimate = ScaleEstimate(to_body_factors(params), params,
                                       {n: float(math.sqrt(cov[i, i]) / max(p[i], 1e-6)) for i, n in enumerate(_PNAMES)},
                                       measured, float(p0), self.usable_s, change, flag,
