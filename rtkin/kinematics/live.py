@@ -21,6 +21,7 @@ The scaling of one person over a session (the JointAngles flags say where it is)
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -95,6 +96,9 @@ class _Person:
     switch: Iterator[None] | None = None
     switch_to: dict[str, float] | None = None
     refinements: list[tuple[float, dict]] = field(default_factory=list)
+    refined_at: float = 0.0  # time.monotonic() of the last refinement
+    #: per refinement: (usable s, wall s from its data to its model in use)
+    landed: list[tuple[float, float]] = field(default_factory=list)
 
 
 class LiveKinematics:
@@ -211,6 +215,7 @@ class LiveKinematics:
         if est is None:
             return
         person.target = est
+        person.refined_at = time.monotonic()
         person.refinements.append((sc.usable_s, dict(est.params)))
         state = "SCALED" if est.flag == 0 else "PARTIAL"
         self.log(f"rtkin: person {pid} scaling at {sc.usable_s:.1f} s of usable data: {state}, "
@@ -258,6 +263,11 @@ class LiveKinematics:
                 reached = all(abs(person.switch_to[b] / f - 1) < 1e-9 for b, f in person.target.factors.items())
                 if not reached:
                     self._next_switch(pid)
+                else:
+                    dt = time.monotonic() - person.refined_at
+                    person.landed.append((person.target.usable_s, dt))
+                    self.log(f"rtkin: person {pid} model of {person.target.usable_s:.1f} s of usable data in use "
+                             f"{dt * 1e3:.0f} ms after its data")
 
     # ------------------------------------------------------------------ writing the .osim
     def _write(self, pid: int, est: ScaleEstimate) -> None:
