@@ -235,7 +235,6 @@ class ProgressiveScaler:
         # the real demo: 0.36 m apart vs 0.40 m on a model whose trunk fits at 0.97), which would
         # shrink the torso; the torso's factor comes from the trunk length.
         self.measurable = np.isfinite(self.L0) & np.array([s not in _NOT_EVIDENCE for s in self.segments])
-        self._current = np.ones(len(_PNAMES))  # factors of the model in use at the last observation
         self.p0_given = stature_factor(height_m, self.model_path) if height_m else None
         self._landmarks: tuple | None = None
         self._samples: list[list[float]] = [[] for _ in self.segments]
@@ -304,7 +303,7 @@ class ProgressiveScaler:
         self._last_t = t
         good = self.good_markers(solver, sk, n)
         P, X = solver.last_model_markers, solver.last_observed_markers
-        p_cur = self._current = self._params_of(solver)
+        p_cur = self._params_of(solver)
         neutral = self.L0 + self.C @ (p_cur - 1.0)  # (S,) neutral lengths of the model in use
         count = 0
         for s, lm in enumerate(self._landmarks):
@@ -366,22 +365,16 @@ class ProgressiveScaler:
         return mean, se, secs
 
     def _solve(self, mean: np.ndarray, se: np.ndarray, use: np.ndarray, p0: float) -> tuple[np.ndarray, np.ndarray]:
-        """Factors ``(P,)`` and their covariance ``(P, P)`` with the prior at ``p0`` (without a
-        given height, a body the skeleton measures but nothing has measured yet stays where
-        it is)."""
+        """Factors ``(P,)`` and their covariance ``(P, P)`` with the prior at ``p0``."""
         st = self.settings
         L0, C = self.L0[use], self.C[use]
         W = 1.0 / se[use] ** 2
         P = len(_PNAMES)
         A = C.T @ (C * W[:, None])
         b = C.T @ (W * (mean[use] - L0 + C.sum(1)))  # L(p) = L0 - C 1 + C p
-        center = np.full(P, p0)
-        if self.p0_given is None:
-            pending = (np.abs(self.C[self.measurable]).sum(0) > 1e-6) & (np.abs(C).sum(0) <= 1e-6)
-            center[pending] = self._current[pending]
         lam = 1.0 / (st.prior_sigma * p0) ** 2
         A[np.arange(P), np.arange(P)] += lam
-        b += lam * center
+        b += lam * p0
         mu = 1.0 / (st.symmetry_sigma * p0) ** 2
         idx = {p: i for i, p in enumerate(_PNAMES)}
         for r, l in MIRRORS:
