@@ -361,6 +361,11 @@ class IKSolver:
         return len(self.marker_names)
 
     @property
+    def gated(self) -> np.ndarray:
+        """``(M,)`` markers the innovation gate took out of the last frame (their data jumped)."""
+        return self._gated
+
+    @property
     def scaled(self) -> bool:
         """True when the model is scaled to the subject (no UNSCALED / HEIGHT_ONLY / PARTIAL)."""
         return self.scale_flag == 0

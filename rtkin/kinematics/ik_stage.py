@@ -78,7 +78,7 @@ class IKStage:
         return s
 
     def use_model(self, person_id: int, model_path: str | Path, model=None, flag: int = 0,
-                  factors: Mapping[str, float] | None = None) -> None:
+                  factors: Mapping[str, float] | None = None, warm: bool = True) -> None:
         """Solve ``person_id`` from now on with a scaled model, warm-started from their current pose.
 
         Args:
@@ -87,19 +87,23 @@ class IKStage:
             flag: the model's scaling state, an AngleFlag bit (UNSCALED, HEIGHT_ONLY, PARTIAL) or
                 0 = scaled to the subject (the JointAngles lose UNSCALED).
             factors: body -> uniform factor the model was scaled by (kept on the solver).
+            warm: start from the person's current pose; False = the next frame starts cold (the
+                current pose was solved on a model far from this one).
         """
         pid = int(person_id)
         s = IKSolver(self.settings, model_path, model=model)
         s.scale_flag = int(flag)
         s.scale_factors = dict(factors) if factors is not None else None
         old = self._solvers.get(pid)
-        if old is not None:
+        if old is not None and warm:
             s.continue_from(old)
+        elif old is not None:
+            s.state.setTime(old.state.getTime())
         self._solvers[pid] = s
         self.counters["solvers_created"] += 1
 
     def switch_model(self, person_id: int, model_path: str | Path, factors: Mapping[str, float],
-                     mass_kg: float | None = None, flag: int = 0) -> Iterator[None]:
+                     mass_kg: float | None = None, flag: int = 0, warm: bool = True) -> Iterator[None]:
         """:meth:`use_model` in steps of a few ms each (a generator: every ``next()`` does one).
 
         Loading a saved ``.osim`` takes ~90 ms, and OpenSim holds the GIL, so a thread cannot hide
@@ -111,7 +115,7 @@ class IKStage:
         model = template_model(model_path_for(self.settings, self.model_path), self.skeleton).clone()
         yield
         yield from apply_scale_steps(model, factors, mass_kg)
-        self.use_model(person_id, model_path, model=model, flag=flag, factors=factors)
+        self.use_model(person_id, model_path, model=model, flag=flag, factors=factors, warm=warm)
 
     def usable(self, sk: Skeleton3D, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``(K,)`` weight factors of person ``n``'s keypoints (0 = unused, ``held_weight`` for a
