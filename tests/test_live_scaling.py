@@ -110,7 +110,7 @@ def test_height_gives_a_scaled_model_from_frame_zero_then_refined(tall, tmp_path
 
 
 def test_no_height_is_unscaled_until_the_first_estimate(tall):
-    """Without a height: the generic model (UNSCALED) until 0.3 s of usable data, then the
+    """Without a height: the generic model (UNSCALED) until 0.1 s of usable data, then the
     stature and the segments seen so far (PARTIAL), right within 3 % by 3 s."""
     live = LiveKinematics(LiveKinematicsSettings(scaling_seconds=3.0), IKSettings(), None, log=lambda m: None)
     rows = _run(live, _messages(tall.keypoints[: int(5 * FPS)]))

@@ -7,7 +7,7 @@ The scaling of one person over a session (the JointAngles flags say where it is)
 
 - frame 0: with ``height_m`` given, the generic model scaled uniformly to that height
   (HEIGHT_ONLY); without it, the generic model (UNSCALED) until a first estimate of the stature
-  and the segments seen so far, at 0.3 s of usable data.
+  and the segments seen so far, at 0.1 s of usable data.
 - every solved frame adds per-segment evidence (:class:`rtkin.kinematics.progressive.ProgressiveScaler`);
   at 1 s, 3 s and ``scaling_seconds`` of usable data the per-body factors are refined (PARTIAL),
   then every few seconds until they stop changing (SCALED).
