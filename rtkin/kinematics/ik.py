@@ -493,8 +493,12 @@ class IKSolver:
             retry = self._cold_solve(x, w)
             ratio = 1.0 if rms > self.settings.max_marker_rms_m else self.settings.jump_resolve_ratio
             if retry[2] < ratio * rms:
-                q, P, rms = retry
-                self.counters["reacquired"] += 1
+                # towards it, within the speed bounds (no jump): solved from the point of the
+                # bounds nearest the better pose; the next frames continue there
+                glide = self._solve_from(retry[0], x, w, False, anchor=self._q)
+                if glide[2] < rms:
+                    q, P, rms = glide
+                    self.counters["reacquired"] += 1
             if self.bounded:
                 self.counters["bounded"] += 1
         if not (np.isfinite(q).all() and math.isfinite(rms)):
@@ -772,10 +776,11 @@ class IKSolver:
                     return math.atan2(d[0], d[2])
         return None
 
-    def _solve_from(self, q: np.ndarray, x: np.ndarray, w: np.ndarray, cold: bool
+    def _solve_from(self, q: np.ndarray, x: np.ndarray, w: np.ndarray, cold: bool, anchor: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray, float]:
         """Solve from ``q``; returns the solution, its ``(M, 3)`` model markers and the marker
-        RMS error over the used markers, m."""
+        RMS error over the used markers, m. Warm (not ``cold``): within the speed bounds around
+        ``anchor`` (default ``q``: the previous pose)."""
         if self.settings.method == "opensim":
             q = self._assemble(q, x, w)
             P = self._positions(q)
@@ -786,7 +791,8 @@ class IKSolver:
             bounds = None
             if not cold:  # no faster than a body moves
                 step = self._speed * self._dt
-                bounds = (np.maximum(self._lo, q - step), np.minimum(self._hi, q + step))
+                a = q if anchor is None else anchor
+                bounds = (np.maximum(self._lo, a - step), np.minimum(self._hi, a + step))
             q, P, self.iterations = self._gauss_newton(q, x, w, self._free, n, prior, bounds)
             if bounds is not None:
                 at = (np.abs(q - bounds[0]) < 1e-9) & (bounds[0] > self._lo) \

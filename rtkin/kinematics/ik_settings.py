@@ -99,9 +99,10 @@ class IKSettings:
             250 deg/s; translations 5 m/s), so noise or a glitch cannot make the angles jump.
         jump_resolve_ratio: when a warm-started frame ends on one of those speed bounds (the data
             asks for a jump) with a marker RMS above twice the recent median, it is solved again
-            cold from the initial poses; the cold solution (a re-acquisition: the previous pose
-            was wrong, e.g. a mirrored arm) is kept if its marker RMS is below this fraction of
-            the bounded one's.
+            cold from the initial poses; if that pose (a re-acquisition: the previous pose was
+            wrong, e.g. a mirrored arm) fits with a marker RMS below this fraction of the bounded
+            one's, the frame moves towards it within the speed bounds (no jump), and the next
+            frames follow.
         max_gap_s: a person's frame more than this after their previous one (s) starts cold.
         forget_after_s: IKStage drops the solver of a person not seen for this long, s.
         min_views: a dependency marker triangulated from fewer cameras sets FEW_VIEWS.

@@ -249,10 +249,7 @@ class LiveKinematics:
             nxt[b] = float(f)
         flag = person.target.flag if last else int(AngleFlag.PARTIAL)
         person.switch_to = nxt
-        # leaving the generic model for the first estimate: its poses were fitted to the wrong
-        # body (a much taller subject bends its knees to nothing): start that frame cold
-        person.switch = self.ik.switch_model(pid, self._model_name(pid), nxt, self.settings.mass_kg or None, flag,
-                                             warm=step > 0 or self.ik.solver(pid).scale_factors is not None)
+        person.switch = self.ik.switch_model(pid, self._model_name(pid), nxt, self.settings.mass_kg or None, flag)
 
     @property
     def pending(self) -> bool:
