@@ -85,6 +85,8 @@ def _measure(settings: IKSettings, truth, sks, frames) -> None:
     names = list(truth.motion.names)
     err = np.degrees(np.sqrt(np.nanmean((est - truth.motion.values[frames]) ** 2, axis=0)))
     label = settings.method if settings.method == "gauss_newton" else f"opensim acc {settings.accuracy:g}"
+    if settings.method == "gauss_newton" and not settings.posture_prior:
+        label = "gauss_newton unguarded"
     rmse = " ".join(f"{err[names.index(n)]:6.1f}" for n in REPORT)
     print(f"{label:<22} {_pct(t_stage[1:]):>15}   {_pct(t_solve[1:]):>13}   {_pct(t_clean[1:]):>13}   {rmse}")
 
@@ -175,7 +177,10 @@ def main() -> None:
     print(f"{'':<22} {'':>15}   {'':>13}   {'':>13}   RMSE vs truth (deg, noisy stream)")
     print(f"{'solver':<22} {'IKStage p50/p99':>15}   {'solve p50/p99':>13}   {'clean p50/p99':>13}   "
           f"{' '.join(f'{v:>6}' for v in REPORT.values())}")
-    configs = [IKSettings()]
+    # the default, and (a same-process reference) the solver without the physiological guards:
+    # no posture prior, speed bounds out of reach
+    configs = [IKSettings(), IKSettings(posture_prior=(), max_joint_speed_rad_s=1e9, max_root_speed_rad_s=1e9,
+                                        max_root_speed_m_s=1e9)]
     if not args.skip_opensim:
         configs += [IKSettings(method="opensim", accuracy=1e-3), IKSettings(method="opensim", accuracy=1e-5)]
     for settings in configs:

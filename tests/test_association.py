@@ -85,7 +85,7 @@ def test_swapped_calibrations_break_association(demo_rig, with_bystander):
 
 
 def test_tracker_keeps_ids_through_crossing_and_retires_them():
-    tr = Tracker(TrackingSettings(max_jump_m=0.3, max_unseen_frames=5))
+    tr = Tracker(TrackingSettings(max_jump_m=0.3, max_unseen_frames=5, confirm_s=0.0))
     K = 10
     base = np.zeros((K, 3))
     base[:, 2] = np.linspace(0, 1.7, K)

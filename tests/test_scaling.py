@@ -217,35 +217,3 @@ def test_coco17_scaling_uses_the_corrected_markers_mirrors_and_height(scaled_tru
     assert not any("configured height" in w for w in given.warnings)
     wrong = scale_factors(pts, "COCO_17", ScalingSettings(skeleton="COCO_17", height_m=1.3 * true_stature))
     assert any("configured height" in w for w in wrong.warnings)
-
-
-def test_live_kinematics_scales_a_person_and_switches_without_processes(scaled_truth, tmp_path):
-    """The IK process's per-person logic as a plain object: feed Skeleton3D, it collects the
-    person's frames, scales (background pool), switches the model in steps between frames, and
-    the JointAngles lose UNSCALED; ``until_scaled = "wait"`` publishes nothing before that."""
-    import time as _t
-
-    from rtkin.core.messages import AngleFlag
-    from rtkin.kinematics.live import LiveKinematics, LiveKinematicsSettings
-
-    msgs = list(_messages(scaled_truth.keypoints[:240], FPS, noise=0.001))
-    live = LiveKinematics(LiveKinematicsSettings(scaling_seconds=1.0), IKSettings(), tmp_path, "s")
-    wait = LiveKinematics(LiveKinematicsSettings(scaling_seconds=1.0, until_scaled="wait"), IKSettings(), tmp_path, "w")
-    first = live(msgs[0])
-    assert first and first[0].flags[first[0].names.index("knee_angle_r")] & AngleFlag.UNSCALED
-    assert wait(msgs[0]) == []
-    deadline = _t.monotonic() + 120
-    i = 1
-    while not (live.scaled_models and wait.scaled_models) and _t.monotonic() < deadline:
-        m = msgs[min(i, len(msgs) - 1)]
-        live(m), wait(m)
-        live.step(), wait.step()
-        i += 1
-        if i >= len(msgs):
-            _t.sleep(0.05)
-    assert live.scaled_models and (tmp_path / "s_person3_scaled.osim").is_file()
-    ja = live(msgs[-1])[0]
-    assert not (ja.flags & AngleFlag.UNSCALED).any()
-    assert wait(msgs[-1]) and not wait.pending
-    live.forget(3)
-    assert live.ik.person_ids == ()

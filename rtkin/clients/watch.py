@@ -26,6 +26,9 @@ _FLAG_ABBR = {
     AngleFlag.FEW_VIEWS: "few-views",
     AngleFlag.HIGH_REPROJ: "high-reproj",
     AngleFlag.UNSCALED: "unscaled",
+    AngleFlag.HEIGHT_ONLY: "height-only",
+    AngleFlag.PARTIAL: "scaling",
+    AngleFlag.UNOBSERVABLE: "unobservable",
 }
 
 
@@ -91,6 +94,8 @@ def render_table(latest: Mapping[int, JointAngles], coordinates: Sequence[str] |
             i = index.get(name)
             if i is None:
                 value, unit, qtext, ftext = Text("n/a", style="dim"), "", Text(""), ""
+            elif int(msg.flags[i]) & int(AngleFlag.UNOBSERVABLE):  # a placeholder, not a measurement
+                value, unit, qtext, ftext = Text("n/a", style="dim"), "", Text("0.00", style="dim"), "unobservable"
             else:
                 v = float(msg.values[i])
                 unit = coordinate_unit(name)

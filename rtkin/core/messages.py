@@ -52,6 +52,10 @@ class AngleFlag(enum.IntFlag):
     FEW_VIEWS = 4  #: the markers driving this coordinate were seen by too few cameras
     HIGH_REPROJ = 8  #: the markers driving this coordinate have a high reprojection error
     UNSCALED = 16  #: the model was not scaled to the subject yet (generic segment lengths)
+    HEIGHT_ONLY = 32  #: the model is scaled uniformly to the subject's height only (given or estimated)
+    PARTIAL = 64  #: per-segment scaling in progress (factors still being refined)
+    UNOBSERVABLE = 128  #: the keypoint set cannot observe this coordinate: the value is a placeholder
+    # (the model default); no UNSCALED / HEIGHT_ONLY / PARTIAL bit = scaled to the subject (SCALED)
 
 
 _ANGLE_FLAG_MASK = 0

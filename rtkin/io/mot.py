@@ -23,7 +23,7 @@ def rotational_mask(names: Sequence[str]) -> list[bool]:
 
 
 def write_mot(path: str | os.PathLike, time_s: np.ndarray, names: Sequence[str], values: np.ndarray,
-              rotational: Sequence[bool], name: str = "Coordinates") -> Path:
+              rotational: Sequence[bool], name: str = "Coordinates", notes: Sequence[str] = ()) -> Path:
     """Write a .mot file.
 
     Args:
@@ -32,6 +32,7 @@ def write_mot(path: str | os.PathLike, time_s: np.ndarray, names: Sequence[str],
         names: (Q,) coordinate names.
         values: (T, Q) rad for rotational coordinates, m for translations (NaN allowed).
         rotational: (Q,) True where the coordinate is a rotation (converted to degrees).
+        notes: extra header lines (``key=value``; OpenSim ignores keys it does not know).
     """
     time_s = np.asarray(time_s, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
@@ -47,7 +48,7 @@ def write_mot(path: str | os.PathLike, time_s: np.ndarray, names: Sequence[str],
     lines = [name, "version=1", f"nRows={time_s.size}", f"nColumns={len(names) + 1}", "inDegrees=yes", "",
              "Units are S.I. units (second, meters, Newtons, ...)",
              "If the header above contains a line with 'inDegrees', this indicates whether rotational "
-             "values are in degrees (yes) or radians (no).", "", "endheader", "\t".join(["time"] + names)]
+             "values are in degrees (yes) or radians (no).", *notes, "", "endheader", "\t".join(["time"] + names)]
     for t, row in zip(time_s, out):
         lines.append("\t".join([f"{t:.6f}"] + [f"{v:.8f}" if np.isfinite(v) else "NaN" for v in row]))
     path = Path(path)
@@ -78,4 +79,15 @@ def joint_angles_to_mot(path: str | os.PathLike, messages, rotational: Sequence[
         raise ValueError("JointAngles with different coordinate names cannot share a .mot file")
     t0 = messages[0].time_ns if t0_ns is None else t0_ns
     time_s = np.array([(m.time_ns - t0) * 1e-9 for m in messages])
-    return write_mot(path, time_s, names, np.stack([m.values for m in messages]), rotational)
+    values = np.stack([m.values for m in messages])
+    from rtkin.core.messages import AngleFlag
+
+    unobservable = np.stack([(m.flags & np.uint8(AngleFlag.UNOBSERVABLE)) > 0 for m in messages])  # (T, Q)
+    values[unobservable] = np.nan  # a placeholder value is not a measurement
+    notes = []
+    gone = [n for n, u in zip(names, unobservable.all(axis=0)) if u]
+    if gone:
+        notes.append("unobservable=" + ",".join(gone))
+        notes.append("The keypoint set cannot observe the 'unobservable' coordinates: their columns are NaN.")
+    return write_mot(path, time_s, names, values, rotational, notes=notes)
+

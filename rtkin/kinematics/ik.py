@@ -57,190 +57,51 @@ the one it turns) and the nearest marker-carrying segment at or above its parent
 ``knee_angle_r`` on RKnee, RAnkle and RHeel, ``arm_rot_r`` on the shoulders, Neck, RElbow and
 RWrist, ``pelvis_*`` on the hips, knees, shoulders and Neck. ``quality`` is the fraction of them
 that are used and good (>= ``min_views`` cameras, reprojection <= ``high_reproj_px``, not held);
-flags mark FEW_VIEWS, HIGH_REPROJ and HELD dependency markers, and UNSCALED while the model is
-the generic one (always for now: scaling is a separate stage).
+flags mark FEW_VIEWS, HIGH_REPROJ and HELD dependency markers, and the model's scaling state
+(UNSCALED, HEIGHT_ONLY, PARTIAL; see :mod:`rtkin.kinematics.live`); coordinates the markers
+cannot observe are held at their default and flagged UNOBSERVABLE.
+
+The settings (:class:`IKSettings`, re-exported here) live in :mod:`rtkin.kinematics.ik_settings`.
 """
 
 from __future__ import annotations
 
+import collections
 import math
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from rtkin.core import assets
 from rtkin.core.frames import OSIM_FROM_WORLD
+from rtkin.core.messages import AngleFlag
 from rtkin.core.skeletons import Skeleton, get_skeleton
+from rtkin.kinematics.ik_settings import METHODS, PELVIS_PITCH, IKSettings, ik_marker_weights
 from rtkin.kinematics.model import _dependencies, _osim, _Topology, model_path_for, template_model
 
-__all__ = [
-    "METHODS",
-    "IKSettings",
-    "IKSolution",
-    "IKError",
-    "IKSolver",
-    "ik_marker_weights",
-]
+__all__ = ["METHODS", "PELVIS_PITCH", "IKSettings", "IKSolution", "IKError", "IKSolver", "ik_marker_weights"]
+
+_GATE_POWER = 8  # steepness of the innovation gate's weight
+_MAX_FAILURES = 3  # bad frames in a row before the next one starts cold
+_EMPTY_I, _EMPTY_F = np.zeros(0, dtype=np.intp), np.zeros(0)
+_STRUCTURAL: dict[tuple, np.ndarray] = {}  # structurally unobservable coordinates per model structure
+
+
+def _pelvis_pitch(a: np.ndarray) -> float:
+    """Angle of the pelvis's forward axis (body x) above the horizontal, rad, for
+    ``a = (pelvis_tilt, pelvis_list, pelvis_rotation)`` (ground_pelvis: R = Rz(tilt) Rx(list)
+    Ry(rotation), OpenSim ground y up): equal to ``pelvis_tilt`` when facing ground +x."""
+    t, l, r = a
+    # y component of Rz(t) Rx(l) Ry(r) e_x
+    v = math.sin(t) * math.cos(r) + math.cos(t) * math.sin(l) * math.sin(r)
+    return math.asin(max(-1.0, min(1.0, v)))
+
 
 _MIN_DT_S, _MAX_DT_S = 1e-3, 1.0  # bounds of the frame interval used by the smoothing prior, s
-
-#: Solver back-ends of :class:`IKSolver`.
-METHODS = ("gauss_newton", "opensim")
 
 
 class IKError(RuntimeError):
     """One frame could not be solved (too few markers, no convergence, non-finite result)."""
-
-
-# ============================================================================ settings
-
-
-@dataclass(frozen=True)
-class IKSettings:
-    """Inverse-kinematics settings (defaults in one place; TOML keys map 1:1).
-
-    Attributes:
-        skeleton: keypoint set of the incoming Skeleton3D, e.g. ``"HALPE_26"``; selects the
-            Pose2Sim marker set and IK setup (marker weights).
-        model: OpenSim model file; ``""`` = Pose2Sim's ``Model_Pose2Sim_simple.osim``.
-        method: ``"gauss_newton"`` (default) or ``"opensim"`` (``InverseKinematicsSolver``).
-        accuracy: convergence tolerance of OpenSim's assembler (``setAccuracy``), dimensionless;
-            ``method="opensim"`` only.
-        constraint_weight: weight of the model's kinematic constraints (``inf`` = enforced
-            exactly, as OpenSim's default); ``method="opensim"`` only (the Pose2Sim models have
-            no constraints).
-        marker_weights: ``(marker name, weight)`` overrides of the weights read from Pose2Sim's
-            IK setup XML for ``skeleton`` (dimensionless, >= 0; 0 = never used).
-        min_score: a keypoint with a score below this is not used (score units, 0..1).
-        max_reproj_px: a keypoint with a mean reprojection error above this is not used, px.
-        held_weight: weight factor of a finite point a filter held through a gap
-            (``n_views == 0``), 0..1; 0 = do not use held points.
-        fixed_coordinates: coordinates held at their model default, not solved: forearm rotation
-            is not observable from a wrist keypoint, toe flexion from two toe keypoints only
-            adds noise to the ankle. Coordinates that move no marker are always held.
-        bound_to_range: keep every coordinate except the root joint's (pelvis) within its model
-            range, clamped or not (the model leaves the shoulders unclamped: an unobserved
-            arm rotation could otherwise wind up); clamped coordinates are always bounded.
-        robust_scale_m: scale ``c`` of the Cauchy loss on marker distances (``gauss_newton``),
-            m: a marker ``d`` away from the model weighs ``1 / (1 + d^2 / c^2)`` of its weight,
-            so a 20 cm glitch barely pulls the pose; ``inf`` = plain least squares.
-        min_markers: fewer usable markers than this -> no solution for the frame.
-        max_iterations: Gauss-Newton iterations per frame, warm-started (``gauss_newton``).
-        first_iterations: Gauss-Newton iterations for a first frame (from the initial guess).
-        step_tolerance: Gauss-Newton stops when no coordinate moves more than this in one
-            iteration, rad for rotations / m for translations.
-        damping: initial Levenberg-Marquardt damping (dimensionless; multiplies the diagonal).
-        smoothing: random-walk prior pulling every solved coordinate towards its previous-frame
-            value (``gauss_newton``): weight ``smoothing / dt`` (dt = time since the previous
-            solve, s) in m^2 of weighted marker error per rad^2 (or m^2), so m^2 s / rad^2; the
-            default is 1e-3 at 60 Hz. It steadies weakly observed directions (pelvis tilt vs
-            lumbar and hip flexion, arm rotation with a nearly straight elbow) at the cost of a
-            small lag there. 0 = none.
-        gate_m, gate_accel_mps2: innovation gate: before solving, a marker farther than
-            ``gate_m + gate_accel_mps2 * dt^2 / 2`` (m, m/s^2; dt = time since the previous
-            frame, s) from its constant-velocity prediction (model markers of the last two
-            solutions) is not used this frame: 0.074 m at 60 Hz, 0.116 m at 30 Hz. Correct
-            markers of the virtual subject through the live pipeline come within 0.04 m
-            (99.9 %); filter-smeared glitches are 0.05-1.3 m off. ``inf`` disables.
-        max_gated_frames: a marker is gated at most this many frames in a row, then used again
-            (so a truly fast movement cannot lock it out).
-        outlier_m: a used marker farther than this from the model after the solve (m) is dropped
-            and the frame solved again without it (``inf`` disables).
-        cold_accept_m: a cold start (first frame, or after a failure) tries initial arm poses in
-            turn until the marker RMS error is below this, m, and keeps the best.
-        max_marker_rms_m: a solution whose marker RMS error exceeds this (m) is retried from the
-            initial guess; if it still exceeds it, the frame fails and the warm start is dropped.
-        max_gap_s: a person's frame more than this after their previous one (s) starts cold.
-        forget_after_s: IKStage drops the solver of a person not seen for this long, s.
-        min_views: a dependency marker triangulated from fewer cameras sets FEW_VIEWS.
-        high_reproj_px: a dependency marker with a larger reprojection error (px) sets
-            HIGH_REPROJ.
-        extra_marker_set: OpenSim marker set file whose markers are added to the model (e.g.
-            Pose2Sim's ``Markers_LSTM.xml``); set by ``[ik] augment`` (see
-            :func:`rtkin.kinematics.augment.augmented_ik_settings`), "" = none.
-        extra_marker_weights: ``(marker name, weight)`` of the extra markers tracked after the
-            skeleton's, in this order (dimensionless, >= 0); their positions come with each frame
-            (``IKSolver.markers_from_points(..., extra=...)``).
-    """
-
-    skeleton: str = "HALPE_26"
-    model: str = ""
-    method: str = "gauss_newton"
-    accuracy: float = 1e-3
-    constraint_weight: float = math.inf
-    marker_weights: tuple[tuple[str, float], ...] = ()
-    min_score: float = 0.3
-    max_reproj_px: float = 15.0
-    held_weight: float = 0.5
-    fixed_coordinates: tuple[str, ...] = ("pro_sup_r", "pro_sup_l", "mtp_angle_r", "mtp_angle_l")
-    bound_to_range: bool = True
-    min_markers: int = 8
-    max_iterations: int = 6
-    first_iterations: int = 60
-    step_tolerance: float = 1e-3
-    damping: float = 1e-4
-    smoothing: float = 1.7e-5
-    robust_scale_m: float = 0.02
-    gate_m: float = 0.06
-    gate_accel_mps2: float = 100.0
-    max_gated_frames: int = 3
-    outlier_m: float = 0.1
-    cold_accept_m: float = 0.002
-    max_marker_rms_m: float = 0.08
-    max_gap_s: float = 0.5
-    forget_after_s: float = 5.0
-    min_views: int = 2
-    high_reproj_px: float = 10.0
-    extra_marker_set: str = ""
-    extra_marker_weights: tuple[tuple[str, float], ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"IKSettings.method must be one of {METHODS}, got {self.method!r}")
-        get_skeleton(self.skeleton)  # KeyError for an unknown skeleton
-        positive = ("accuracy", "constraint_weight", "step_tolerance", "damping", "max_marker_rms_m", "outlier_m",
-                    "cold_accept_m", "robust_scale_m", "gate_m", "max_reproj_px", "high_reproj_px",
-                    "max_gap_s", "forget_after_s")
-        for name in positive:
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v > 0 and not math.isnan(v)):
-                raise ValueError(f"IKSettings.{name} must be > 0, got {v!r}")
-        if not (self.gate_accel_mps2 >= 0 and math.isfinite(self.gate_accel_mps2)):
-            raise ValueError(f"IKSettings.gate_accel_mps2 must be finite and >= 0, got {self.gate_accel_mps2!r}")
-        if not 0.0 <= self.held_weight <= 1.0:
-            raise ValueError(f"IKSettings.held_weight must be in [0, 1], got {self.held_weight!r}")
-        if not 0.0 <= self.min_score:
-            raise ValueError(f"IKSettings.min_score must be >= 0, got {self.min_score!r}")
-        if not (self.smoothing >= 0 and math.isfinite(self.smoothing)):
-            raise ValueError(f"IKSettings.smoothing must be finite and >= 0, got {self.smoothing!r}")
-        for name in ("min_markers", "max_iterations", "first_iterations", "min_views", "max_gated_frames"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"IKSettings.{name} must be an int >= 1, got {v!r}")
-        for name, w in self.marker_weights:
-            if not (isinstance(name, str) and w >= 0 and math.isfinite(w)):
-                raise ValueError(f"IKSettings.marker_weights: bad entry {(name, w)!r}")
-        for name, w in self.extra_marker_weights:
-            if not (isinstance(name, str) and w >= 0 and math.isfinite(w)):
-                raise ValueError(f"IKSettings.extra_marker_weights: bad entry {(name, w)!r}")
-        if self.extra_marker_weights and not self.extra_marker_set:
-            raise ValueError("IKSettings.extra_marker_weights needs extra_marker_set (the file defining them)")
-
-
-def ik_marker_weights(skeleton: str) -> dict[str, float]:
-    """Marker weights of Pose2Sim's IK setup for ``skeleton`` (``IKMarkerTask``: weight, or 0 if
-    ``apply`` is false), e.g. ``IK_Setup_Pose2Sim_Halpe26.xml``: shoulders and hips 2, nose and
-    head 0.1, neck 0.2, the rest 1. Dimensionless."""
-    root = ET.parse(assets.ik_setup_path(skeleton)).getroot()
-    out: dict[str, float] = {}
-    for task in root.iter("IKMarkerTask"):
-        apply = (task.findtext("apply") or "true").strip().lower() == "true"
-        weight = float((task.findtext("weight") or "0").strip())
-        out[task.get("name", "")] = weight if apply else 0.0
-    return out
 
 
 class IKSolution(NamedTuple):
@@ -294,7 +155,10 @@ class IKSolver:
         self.skeleton: Skeleton = get_skeleton(settings.skeleton)
         path = model_path_for(settings, model_path)
         self.model_path = path
-        self.scaled = False
+        #: AngleFlag scaling bit of this model (UNSCALED, HEIGHT_ONLY, PARTIAL; 0 = scaled to the subject)
+        self.scale_flag = int(AngleFlag.UNSCALED)
+        #: body -> uniform factor this model was scaled by from the generic one (None = generic)
+        self.scale_factors: dict[str, float] | None = None
         if model is None:  # else: a model built in memory (with the skeleton's markers), owned from now on
             model = template_model(path, self.skeleton, settings.extra_marker_set).clone()  # ~5 ms, not ~90
         self.model = model
@@ -302,6 +166,7 @@ class IKSolver:
         if settings.method == "gauss_newton" and self.state.getNQ() != self.state.getNU():
             raise ValueError(f"{path.name} has quaternion joints (nq != nu): use method='opensim'")
         self._matter = model.getMatterSubsystem()
+        self._J = osim.Matrix()
         cs = model.getCoordinateSet()
         self._coords = [cs.get(i) for i in range(cs.getSize())]
         self.coordinate_names: tuple[str, ...] = tuple(c.getName() for c in self._coords)
@@ -315,27 +180,62 @@ class IKSolver:
             raise ValueError(f"IKSettings.fixed_coordinates: no coordinates {sorted(unknown)} in {path.name}")
         fixed = np.array([n in settings.fixed_coordinates for n in self.coordinate_names])
         self.solved = observable & ~fixed
+        if settings.method == "gauss_newton":
+            self.solved &= ~self._structurally_unobservable()
         self._free = np.sort(self._qidx[self.solved])  # q indices solved
         nq = self.state.getNQ()
         self._lo, self._hi = np.full(nq, -np.inf), np.full(nq, np.inf)
         root = [n for n in self.coordinate_names if topo.joint_bodies[n][0] == "ground"]
+        override = {n: (lo, hi) for n, lo, hi in settings.ranges}
         for c, qi in zip(self._coords, self._qidx):
             if c.get_clamped() or (settings.bound_to_range and c.getName() not in root):
-                self._lo[qi], self._hi[qi] = c.getRangeMin(), c.getRangeMax()
+                self._lo[qi], self._hi[qi] = override.get(c.getName(), (c.getRangeMin(), c.getRangeMax()))
         self._q_default = self.state.getQ().to_numpy().copy()
+        self._speed = np.full(nq, settings.max_joint_speed_rad_s)  # (nq,) per state q, rad/s or m/s
+        heading = root[2] if len(root) >= 3 else None  # turning about the vertical is a joint's speed
+        for c, qi in zip(self._coords, self._qidx):
+            if c.getMotionType() != 1:
+                self._speed[qi] = settings.max_root_speed_m_s
+            elif c.getName() in root and c.getName() != heading:
+                self._speed[qi] = settings.max_root_speed_rad_s
+        self.bounded = False  # the last solve ended on a speed bound
+        self._posture_on = True  # False while a cold solve looks for the global fit
+        self._failures = 0  # frames in a row without an acceptable solution
+        self._recent_rms: collections.deque[float] = collections.deque(maxlen=30)  # marker RMS of the last solves, m
+        #: ``bounded`` frames (a speed bound held the solution), ``reacquired`` (a cold re-solve won)
+        self.counters = {"bounded": 0, "reacquired": 0}
+        self._posture_w = np.zeros(nq)  # (nq,) posture prior weight per state q (towards 0)
+        self._posture_fade = np.zeros(nq)  # (nq,) information at which it has faded out, 0 = never
+        self._pitch_w = 0.0  # weight of the anterior pelvis tilt prior
+        pel = ("pelvis_tilt", "pelvis_list", "pelvis_rotation")
+        self._pel_q = (np.array([self._qidx[self.coordinate_names.index(n)] for n in pel])
+                       if all(n in self.coordinate_names for n in pel) else None)
+        for n, wp, fade in settings.posture_prior:
+            if n == PELVIS_PITCH:
+                self._pitch_w = wp
+            elif n in self.coordinate_names:  # a model without the coordinate: nothing to hold
+                qi = self._qidx[self.coordinate_names.index(n)]
+                self._posture_w[qi], self._posture_fade[qi] = wp, fade
         self._root_q = np.sort(self._qidx[[self.coordinate_names.index(n) for n in root]])
         self._root_body = topo.joint_bodies[root[0]][1] if root else ""
         self._topo = topo
-        self._J = osim.Matrix()
         self._q: np.ndarray | None = None  # previous solution (state Q order), None = cold
         self.iterations = 0
         self.evaluations = 0
         self._dt = 1.0 / 60.0
         self.used = np.zeros(len(self.marker_names), dtype=bool)
         self._gated_run = np.zeros(len(self.marker_names), dtype=np.int64)  # consecutive gated frames
+        self._gated = np.zeros(len(self.marker_names), dtype=bool)  # gated off in the current frame
         self._markers_prev: np.ndarray | None = None  # (M, 3) model markers of the last solution
         self._markers_prev2: np.ndarray | None = None  # ... and of the one before, m
+        self._obs_prev: np.ndarray | None = None  # observed markers of the last two solves, m
+        self._obs_prev2: np.ndarray | None = None
         self._dt_prev = 1.0 / 60.0
+        #: the last solution's model markers and the observed markers, ``(M, 3)`` OpenSim ground m
+        #: (NaN = not observed), and its time, s (None before the first solution)
+        self.last_model_markers: np.ndarray | None = None
+        self.last_observed_markers: np.ndarray | None = None
+        self.last_time_s: float | None = None
         if settings.method == "opensim":
             self._setup_opensim(osim)
 
@@ -385,6 +285,47 @@ class IKSolver:
             self._mobods.push_back(base.getMobilizedBodyIndex())
             self._stations.push_back(mk.findLocationInFrame(self.state, base))
 
+    def _structurally_unobservable(self) -> np.ndarray:
+        """``(Q,)`` True for coordinates the markers cannot tell apart from others at any pose
+        (e.g. ``neck_bending`` with COCO_17: one head marker, the nose, leaves the rotation
+        about the neck-nose axis free): while the marker Jacobian over the solved coordinates is
+        rank-deficient at the default pose and at two others, the coordinate with the largest
+        component in the default pose's null direction is held. Cached per model structure."""
+        key = (self.skeleton.name, self.coordinate_names, self.marker_names,
+               tuple(self.solved))
+        if key in _STRUCTURAL:
+            return _STRUCTURAL[key].copy()
+        solved = self.solved.copy()
+        rng = np.random.default_rng(0)
+        q0 = self.state.getQ().to_numpy().copy()
+        poses = [q0]
+        for _ in range(2):
+            q = q0.copy()
+            q[self._qidx] += rng.uniform(-0.3, 0.3, self._qidx.size)
+            poses.append(q)
+        out = np.zeros(len(self.coordinate_names), dtype=bool)
+        try:
+            for _ in range(len(self.coordinate_names)):
+                cols = self._qidx[solved]
+                nulls = []
+                for q in poses:
+                    self._set_q(q)
+                    self._matter.calcStationJacobian(self.state, self._mobods, self._stations, self._J)
+                    J = self._J.to_numpy()[:, cols]
+                    _, sv, vt = np.linalg.svd(J, full_matrices=True)
+                    sv = np.concatenate([sv, np.zeros(max(0, cols.size - sv.size))])
+                    nulls.append(vt[sv < 1e-7 * max(sv.max(), 1e-12)])
+                if any(n.shape[0] == 0 for n in nulls):
+                    break
+                k = np.flatnonzero(solved)[int(np.argmax(np.abs(nulls[0][0])))]
+                solved[k] = False
+                out[k] = True
+        finally:
+            self.state.setQ(_osim().Vector.createFromMat(q0))
+            self.model.realizePosition(self.state)
+        _STRUCTURAL[key] = out
+        return out.copy()
+
     def _topology(self, model) -> _Topology:
         body_parent: dict[str, str] = {}
         joint_bodies: dict[str, tuple[str, str]] = {}
@@ -425,6 +366,20 @@ class IKSolver:
         return len(self.marker_names)
 
     @property
+    def gated(self) -> np.ndarray:
+        """``(M,)`` markers the innovation gate took out of the last frame (their data jumped)."""
+        return self._gated
+
+    @property
+    def scaled(self) -> bool:
+        """True when the model is scaled to the subject (no UNSCALED / HEIGHT_ONLY / PARTIAL)."""
+        return self.scale_flag == 0
+
+    @scaled.setter
+    def scaled(self, value: bool) -> None:
+        self.scale_flag = 0 if value else int(AngleFlag.UNSCALED)
+
+    @property
     def warm(self) -> bool:
         """True when the next solve starts from the previous solution."""
         return self._q is not None
@@ -453,11 +408,15 @@ class IKSolver:
         if other._markers_prev is not None and other._markers_prev2 is not None:
             self._markers_prev2 = other._markers_prev2 + (self._markers_prev - other._markers_prev)
         self._gated_run[:] = other._gated_run
+        self._gated = other._gated.copy()
+        self._obs_prev, self._obs_prev2 = other._obs_prev, other._obs_prev2  # the gate's data history
+        self._recent_rms.extend(other._recent_rms)
 
     def reset(self) -> None:
         """Forget the previous pose: the next solve starts from the initial guesses."""
         self._q = None
         self._markers_prev = self._markers_prev2 = None
+        self._obs_prev = self._obs_prev2 = None
         self._gated_run[:] = 0
 
     def markers_from_points(self, points: np.ndarray, weights: np.ndarray | None = None,
@@ -530,6 +489,7 @@ class IKSolver:
         self._dt = min(max(gap, _MIN_DT_S), _MAX_DT_S)
         self.state.setTime(float(time_s))
         cold = self._q is None
+        self._gated = np.zeros(len(w), dtype=bool)
         if not cold:
             w = self._gate(x, w)
         q, P, rms = self._cold_solve(x, w) if cold else self._solve_from(self._q, x, w, False)
@@ -537,43 +497,89 @@ class IKSolver:
         if outlier.any() and n_used - int(outlier.sum()) >= self.settings.min_markers:
             w = np.where(outlier, 0.0, w)  # e.g. a left/right swap that survived triangulation
             q, P, rms = self._cold_solve(x, w) if cold else self._solve_from(self._q, x, w, False)
-        if rms > self.settings.max_marker_rms_m and not cold:
+        typical = float(np.median(self._recent_rms)) if self._recent_rms else math.inf
+        stuck = self.bounded and rms > 2.0 * typical
+        if not cold and (rms > self.settings.max_marker_rms_m or stuck):
+            # the fit is poor, or the data asks for more than the speed bounds allow and fits
+            # worse than usual: try the initial poses (a wrong previous pose, e.g. a mirrored
+            # arm, is re-acquired)
             retry = self._cold_solve(x, w)
-            if retry[2] < rms:
-                q, P, rms = retry
+            ratio = 1.0 if rms > self.settings.max_marker_rms_m else self.settings.jump_resolve_ratio
+            if retry[2] < ratio * rms:
+                # towards it, within the speed bounds (no jump): solved from the point of the
+                # bounds nearest the better pose; the next frames continue there
+                glide = self._solve_from(retry[0], x, w, False, anchor=self._q)
+                if glide[2] < rms:
+                    q, P, rms = glide
+                    self.counters["reacquired"] += 1
+            if self.bounded:
+                self.counters["bounded"] += 1
         if not (np.isfinite(q).all() and math.isfinite(rms)):
             self._q = None
             raise IKError("IK produced non-finite values")
         if rms > self.settings.max_marker_rms_m:
-            self._q = None
+            # a bad frame: no output; the next starts again from the last good pose (bounded: no
+            # jump), cold only after a few bad frames in a row
+            self._failures += 1
+            if cold or self._failures >= _MAX_FAILURES:
+                self._q = None
             raise IKError(f"marker RMS {rms * 1e3:.0f} mm > {self.settings.max_marker_rms_m * 1e3:.0f} mm")
+        self._failures = 0
+        self._recent_rms.append(rms)
+        self._remember(x)
         self._markers_prev2 = None if cold else self._markers_prev
         self._markers_prev, self._dt_prev = P, self._dt
         self._q = q
-        self.used = w > 0
+        self.used = (w > 0) & ~self._gated
+        self.last_model_markers, self.last_observed_markers, self.last_time_s = P, x, float(time_s)
         err = np.linalg.norm(P - x, axis=-1)  # NaN where not observed
         return IKSolution(q[self._qidx].copy(), rms, err)
 
+    def _remember(self, x: np.ndarray) -> None:
+        """Keep the observations of the last two solved frames for the gate's prediction; a
+        marker gated off or missing keeps its last accepted position, still (the prediction
+        comes from the data alone, whatever the solutions were)."""
+        keep = self._gated | ~np.isfinite(x).all(-1)
+        new = x.copy()
+        prev = self._obs_prev
+        if prev is None:
+            self._obs_prev, self._obs_prev2 = new, None
+            return
+        new[keep] = prev[keep]
+        prev2 = prev.copy()
+        prev2[keep] = new[keep]
+        self._obs_prev, self._obs_prev2 = new, prev2
+
     def _gate(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Innovation gating: drop markers farther than ``gate_m + gate_accel_mps2 * dt^2 / 2``
-        from where the model markers of the last two solutions, extrapolated at constant
-        velocity, put them (a glitch, e.g. a left/right mix-up in two views that triangulates
-        consistently), unless a marker has been dropped ``max_gated_frames`` frames in a row (it
-        may just be fast) or so many are that the prediction is stale."""
+        """Innovation gating: markers far from where their observations of the last two solved
+        frames (see :meth:`_remember`), extrapolated at constant velocity, put them (a glitch, e.g. a left/right mix-up in
+        two views that triangulates consistently) lose their weight smoothly: factor
+        ``1 / (1 + (d / g)^8)`` with ``g = gate_m + gate_accel_mps2 * dt^2 / 2`` (1 well inside,
+        0.5 at ``g``, 0.04 at ``1.5 g``). The prediction comes from the data, not from the
+        solutions, and the weight is continuous, not a cut: two runs started at different frames
+        make the same choices (gating against the model's own predictions with a hard cut made
+        the angles on the real demo keypoints depend on where the stream started, by up to
+        75 deg). Not applied to a marker far off for more than ``max_gated_frames`` frames in a
+        row (it may just be fast), nor when a third of the markers are (the prediction is stale)."""
         st = self.settings
         use = w > 0
-        pred = self._markers_prev
-        if self._markers_prev2 is not None:
-            pred = pred + (pred - self._markers_prev2) * (self._dt / self._dt_prev)
-        d = np.linalg.norm(pred - x, axis=-1)
+        pred = self._obs_prev
+        if pred is None:
+            return w
+        if self._obs_prev2 is not None:
+            pred = pred + (pred - self._obs_prev2) * (self._dt / self._dt_prev)
+        d = np.nan_to_num(np.linalg.norm(pred - x, axis=-1), nan=0.0)
         gate = st.gate_m + 0.5 * st.gate_accel_mps2 * self._dt ** 2
-        gated = use & (d > gate) & (self._gated_run < st.max_gated_frames)
-        n = int(gated.sum())
-        if n == 0 or n > use.sum() / 3 or use.sum() - n < st.min_markers:
+        factor = 1.0 / (1.0 + (d / gate) ** _GATE_POWER)
+        far = use & (factor < 0.5)
+        factor[~use | (self._gated_run >= st.max_gated_frames)] = 1.0
+        n = int(far.sum())
+        if n > use.sum() / 3 or use.sum() - n < st.min_markers:
             self._gated_run[:] = 0
             return w
-        self._gated_run = np.where(gated, self._gated_run + 1, 0)
-        return np.where(gated, 0.0, w)
+        self._gated_run = np.where(far, self._gated_run + 1, 0)
+        self._gated = factor < 0.5
+        return w * factor
 
     # ------------------------------------------------------------------ kinematics
     def _set_q(self, q: np.ndarray) -> None:
@@ -605,17 +611,22 @@ class IKSolver:
         return float(w @ (c2 * np.log1p(d2 / c2))), w / (1.0 + d2 / c2)
 
     def _gauss_newton(self, q: np.ndarray, x: np.ndarray, w: np.ndarray, free: np.ndarray,
-                      iterations: int, prior: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+                      iterations: int, prior: float = 0.0, bounds: tuple[np.ndarray, np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, int]:
         """Levenberg-Marquardt (iteratively reweighted for the robust loss) over the ``free`` q
         indices, minimising ``marker cost + prior |q - q0|^2`` (``q0``: the starting ``q``).
         Returns q, its ``(M, 3)`` model markers and the number of iterations."""
         use = w > 0
         xs, wu = x[use], w[use]
         rows = np.repeat(np.flatnonzero(use) * 3, 3) + np.tile(np.arange(3), int(use.sum()))
-        q = np.clip(q, self._lo, self._hi)
+        lo, hi = bounds if bounds is not None else (self._lo, self._hi)
+        q = np.clip(q, lo, hi)
         q0 = q[free].copy()
         P, J = self._fk(q)
         cost, rho = self._marker_cost(P[use] - xs, wu)
+        pw = self._posture_weights(J[np.ix_(rows, free)], np.repeat(wu, 3), free, q[free]) if self._posture_on \
+            else np.zeros(free.size)
+        cost += float(pw @ q[free] ** 2) + self._pitch_term(q, free)[0]
         mu = self.settings.damping
         it = 0
         di = np.arange(free.size)  # diagonal of the normal matrix
@@ -628,6 +639,12 @@ class IKSolver:
             if prior > 0:
                 A[di, di] += prior
                 g += prior * (q[free] - q0)
+            A[di, di] += pw
+            g += pw * q[free]
+            c_p, pos, jp, w_p, th = self._pitch_term(q, free)
+            if c_p > 0:
+                A[np.ix_(pos, pos)] += w_p * np.outer(jp, jp)
+                g[pos] += w_p * th * jp
             diag = A[di, di] + 1e-9
             moved = False
             for _ in range(8):  # raise the damping until the cost decreases
@@ -642,13 +659,18 @@ class IKSolver:
                     return q, P, it  # converged: the next step would be negligible
                 q_new = q.copy()
                 q_new[free] += dq
-                q_new = np.clip(q_new, self._lo, self._hi)
+                q_new = np.clip(q_new, lo, hi)
                 P_new, J_new = self._fk(q_new)
                 cost_new, rho_new = self._marker_cost(P_new[use] - xs, wu)
-                cost_new += prior * float(np.sum((q_new[free] - q0) ** 2))
+                cost_new += prior * float(np.sum((q_new[free] - q0) ** 2)) + float(pw @ q_new[free] ** 2) \
+                    + self._pitch_term(q_new, free)[0]
                 if cost_new <= cost or not math.isfinite(cost):
                     step = np.abs(q_new - q).max()
                     q, P, J, cost, rho = q_new, P_new, J_new, cost_new, rho_new
+                    if self._posture_on and pw.any():  # the fade follows the pose
+                        pw_new = self._posture_weights(J[np.ix_(rows, free)], np.repeat(wu, 3), free, q[free])
+                        cost += float((pw_new - pw) @ q[free] ** 2)
+                        pw = pw_new
                     mu = max(mu / 3.0, 1e-9)
                     moved = True
                     break
@@ -656,6 +678,39 @@ class IKSolver:
             if not moved or step < self.settings.step_tolerance:
                 break
         return q, P, it
+
+    def _pitch_term(self, q: np.ndarray, free: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, float, float]:
+        """The anterior pelvis tilt prior at ``q``: (cost, positions in ``free`` of the pelvis
+        tilt / list / rotation, d(pitch)/d(those) (3,), weight, pitch rad). The pitch is the
+        angle of the pelvis's forward axis above the horizontal, whatever the heading (the
+        model's ``pelvis_tilt`` is a rotation about a ground axis: for a subject facing along
+        ground z it is a lateral lean). Faded to nothing at 90 deg (a lying body)."""
+        if self._pitch_w <= 0 or not self._posture_on or self._pel_q is None:
+            return 0.0, _EMPTY_I, _EMPTY_F, 0.0, 0.0
+        pos = np.searchsorted(free, self._pel_q)
+        if not (pos < free.size).all() or not (free[np.minimum(pos, free.size - 1)] == self._pel_q).all():
+            return 0.0, _EMPTY_I, _EMPTY_F, 0.0, 0.0
+        a = q[self._pel_q]
+        th = _pelvis_pitch(a)
+        h = 1e-6
+        jp = np.array([(_pelvis_pitch(a + h * e) - _pelvis_pitch(a - h * e)) / (2 * h) for e in np.eye(3)])
+        w = self._pitch_w * max(0.0, 1.0 - (th / (0.5 * np.pi)) ** 2)
+        return w * th * th, pos, jp, w, th
+
+    def _posture_weights(self, Jf: np.ndarray, ws: np.ndarray, free: np.ndarray, qf: np.ndarray) -> np.ndarray:
+        """``(F,)`` posture prior weights of the ``free`` coordinates at the current pose ``qf``:
+        the configured weight, faded by the information the markers give on the coordinate
+        (``fade`` > 0), or (``fade`` = 0) by how far it is from neutral, to nothing at 90 deg:
+        the prior knows an upright body, it must not pull a lying one."""
+        pw = self._posture_w[free] * np.where(self._posture_fade[free] > 0, 1.0,
+                                              np.clip(1.0 - (qf / (0.5 * np.pi)) ** 2, 0.0, 1.0))
+        fade = self._posture_fade[free]
+        fading = (pw > 0) & (fade > 0)
+        if fading.any():
+            info = np.einsum("ij,ij,i->j", Jf[:, fading], Jf[:, fading], ws)
+            pw = pw.copy()
+            pw[fading] *= np.clip(1.0 - info / fade[fading], 0.0, 1.0)
+        return pw
 
     #: Arm poses tried from a cold start, (arm_flex, arm_add, elbow_flex) rad per side: down,
     #: out sideways, forward, overhead (near arm_add = -90 deg the shoulder coordinates have
@@ -703,13 +758,21 @@ class IKSolver:
         """Best of the solves from every initial guess (stops at the first one that fits to
         ``cold_accept_m``)."""
         best: tuple[np.ndarray, np.ndarray, float] | None = None
-        for q in self._initial_guesses(x, w):
-            sol = self._solve_from(q, x, w, True)
-            if best is None or sol[2] < best[2]:
-                best = sol
-            if best[2] <= self.settings.cold_accept_m:
-                break
+        self._posture_on = False  # the global fit first: the prior must not hold a lying body up
+        try:
+            for q in self._initial_guesses(x, w):
+                sol = self._solve_from(q, x, w, True)
+                if best is None or sol[2] < best[2]:
+                    best = sol
+                if best[2] <= self.settings.cold_accept_m:
+                    break
+        finally:
+            self._posture_on = True
         assert best is not None
+        if (self._posture_w.any() or self._pitch_w > 0) and self.settings.method == "gauss_newton":  # then the prior
+            q, P, self.iterations = self._gauss_newton(best[0], x, w, self._free, self.settings.first_iterations)
+            use = (w > 0) & ~self._gated
+            best = (q, P, float(np.sqrt(np.mean(np.sum((P[use] - x[use]) ** 2, axis=-1)))))
         return best
 
     def _near_root(self, body: str) -> bool:
@@ -726,10 +789,11 @@ class IKSolver:
                     return math.atan2(d[0], d[2])
         return None
 
-    def _solve_from(self, q: np.ndarray, x: np.ndarray, w: np.ndarray, cold: bool
+    def _solve_from(self, q: np.ndarray, x: np.ndarray, w: np.ndarray, cold: bool, anchor: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray, float]:
         """Solve from ``q``; returns the solution, its ``(M, 3)`` model markers and the marker
-        RMS error over the used markers, m."""
+        RMS error over the used markers, m. Warm (not ``cold``): within the speed bounds around
+        ``anchor`` (default ``q``: the previous pose)."""
         if self.settings.method == "opensim":
             q = self._assemble(q, x, w)
             P = self._positions(q)
@@ -737,8 +801,18 @@ class IKSolver:
         else:
             n = self.settings.first_iterations if cold else self.settings.max_iterations
             prior = 0.0 if cold else self.settings.smoothing / self._dt
-            q, P, self.iterations = self._gauss_newton(q, x, w, self._free, n, prior)
-        use = w > 0
+            bounds = None
+            if not cold:  # no faster than a body moves
+                step = self._speed * self._dt
+                a = q if anchor is None else anchor
+                bounds = (np.maximum(self._lo, a - step), np.minimum(self._hi, a + step))
+            q, P, self.iterations = self._gauss_newton(q, x, w, self._free, n, prior, bounds)
+            if bounds is not None:
+                at = (np.abs(q - bounds[0]) < 1e-9) & (bounds[0] > self._lo) \
+                    | (np.abs(q - bounds[1]) < 1e-9) & (bounds[1] < self._hi)
+                self.bounded = bool(at[self._free].any())
+                self.bounded_q = np.flatnonzero(at)
+        use = (w > 0) & ~self._gated  # the markers the solution stands on (not gated off)
         d2 = np.sum((P[use] - x[use]) ** 2, axis=-1)
         rms = float(np.sqrt(d2.mean())) if d2.size else math.nan
         return q, P, rms

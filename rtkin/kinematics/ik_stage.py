@@ -77,20 +77,33 @@ class IKStage:
             self.counters["solvers_created"] += 1
         return s
 
-    def use_model(self, person_id: int, model_path: str | Path, model=None) -> None:
-        """Solve ``person_id`` from now on with a scaled model (its JointAngles lose UNSCALED),
-        warm-started from their current pose. ``model``: the same model already built in memory."""
+    def use_model(self, person_id: int, model_path: str | Path, model=None, flag: int = 0,
+                  factors: Mapping[str, float] | None = None, warm: bool = True) -> None:
+        """Solve ``person_id`` from now on with a scaled model, warm-started from their current pose.
+
+        Args:
+            model_path: the model file (or, with ``model``, the name it goes by).
+            model: the same model already built in memory (owned by the solver from now on).
+            flag: the model's scaling state, an AngleFlag bit (UNSCALED, HEIGHT_ONLY, PARTIAL) or
+                0 = scaled to the subject (the JointAngles lose UNSCALED).
+            factors: body -> uniform factor the model was scaled by (kept on the solver).
+            warm: start from the person's current pose; False = the next frame starts cold (the
+                current pose was solved on a model far from this one).
+        """
         pid = int(person_id)
         s = IKSolver(self.settings, model_path, model=model)
-        s.scaled = True
+        s.scale_flag = int(flag)
+        s.scale_factors = dict(factors) if factors is not None else None
         old = self._solvers.get(pid)
-        if old is not None:
+        if old is not None and warm:
             s.continue_from(old)
+        elif old is not None:
+            s.state.setTime(old.state.getTime())
         self._solvers[pid] = s
         self.counters["solvers_created"] += 1
 
     def switch_model(self, person_id: int, model_path: str | Path, factors: Mapping[str, float],
-                     mass_kg: float | None = None) -> Iterator[None]:
+                     mass_kg: float | None = None, flag: int = 0, warm: bool = True) -> Iterator[None]:
         """:meth:`use_model` in steps of a few ms each (a generator: every ``next()`` does one).
 
         Loading a saved ``.osim`` takes ~90 ms, and OpenSim holds the GIL, so a thread cannot hide
@@ -103,7 +116,7 @@ class IKStage:
                                self.settings.extra_marker_set).clone()
         yield
         yield from apply_scale_steps(model, factors, mass_kg)
-        self.use_model(person_id, model_path, model=model)
+        self.use_model(person_id, model_path, model=model, flag=flag, factors=factors, warm=warm)
 
     def usable(self, sk: Skeleton3D, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``(K,)`` weight factors of person ``n``'s keypoints (0 = unused, ``held_weight`` for a
@@ -208,12 +221,12 @@ class IKStage:
         D, count = solver.dependency_matrix()  # (Q, M) float 0/1, (Q,) markers per coordinate
         with np.errstate(invalid="ignore", divide="ignore"):
             quality = np.where(count > 0, (D @ good) / count, 0.0).astype(np.float32)
-        flags = np.full(D.shape[0], 0 if solver.scaled else AngleFlag.UNSCALED, dtype=np.uint8)
+        flags = np.full(D.shape[0], solver.scale_flag, dtype=np.uint8)
         flags[(D @ few) > 0] |= np.uint8(AngleFlag.FEW_VIEWS)
         flags[(D @ high) > 0] |= np.uint8(AngleFlag.HIGH_REPROJ)
         flags[(D @ held_used) > 0] |= np.uint8(AngleFlag.HELD)
-        unsolved = ~solver.solved
-        flags[unsolved] = np.uint8(0 if solver.scaled else AngleFlag.UNSCALED) | np.uint8(AngleFlag.FILLED)
+        unsolved = ~solver.solved  # held at the model default: the keypoints cannot observe it
+        flags[unsolved] = np.uint8(solver.scale_flag) | np.uint8(AngleFlag.FILLED | AngleFlag.UNOBSERVABLE)
         quality[unsolved] = 0.0
         return quality, flags
 

@@ -91,11 +91,12 @@ def template_model(path: Path, skeleton: Skeleton, extra_marker_set: str | Path 
     (``MarkerSet(file)`` + ``addMarker(marker.clone())``; markers the model already has are kept),
     and the markers of ``extra_marker_set`` (see :func:`load_with_markers`).
     Loaded once per process and never modified: solvers work on clones."""
-    key = (str(Path(path).resolve()), skeleton.marker_set, str(extra_marker_set))
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"OpenSim model {path} not found")
+    st = Path(path).stat()  # a file rewritten at the same path (a refined scaled model) is reloaded
+    key = (str(Path(path).resolve()), skeleton.marker_set, str(extra_marker_set), st.st_mtime_ns, st.st_size)
     model = _TEMPLATES.get(key)
     if model is None:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"OpenSim model {path} not found")
         model = load_with_markers(path, skeleton, extra_marker_set)
         _TEMPLATES[key] = model
     return model

@@ -6,6 +6,7 @@ replayed outputs are the same computation.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ import numpy as np
 from rtkin.reconstruct.association import AssociationSettings, Associator
 from rtkin.core.calibration import Rig
 from rtkin.reconstruct.filters import FilterSettings, make_filter
+from rtkin.reconstruct.ghosts import suppress_duplicate_detections
 from rtkin.reconstruct.health import CameraHealth, HealthSettings
 from rtkin.core.messages import FrameSet, Skeleton3D
 from rtkin.core.skeletons import get_skeleton
@@ -48,7 +50,10 @@ class Reconstructor:
         self.settings = settings
         self.associator = Associator(rig, settings.association)
         self.triangulator = Triangulator(rig, settings.triangulation)
-        self.tracker = Tracker(settings.tracking)
+        tracking = settings.tracking
+        if settings.association.mode == "single":  # one subject, picked from the first frame: no wait
+            tracking = dataclasses.replace(tracking, confirm_s=0.0)
+        self.tracker = Tracker(tracking)
         self.health = CameraHealth(rig, settings.health) if settings.health.enabled else None
         #: True: the calibration check is queued and run by :meth:`run_deferred` (the live sync
         #: node calls it after publishing, so it is not on the latency path); False: inline.
@@ -79,6 +84,9 @@ class Reconstructor:
             if f is not None and (f.skeleton != self.skeleton.name or f.n_keypoints != K):
                 raise ValueError(f"{f.camera}: skeleton {f.skeleton} with {f.n_keypoints} keypoints, "
                                  f"expected {self.skeleton.name} ({K})")
+        if self.settings.tracking.duplicate_fraction > 0:  # a detection fired twice: once
+            views, _ = suppress_duplicate_detections(views, self.settings.tracking.duplicate_fraction,
+                                                     self.settings.association.min_score)
         prior = self.tracker.last_points() if self.settings.association.mode == "single" else None
         groups = self.associator(views, prior if prior is not None and len(prior) else None)
         kp = np.zeros((len(self.rig), len(groups), K, 3), dtype=np.float64)
@@ -92,7 +100,7 @@ class Reconstructor:
             else:
                 self.health.update(views, groups, res.points)
         points = _drop_duplicates(res.points, res.n_views, self.settings.association.duplicate_m)
-        ids = self.tracker.update(points)
+        ids = self.tracker.update(points, fs.slot_ns)
         for pid in self.tracker.retired:
             self._filters.pop(pid, None)
         return self._output(fs, res, kp, ids)

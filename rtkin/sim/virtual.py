@@ -35,6 +35,7 @@ from rtkin.core.calibration import Rig
 from rtkin.core.frames import OSIM_FROM_WORLD, WORLD_FROM_OSIM
 from rtkin.core.messages import KeypointFrame
 from rtkin.core.skeletons import get_skeleton
+from rtkin.sim.patterns import EXTRA_PATTERNS
 
 __all__ = [
     "MotionSettings",
@@ -89,7 +90,8 @@ class MotionSettings:
         heading_rad: mean facing direction, rad about world z; 0 faces world +y.
         wander_m: amplitude of the slow drift of the pelvis around the centre, m.
         turn_rad: amplitude of the slow heading oscillation, rad.
-        segments: schedule of named segments (``walk``, ``squat``, ``arm_raise``, ``stand``).
+        segments: schedule of named segments (``walk``, ``squat``, ``arm_raise``, ``stand``,
+            ``lunge``, ``trunk_bend``, ``march``: see :mod:`rtkin.sim.patterns`).
         segments_s: durations of the segments, s.
         ramp_s: blend time between segments, s.
         amplitude: global scale of the joint excursions (1 = nominal).
@@ -221,6 +223,7 @@ def _stand(t, rng, amp):
 
 
 _PATTERNS = {"walk": _walk, "squat": _squat, "arm_raise": _arm_raise, "stand": _stand}
+_PATTERNS.update(EXTRA_PATTERNS)  # lunge, trunk_bend, march (walking in place)
 
 #: Neutral standing pose (deviations from the model defaults), rad.
 _BASELINE = {"arm_add_r": _deg(-8), "arm_add_l": _deg(-8), "elbow_flex_r": _deg(10), "elbow_flex_l": _deg(10),
@@ -526,6 +529,9 @@ class CorruptionSettings:
         offset_ms: max absolute constant per-camera clock offset, ms.
         edge_px: points closer than this to the image border (or outside) are missing.
         shuffle: shuffle the order of people in each view.
+        duplicate_rate: probability per view, person and frame of a second, partial detection of
+            the same person (offset 5-25 px, a third of its keypoints missing, lower scores), as a
+            detector that fires twice on one body gives: a "ghost" for the association.
     """
 
     noise_px: float = 3.0
@@ -539,6 +545,7 @@ class CorruptionSettings:
     offset_ms: float = 2.0
     edge_px: float = 2.0
     shuffle: bool = True
+    duplicate_rate: float = 0.0
 
     @classmethod
     def clean(cls) -> "CorruptionSettings":
@@ -647,6 +654,9 @@ def _detect(uv: np.ndarray, shown: list[int], size, skel, cs: CorruptionSettings
             continue
         dets.append(_corrupt(p, inside, skel, cs, rng))
         ids.append(s)
+        if cs.duplicate_rate > 0 and rng.random() < cs.duplicate_rate:
+            dets.append(_ghost(dets[-1], rng))
+            ids.append(s)
     if not dets:
         return np.zeros((0, len(skel.keypoints), 3), dtype=np.float32), np.zeros(0, dtype=np.int64)
     order = rng.permutation(len(dets)) if cs.shuffle else np.arange(len(dets))
@@ -675,6 +685,18 @@ def _corrupt(p: np.ndarray, inside: np.ndarray, skel, cs: CorruptionSettings, rn
     missing = ~inside | (rng.random(K) < cs.dropout_rate)
     det[missing] = 0.0
     return det
+
+
+def _ghost(det: np.ndarray, rng) -> np.ndarray:
+    """A second, partial detection of the same body: shifted 5-25 px, a third of the keypoints
+    missing, scores lowered."""
+    out = det.copy()
+    ang, r = rng.uniform(0, 2 * np.pi), rng.uniform(5, 25)
+    seen = out[:, 2] > 0
+    out[seen, :2] += np.array([np.cos(ang), np.sin(ang)]) * r + rng.normal(0, 3.0, (int(seen.sum()), 2))
+    out[seen, 2] *= rng.uniform(0.6, 0.9)
+    out[rng.random(len(out)) < 0.33] = 0.0
+    return out
 
 
 def arrival_order(views: Views, delay_ms: tuple[float, float] = (1.0, 4.0), seed: int = 0,

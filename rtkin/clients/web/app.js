@@ -117,14 +117,19 @@
     st.dirty = true;
   }
 
-  const FLAG_NAMES = [[1, "held"], [2, "filled"], [4, "few views"], [8, "high reproj"], [16, "unscaled"]];
+  const FLAG_NAMES = [[1, "held"], [2, "filled"], [4, "few views"], [8, "high reproj"], [16, "unscaled"],
+                      [32, "height only"], [64, "scaling"], [128, "unobservable"]];
   function updateReadouts(p) {
     (st.selected || []).forEach((name) => {
       const id = cssId(name);
       const el = $("val-" + id); if (!el) return;
       const box = el.closest(".readout");
       const i = p ? p.names.indexOf(name) : -1;
-      if (i < 0 || p.values[i] == null) { el.textContent = "–"; box.className = "readout nodata"; return; }
+      if (i < 0 || p.values[i] == null || (p.flags[i] & 128)) {  // 128: UNOBSERVABLE, the value is a placeholder
+        el.textContent = "–"; box.className = "readout nodata";
+        if (i >= 0) $("flags-" + id).textContent = "unobservable";
+        return;
+      }
       const v = p.values[i], q = p.quality[i], unit = p.units[i];
       el.textContent = fmt(v, unit);
       el.dataset.quality = q;
