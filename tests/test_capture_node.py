@@ -139,6 +139,7 @@ def test_a_killed_capture_process_rejoins(tmp_path, models, image_folders):
         if "restart" in events:  # liveness: wait for it to stream again (30 s bound on a busy machine)
             back = sum(1 for tt, f in taps if f.camera == "cam03" and tt > events["restart"])
             if back > 15 or time.monotonic_ns() - events["restart"] > 30e9:
+                events.setdefault("stop_s", t)
                 r.request_stop()
 
     runner.start()
@@ -154,4 +155,5 @@ def test_a_killed_capture_process_rejoins(tmp_path, models, image_folders):
     # it resumed at the current frame of the shared clock (not from the start of the video)
     # (capture times are on the run's monotonic clock: a frame from the start would be seconds old)
     assert all(0 <= t - f.capture_ns < 1.0e9 for t, f in cam03 if t > events["restart"])
-    assert result.reports["sync"]["sync"]["framesets"] > 100
+    # the other cameras kept the output going all along (15 slots a second; half of them at least)
+    assert result.reports["sync"]["sync"]["framesets"] > 0.5 * 15 * events["stop_s"]
