@@ -195,7 +195,6 @@ def _mot_estimates(rec: Path, out: Path, name: str, scene: scn.Scene):
     MOT time 0 is the session's first JointAngles; its capture-clock time and the stream start
     (capture time of frame 0) come from the recording."""
     from rtkin.core.messages import JointAngles, KeypointFrame
-    from rtkin.io.mot import read_mot
     from rtkin.io.recording import INPUT, RecordingReader
 
     fps = scene.spec.fps
@@ -217,17 +216,7 @@ def _mot_estimates(rec: Path, out: Path, name: str, scene: scn.Scene):
     est, ids = {}, {}
     for mot in sorted(out.glob(f"{name}_person*.mot")):
         pid = int(re.search(r"person(\d+)\.mot$", mot.name).group(1))
-        t, cols, vals, in_deg = read_mot(mot)
-        e = np.full((T, len(names)), np.nan)
-        frames = np.round(t * fps + offset).astype(int)
-        ok = (frames >= 0) & (frames < T)
-        for j, c in enumerate(cols):
-            if c in names:
-                v = vals[:, j]
-                if in_deg and c not in TRANSLATIONS:
-                    v = np.radians(v)
-                e[frames[ok], names.index(c)] = v[ok]
-        est[pid] = e
+        est[pid], frames, ok = _mot_on_frames(mot, names, T, fps, offset)
         ids[pid] = (int(frames[ok].min()), int(frames[ok].max())) if ok.any() else (-1, -1)
     return est, names, ids
 
@@ -354,8 +343,6 @@ def run_pose2sim(scene: scn.Scene, work: Path) -> tuple[np.ndarray, dict]:
     import opensim
     import rtoml
 
-    from rtkin.io.mot import read_mot
-
     project = work / "p2s_trial"
     if project.exists():
         shutil.rmtree(project)
@@ -383,11 +370,18 @@ def run_pose2sim(scene: scn.Scene, work: Path) -> tuple[np.ndarray, dict]:
         opensim.Logger.removeFileSink()
         opensim.Logger.setLevelString("error")
     mot = next((project / "kinematics").glob("*.mot"))
+    est, _, _ = _mot_on_frames(mot, list(scene.subject.motion.names), scene.views.n_frames, scene.spec.fps)
+    return est, timing
+
+
+def _mot_on_frames(mot: Path, names: list[str], T: int, fps: float, offset: float = 0.0):
+    """A .mot's coordinates ``names`` on the scene's T frames (rad / m; NaN where it has no row):
+    ``(est (T, len(names)), frame of each row, row on a frame)``."""
+    from rtkin.io.mot import read_mot
+
     t, cols, vals, in_deg = read_mot(mot)
-    names = list(scene.subject.motion.names)
-    T = scene.views.n_frames
     est = np.full((T, len(names)), np.nan)
-    frames = np.round(t * scene.spec.fps).astype(int)
+    frames = np.round(t * fps + offset).astype(int)
     ok = (frames >= 0) & (frames < T)
     for j, c in enumerate(cols):
         if c in names:
@@ -395,7 +389,7 @@ def run_pose2sim(scene: scn.Scene, work: Path) -> tuple[np.ndarray, dict]:
             if in_deg and c not in TRANSLATIONS:
                 v = np.radians(v)
             est[frames[ok], names.index(c)] = v[ok]
-    return est, timing
+    return est, frames, ok
 
 
 # ============================================================================ report

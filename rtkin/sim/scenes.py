@@ -20,21 +20,14 @@ from typing import Mapping
 import numpy as np
 
 from rtkin.core.calibration import Camera, Rig, rodrigues_inv
+from rtkin.kinematics.progressive import PARAMETERS
 from rtkin.sim import virtual
 
 __all__ = ["BODY_GROUPS", "BUILDS", "body_factors", "generated_ring", "RigSpec", "PersonSpec", "SceneSpec",
            "Scene", "build_scene", "SCENES", "ACCEPTANCE_SCENES", "TUNING_SCENES", "GROUP_SCENES"]
 
-#: Body group -> model bodies sharing one factor.
-BODY_GROUPS: dict[str, tuple[str, ...]] = {
-    "pelvis": ("pelvis", "sacrum"),
-    "femur_r": ("femur_r",), "femur_l": ("femur_l",),
-    "tibia_r": ("tibia_r",), "tibia_l": ("tibia_l",),
-    "foot_r": ("talus_r", "calcn_r", "toes_r"), "foot_l": ("talus_l", "calcn_l", "toes_l"),
-    "torso": ("torso",), "head": ("head",),
-    "humerus_r": ("humerus_r",), "humerus_l": ("humerus_l",),
-    "forearm_r": ("ulna_r", "radius_r", "hand_r"), "forearm_l": ("ulna_l", "radius_l", "hand_l"),
-}
+#: Body group -> model bodies sharing one factor (the groups the live scaling estimates).
+BODY_GROUPS: dict[str, tuple[str, ...]] = PARAMETERS
 
 #: Relative proportions (before the height normalisation) per build: group (both sides when the
 #: name has no side) -> factor. Missing groups: 1.
