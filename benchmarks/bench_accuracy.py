@@ -83,6 +83,10 @@ def write_inputs(scene: scn.Scene, work: Path) -> Path:
     return pose
 
 
+#: ``[ik] augment`` of the live runs (``--augment``): "" = unset (the run's auto rule)
+AUGMENT = ""
+
+
 def run_config(scene: scn.Scene, work: Path, name: str, height_m: float, mass_kg: float) -> Path:
     """A ``rtkin run`` configuration for the scene (loopback-free ipc endpoints in ``work``)."""
     spec = scene.spec
@@ -113,7 +117,7 @@ fs_hz = {spec.fps}
 height_m = {height_m}
 mass_kg = {mass_kg}
 max_workers = {max(2, len(spec.people) + 1) if spec.mode == "multi" else 2}
-"""
+""" + (f"augment = {AUGMENT}\n" if AUGMENT else "")
     path = work / f"{name}.toml"
     path.write_text(text)
     return path
@@ -597,6 +601,8 @@ def main() -> None:
     ap.add_argument("--groups", action="store_true", help="the multi-person scenes (ids, ghosts, jumps)")
     ap.add_argument("--demo", default="", metavar="DIR",
                     help="the real demo keypoints (e.g. ../shared/data/pose2sim_demo_single_coco17) instead")
+    ap.add_argument("--augment", choices=("auto", "true", "false"), default="auto",
+                    help="[ik] augment of the live runs (auto: the run's rule from the source)")
     ap.add_argument("--skip-pose2sim", action="store_true")
     ap.add_argument("--skip-no-height", action="store_true", help="only the pass with the height")
     ap.add_argument("--keep", default="", help="keep the work folders here")
@@ -607,13 +613,15 @@ def main() -> None:
             print(f"  {'PASS' if ok else 'FAIL'}  {label}: {detail}")
         return
     live = not args.inprocess
+    global AUGMENT
+    AUGMENT = "" if args.augment == "auto" else args.augment
     names = list(scn.GROUP_SCENES) if args.groups else [s for s in args.scenes.split(",") if s]
     unknown = [n for n in names if n not in scn.SCENES]
     if unknown:
         ap.error(f"unknown scenes {unknown}; known: {sorted(scn.SCENES)}")
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_accuracy_"))
-    print(f"rtkin bench_accuracy: {'live (rtkin run, real time)' if live else 'in process'}; cpus {os.cpu_count()}, "
-          f"load {os.getloadavg()[0]:.1f} (shared machine); work in {root}")
+    print(f"rtkin bench_accuracy: {'live (rtkin run, real time)' if live else 'in process'}; [ik] augment "
+          f"{args.augment}; cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f} (shared machine); work in {root}")
     fk = scoring.BodyOrientations()
     summary = []
     try:

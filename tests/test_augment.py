@@ -290,7 +290,8 @@ def test_ik_extra_markers_need_their_marker_set():
 def test_augment_setting_auto_resolves_from_the_source_and_maps_from_toml(tmp_path):
     from rtkin.runtime.config import ConfigError, load_config
 
-    assert A.resolve_augment(None, "capture", "HALPE_26") and A.resolve_augment(None, "openpose", "COCO_133")
+    assert A.resolve_augment(None, "capture", "HALPE_26") and A.resolve_augment(None, "capture", "COCO_133")
+    assert not A.resolve_augment(None, "openpose", "HALPE_26")  # a folder of unknown origin: asked for
     assert not A.resolve_augment(None, "virtual", "HALPE_26") and not A.resolve_augment(None, "none", "HALPE_26")
     assert not A.resolve_augment(None, "capture", "COCO_17")  # arms only: off unless asked
     assert A.resolve_augment(True, "virtual", "COCO_17") and not A.resolve_augment(False, "capture", "HALPE_26")

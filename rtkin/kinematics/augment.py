@@ -612,14 +612,19 @@ def augmented_ik_settings(solver, markers: Sequence[str] = AUGMENTED_MARKERS):
                    extra_marker_weights=tuple((m, w * f) for m, w in aug.items() if w > 0))
 
 
-#: Keypoint sources (``[source] kind``) that give real detector keypoints.
-_REAL_SOURCES = ("capture", "openpose")
+#: Keypoint sources (``[source] kind``) known to give real detector keypoints: a pose model on
+#: camera frames in this run. An OpenPose-JSON folder may come from a detector or from a
+#: simulation (truth scenes are written that way), so auto leaves it off.
+_REAL_SOURCES = ("capture",)
 
 
 def resolve_augment(augment: bool | None, source_kind: str, skeleton: str) -> bool:
     """The ``[ik] augment`` setting resolved: ``True`` / ``False`` as given; ``None`` ("auto")
-    = on for real detector keypoints (``source.kind`` ``"capture"`` or ``"openpose"``) of a
-    skeleton with the body model's inputs (HALPE_26, COCO_133: heels and toes), else off.
+    = on for keypoints a pose model finds on camera frames in this run (``source.kind``
+    ``"capture"``) of a skeleton with the body model's inputs (HALPE_26, COCO_133: heels and
+    toes), else off. OpenPose-JSON folders are off: rtkin cannot tell whether a detector or a
+    simulation wrote them, and on the truth scenes written as OpenPose JSON the live pass
+    went from 2-3 deg to 4.7-5.3 deg mean RMSE with it (``bench_accuracy.py --live --augment``).
 
     Why (``benchmarks/bench_augment.py``): the augmenter learnt to map detector keypoints to lab
     markers, correcting where detectors put joints; the virtual subject's keypoints are the
