@@ -199,6 +199,12 @@ class Runner:
         self.log(f"starting processes: sync, {n_ik} IK worker(s), "
                  f"{'recorder, ' if cfg.recording.enabled else ''}{n_src} camera source(s) "
                  "(a first run compiles kernels: up to a minute)...")
+        if cfg.ik.enabled:
+            from rtkin.kinematics.augment import resolve_augment
+
+            on = resolve_augment(cfg.ik.augment, cfg.source.kind, cfg.rig.skeleton)
+            why = "[ik] augment" if cfg.ik.augment is not None else f"auto, {cfg.source.kind} keypoints"
+            self.log(f"marker augmentation {'on' if on else 'off'} ({why})")
         t = time.monotonic()
         self._spawn("sync", sync_node, (cfg, self.leases))
         for _ in range(n_ik):
