@@ -17,7 +17,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 
 def _run(seconds: float, busy: int) -> dict:

@@ -7,7 +7,10 @@ shifted +4 px, :func:`rtkin.capture.sources.fit_to_calibration`). The same keypo
 - **rtkin live** (causal): the frames in capture-time order -> Pipeline (sync, single-person
   association, triangulation, One-Euro) -> IKStage on Pose2Sim's generic model with the BlazePose
   markers, as ``rtkin demo --pose blazepose`` runs (1.67 s of video is too short for live scaling);
-- **rtkin reprocess**: printed as not available while ``rtkin reprocess`` does not exist;
+- **rtkin reprocess** (offline): the same keypoints written as the recording ``rtkin run`` would
+  have made of them, then :func:`rtkin.offline.reprocess.reprocess` on it (whole-session tracks,
+  zero-phase smoothing, scaling from the best frames, IK on the scaled model) - read back from the
+  TRC and MOT it wrote;
 - **Pose2Sim** 0.10 offline, written as OpenPose JSON (33 keypoints, BlazePose order) with the demo
   rig as Calib.toml: triangulation (``undistort_points = true``), filtering (its defaults: Hampel +
   Butterworth, zero lag), kinematics with ``pose_model = 'BLAZEPOSE'`` (``use_augmentation =
@@ -37,10 +40,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_accuracy import _redirect_fds, pose2sim_config, read_mot  # noqa: E402  (same approach)
+from bench_accuracy import _redirect_fds, pose2sim_config  # noqa: E402  (same approach)
 
 from rtkin.core import assets  # noqa: E402
 from rtkin.core.skeletons import BLAZEPOSE  # noqa: E402
+from rtkin.io.mot import read_mot  # noqa: E402
 from rtkin.sim.virtual import demo_rig  # noqa: E402
 
 FPS = 60.0
@@ -130,6 +134,56 @@ def run_rtkin(rig, frames: dict) -> dict:
             "timing": f"pipeline {t_pipe:.2f} s, IK {t_ik:.2f} s ({1e3 * t_ik / max(1, len(sks)):.1f} ms/frame)"}
 
 
+def run_reprocess(rig, frames: dict, workdir: Path) -> dict:
+    """The keypoints as a live recording, then ``rtkin reprocess`` on it; its TRC and MOT read back."""
+    import dataclasses
+
+    from rtkin.core.calibration import calib_toml_text
+    from rtkin.io.recording import INPUT, RecordingWriter
+    from rtkin.io.trc import read_trc as read_rtkin_trc
+    from rtkin.offline.reprocess import reprocess
+    from rtkin.runtime.config import RigSettings, RunConfig, RunSettings, SourceSettings
+
+    cfg = RunConfig(run=RunSettings(name="real"), rig=RigSettings(skeleton=SKELETON),
+                    source=SourceSettings(kind="capture", fps_hz=FPS))
+    cfg = dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, fps_hz=FPS))
+    meta = {"config": cfg.to_dict(), "calibration_toml": calib_toml_text(rig), "cameras": list(rig.names),
+            "skeleton": SKELETON}
+    rec = workdir / "real.rtkrec"
+    rec.unlink(missing_ok=True)
+    events = sorted(((f.capture_ns, f) for fs in frames.values() for f in fs),
+                    key=lambda e: (e[0], rig.names.index(e[1].camera)))
+    with RecordingWriter(rec, meta) as w:
+        for i, (ns, f) in enumerate(events):
+            w.write(f, ns + 2_000_000 + 1000 * i, INPUT)  # arrivals a little after capture, in order
+    t = time.perf_counter()
+    res = reprocess(rec, workdir / "reprocessed", force=True)
+    wall = time.perf_counter() - t
+    T = max(len(v) for v in frames.values())
+    pid = res.people[0].person_id
+    t_trc, pts, names = read_rtkin_trc(workdir / "reprocessed" / f"real_person{pid}.trc")
+    first = res.people[0].first_slot
+    f_trc = np.round(t_trc * FPS).astype(int) + first
+    points = np.full((T, BLAZEPOSE.n_keypoints, 3), np.nan)
+    ok = (f_trc >= 0) & (f_trc < T)
+    for j, n in enumerate(names):
+        if n in BLAZEPOSE.keypoints:
+            points[f_trc[ok], BLAZEPOSE.index(n)] = pts[ok, j]
+    tm, cols, vals, in_deg = read_mot(workdir / "reprocessed" / f"real_person{pid}.mot")
+    f_mot = np.round(tm * FPS).astype(int) + first
+    ok = (f_mot >= 0) & (f_mot < T)
+    angles = {}
+    for _, n in ROWS:
+        a = np.full(T, np.nan)
+        if n in cols:
+            v = vals[:, cols.index(n)]
+            a[f_mot[ok]] = v[ok] if in_deg else np.degrees(v[ok])
+        angles[n] = a
+    return {"points": points, "angles": angles, "marker_rms_mm": np.array([np.nan]),
+            "frames_3d": int(np.isfinite(points).any((1, 2)).sum()), "wall_s": wall,
+            "warnings": res.warnings, "factors": res.people[0].factors}
+
+
 # ============================================================================ Pose2Sim
 
 
@@ -184,7 +238,7 @@ def run_pose2sim(rig, kp: np.ndarray, workdir: Path) -> dict:
     (project / "calibration").mkdir(parents=True)
     write_calib_toml(rig, project / "calibration" / "Calib.toml")
     write_openpose(kp, rig, project / "pose")
-    cfg = pose2sim_config(project)
+    cfg = pose2sim_config(project, FPS, SKELETON)
     cfg["pose"].update(pose_model=SKELETON)
     cfg["project"].update(participant_height="auto", participant_mass=70.0)
     (project / "Config.toml").write_text(rtoml.dumps(cfg))
@@ -272,50 +326,62 @@ def main() -> None:
 
     rt = run_rtkin(rig, frames)
     print(f"rtkin live: {rt['frames_3d']}/{T} frames with the subject in 3D; {rt['timing']}")
-    print("rtkin reprocess: not available (`rtkin reprocess` does not exist yet): no offline rtkin column")
     systems = {"rtkin live": rt}
     p2s = None
-    if not args.skip_pose2sim:
-        workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_real_"))
-        workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            p2s = run_pose2sim(rig, kp, workdir)
-            tm = p2s["timing"]
-            print(f"Pose2Sim offline (pose_model BLAZEPOSE): triangulation {tm['triangulation']:.1f} s, filtering "
-                  f"{tm['filtering']:.1f} s, kinematics (scaling + IK) {tm['kinematics']:.1f} s; .mot rows "
-                  f"{p2s['mot_rows']}; marker errors: {p2s['marker_errors_file'].name if p2s['marker_errors_file'] else 'none'}")
-            if p2s["unused_markers"]:
-                print(f"  Pose2Sim TRC columns its BlazePose IK cannot match (no such marker): "
-                      f"{', '.join(p2s['unused_markers'])}")
-            systems["Pose2Sim"] = p2s
-        except Exception as e:  # noqa: BLE001 - report, still print rtkin's column
-            print(f"\n*** Pose2Sim failed: {type(e).__name__}: {e}\n*** rtkin alone below.")
-        finally:
-            if not args.keep:
-                shutil.rmtree(workdir, ignore_errors=True)
+    workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_real_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    rp = run_reprocess(rig, frames, workdir)
+    systems["rtkin reprocess"] = rp
+    scaled = ", ".join(f"{k} {v:.2f}" for k, v in sorted(rp["factors"].items())[:6])
+    print(f"rtkin reprocess: {rp['frames_3d']}/{T} frames in its TRC; {rp['wall_s']:.1f} s; scale factors "
+          f"{scaled or 'none (generic model)'}" + (f"; warnings: {'; '.join(rp['warnings'])}" if rp["warnings"] else ""))
+    try:
+        if not args.skip_pose2sim:
+            try:
+                p2s = run_pose2sim(rig, kp, workdir)
+                tm = p2s["timing"]
+                print(f"Pose2Sim offline (pose_model BLAZEPOSE): triangulation {tm['triangulation']:.1f} s, filtering "
+                      f"{tm['filtering']:.1f} s, kinematics (scaling + IK) {tm['kinematics']:.1f} s; .mot rows "
+                      f"{p2s['mot_rows']}; marker errors: "
+                      f"{p2s['marker_errors_file'].name if p2s['marker_errors_file'] else 'none'}")
+                if p2s["unused_markers"]:
+                    print(f"  Pose2Sim TRC columns its BlazePose IK cannot match (no such marker): "
+                          f"{', '.join(p2s['unused_markers'])}")
+                systems["Pose2Sim"] = p2s
+            except Exception as e:  # noqa: BLE001 - report, still print rtkin's columns
+                print(f"\n*** Pose2Sim failed: {type(e).__name__}: {e}\n*** rtkin alone below.")
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"\n{'':<34}" + "".join(f"{s:>26}" for s in systems))
-    reproj = {"rtkin live": reprojection_px(rig, rt["points"], kp)}
-    line = f"{'reprojection, median px (3D out)':<34}{reproj['rtkin live']:>26.2f}"
-    if "Pose2Sim" in systems:
-        r_raw, r_filt = reprojection_px(rig, p2s["raw"], kp), reprojection_px(rig, p2s["filt"], kp)
-        line += f"{f'{r_raw:.2f} raw, {r_filt:.2f} filtered':>26}"
+    line = f"{'reprojection, median px (3D out)':<34}"
+    for name, sy in systems.items():
+        if name == "Pose2Sim":
+            r_raw, r_filt = reprojection_px(rig, sy["raw"], kp), reprojection_px(rig, sy["filt"], kp)
+            line += f"{f'{r_raw:.2f} raw, {r_filt:.2f} filtered':>26}"
+        else:
+            line += f"{reprojection_px(rig, sy['points'], kp):>26.2f}"
     print(line)
     print(f"{'  rtkin: triangulation, views used':<34}{rt['own_reproj']:>26.2f}")
-    line = f"{'IK marker RMS, median mm':<34}{np.nanmedian(rt['marker_rms_mm']):>26.1f}"
-    if "Pose2Sim" in systems:
-        line += f"{np.nanmedian(p2s['marker_rms_mm']):>26.1f}"
+    line = f"{'IK marker RMS, median mm':<34}"
+    for sy in systems.values():
+        m = np.nanmedian(sy["marker_rms_mm"]) if np.isfinite(sy["marker_rms_mm"]).any() else None
+        line += f"{m:>26.1f}" if m is not None else f"{'(not written)':>26}"
     print(line)
-    print("  (rtkin live: the generic model, unscaled; Pose2Sim: the model its kinematics scaled)")
-    print(f"\n{'joint angle, deg: min max median':<34}" + "".join(f"{s:>26}" for s in systems) + f"{'RMS diff':>10}")
+    print("  (rtkin live: the generic model, unscaled; rtkin reprocess and Pose2Sim: the model each scaled)")
+    diffs = [n for n in systems if n != "Pose2Sim"] if "Pose2Sim" in systems else []
+    print(f"\n{'joint angle, deg: min max median':<34}" + "".join(f"{s:>26}" for s in systems)
+          + "".join(f"{'RMS diff ' + ('live' if n == 'rtkin live' else 'repr.'):>16}" for n in diffs))
     for label, n in ROWS:
-        cells = "".join(f"{_stats(s['angles'][n]):>26}" for s in systems.values())
-        diff = ""
-        if "Pose2Sim" in systems:
-            d = rt["angles"][n] - p2s["angles"][n]
+        cells = "".join(f"{_stats(sy['angles'][n]):>26}" for sy in systems.values())
+        for name in diffs:
+            d = systems[name]["angles"][n] - p2s["angles"][n]
             d = d[np.isfinite(d)]
-            diff = f"{np.sqrt(np.mean(d ** 2)):10.1f}" if d.size else f"{'-':>10}"
-        print(f"{label:<34}{cells}{diff}")
+            cells += f"{np.sqrt(np.mean(d ** 2)):16.1f}" if d.size else f"{'-':>16}"
+        print(f"{label:<34}{cells}")
+    if diffs:
+        print("  (RMS diff: against Pose2Sim on common frames; no ground truth here, so agreement, not accuracy)")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ the last minute's latency p50 stays within 20 % of the first minute's, the run e
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import tempfile
 import threading
