@@ -39,7 +39,11 @@ _EXPORTS = {
     "IKStage": "rtkin.kinematics.ik_stage",
     "LiveKinematics": "rtkin.kinematics.live",
     "OnlineScaler": "rtkin.kinematics.scaling",
+    "MarkerAugmenter": "rtkin.kinematics.augment",
+    "augment_sequence": "rtkin.kinematics.augment",
     "PoseEstimator": "rtkin.capture.rtmpose",
+    "BlazePoseEstimator": "rtkin.capture.blazepose",
+    "create_backend": "rtkin.capture.backend",
     "open_source": "rtkin.capture.sources",
     # files and runs
     "RecordingReader": "rtkin.io.recording",
@@ -47,6 +51,8 @@ _EXPORTS = {
     "load_config": "rtkin.runtime.config",
     "Runner": "rtkin.runtime.runner",
     "replay": "rtkin.offline.replay",
+    "reprocess": "rtkin.offline.reprocess",
+    "export_recording": "rtkin.offline.export",
 }
 
 __all__ = ["__version__", *_EXPORTS]
