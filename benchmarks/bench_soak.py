@@ -69,6 +69,7 @@ angles = "ipc://{tmp}/ik{{worker}}.sock"
         stop = threading.Event()
 
         got_by_client = [0]
+        ids: set[int] = set()
 
         def subscribe():
             """A user's program (rtkin.Subscriber) plus a raw receiver reading the latency stamps."""
@@ -85,6 +86,8 @@ angles = "ipc://{tmp}/ik{{worker}}.sock"
                     if sub.recv(0.0) is not None:
                         got_by_client[0] += 1
                     got = rx.recv(20)
+                    if got is not None and isinstance(got.message, JointAngles):
+                        ids.add(int(got.message.person_id))
                     if got is not None and isinstance(got.message, JointAngles) and got.stamp_ns:
                         lat.append(((time.monotonic_ns() - runner.t0_ns) / 1e9, (time.monotonic_ns() - got.stamp_ns) / 1e6))
             rx.close()
@@ -115,7 +118,8 @@ angles = "ipc://{tmp}/ik{{worker}}.sock"
         th.join(2)
         dash.stop()
     print(f"soak: {args.minutes:g} min real time, 2 people, 4 cameras at 60 Hz, dashboard + subscriber connected")
-    print(f"time to exit after the end: {t_end:.1f} s; errors: {result.errors or 'none'}")
+    print(f"time to exit after the end: {t_end:.1f} s; errors: {result.errors or 'none'}; processes that had to "
+          f"be terminated: {', '.join(result.killed) or 'none'}; person ids: {len(ids)}")
     print(f"{'process':<14} {'RSS start MB':>13} {'RSS end MB':>11} {'growth':>8}   (first sample after 1 min)")
     for name, v in sorted(rss.items()):
         v = [x for x in v if np.isfinite(x)]

@@ -39,6 +39,7 @@ __all__ = ["Runner", "RunResult", "RunError"]
 
 START_DELAY_S = 0.3  # the stream starts this long after every source is ready
 STOP_BUDGET_S = 9.0  # the whole stop sequence, s (then whatever is left is killed)
+REAP_WAIT_S = 0.5  # after SIGTERM to the stragglers (all at once), then after SIGKILL, s
 
 
 class RunError(RuntimeError):
@@ -463,18 +464,18 @@ class Runner:
     def _reap(self, procs: list[_Proc], deadline: float) -> list[str]:
         """Join ``procs`` until ``deadline``; terminate, then kill, what is left. Returns the names
         of the nodes that had to be terminated or killed."""
-        killed = []
         for p in procs:
             while p.p.exitcode is None and time.monotonic() < deadline and not self._hard_stop:
                 p.p.join(0.05)
-        for p in procs:
-            if p.p.exitcode is None:
-                killed.append(p.name)
-                p.p.terminate()
-                p.p.join(1.0)
-            if p.p.exitcode is None:
-                p.p.kill()
-                p.p.join(1.0)
+        left = [p for p in procs if p.p.exitcode is None]
+        killed = [p.name for p in left]
+        for signal_them in (lambda p: p.p.terminate(), lambda p: p.p.kill()):  # all at once, then wait
+            for p in left:
+                if p.p.exitcode is None:
+                    signal_them(p)
+            end = time.monotonic() + REAP_WAIT_S
+            for p in left:
+                p.p.join(max(0.0, end - time.monotonic()))
         if killed:
             self.log(f"rtkin: {', '.join(killed)} did not stop in time and was terminated")
         return killed
