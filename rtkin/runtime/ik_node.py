@@ -33,11 +33,33 @@ def ik_node(cfg: RunConfig, worker: int, incarnation: int, leases, ctx: NodeCont
     """
     stop = Stopper(ctx)
     name = f"ik:{worker}"
+    code = 0
     try:
         _IKNode(cfg, worker, incarnation, leases, ctx, stop).run()
     except Exception as e:  # noqa: BLE001 - the reason goes to the runner, then a non-zero exit
         fail(ctx, name, e, cfg.log_dir())
-        raise SystemExit(1) from None
+        code = 1
+    _exit_now(ctx, code)
+
+
+def _exit_now(ctx: NodeContext, code: int) -> None:
+    """Leave the process once its report has reached the runner, without the interpreter's exit
+    hooks: concurrent.futures joins the scaling pool's manager thread at exit, and that join can
+    hang for good once the pool's process was killed (seen: 1 stop in 4 waited for the runner's
+    deadline and was terminated)."""
+    import os
+    import threading
+
+    try:
+        ctx.results.close()
+        flush = threading.Thread(target=ctx.results.join_thread, daemon=True)
+        flush.start()
+        flush.join(2.0)
+    except Exception:  # noqa: BLE001 - exiting anyway
+        pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class _IKNode:
