@@ -81,11 +81,12 @@ def finish_run(runner: Runner, result: RunResult, log=print, report: bool = True
     return summary
 
 
-def _angles_summary(rec: Path, t0_ns: int, fps_hz: float, motion=None) -> dict:
-    """JointAngles of the first person: last values, and RMSE against the truth when given."""
+def _angles_summary(rec: Path, t0_ns: int, fps_hz: float, motion=None, angles=None) -> dict:
+    """JointAngles of the first person (``angles``: the recorded ones, else read from ``rec``):
+    last values, and RMSE against the truth when given."""
     from rtkin.core.messages import JointAngles
 
-    angles = recorded_outputs(rec, JointAngles)
+    angles = recorded_outputs(rec, JointAngles) if angles is None else angles
     if not angles:
         return {}
     pid = angles[0].person_id
@@ -118,10 +119,14 @@ def run_video_demo(cfg: RunConfig, log=print, force: bool = False) -> tuple[RunR
             f"start-up included ({video_s / wall:.2f}x real time)")
     summary = finish_run(runner, result, log)
     if summary.get("recording"):
+        from rtkin.core.messages import JointAngles, Skeleton3D
+
         rec = Path(summary["recording"])
-        outputs = recorded_outputs(rec)
+        both = recorded_outputs(rec, (Skeleton3D, JointAngles))  # one pass over the file
+        outputs = [m for m in both if isinstance(m, Skeleton3D)]
         summary["frames_with_people"] = (sum(1 for sk in outputs if sk.n_people), len(outputs))
-        summary.update(_angles_summary(rec, runner.t0_ns, cfg.sync.fps_hz))
+        summary.update(_angles_summary(rec, runner.t0_ns, cfg.sync.fps_hz,
+                                       angles=[m for m in both if isinstance(m, JointAngles)]))
     return result, summary
 
 
@@ -185,10 +190,14 @@ def run_synthetic_demo(cfg: RunConfig, log=print, force: bool = False) -> tuple[
     result = runner.run()
     summary = finish_run(runner, result, log)
     if summary.get("recording"):
+        from rtkin.core.messages import JointAngles, Skeleton3D
+
         rec = Path(summary["recording"])
-        outputs = recorded_outputs(rec)
+        both = recorded_outputs(rec, (Skeleton3D, JointAngles))  # one pass over the file
+        outputs = [m for m in both if isinstance(m, Skeleton3D)]
         scene = virtual_scene(v, cfg.source.fps_hz)
         truth = scene.subjects[0].keypoints_for(cfg.rig.skeleton)
         summary["accuracy"] = error_vs_truth(outputs, truth, runner.t0_ns, cfg.source.fps_hz)
-        summary.update(_angles_summary(rec, runner.t0_ns, cfg.source.fps_hz, scene.subjects[0].motion))
+        summary.update(_angles_summary(rec, runner.t0_ns, cfg.source.fps_hz, scene.subjects[0].motion,
+                                       [m for m in both if isinstance(m, JointAngles)]))
     return result, summary

@@ -519,8 +519,9 @@ def read_all(
 
 
 def recorded_outputs(path: str | os.PathLike, kind=None) -> list:
-    """Outputs recorded live, in order (Skeleton3D by default; ``kind=JointAngles`` for angles)."""
+    """Outputs recorded live, in order (Skeleton3D by default; ``kind=JointAngles`` for angles, or
+    a tuple of types). The inputs are skipped without being decoded."""
     from rtkin.core.messages import Skeleton3D
 
     kind = kind or Skeleton3D
-    return [r.message for r in RecordingReader(path) if r.kind == OUTPUT and isinstance(r.message, kind)]
+    return [r.message for r in RecordingReader(path, kinds=(OUTPUT,)) if isinstance(r.message, kind)]
