@@ -341,19 +341,12 @@ def _redirect_fds(path: Path):
                 os.close(fd)
 
 
-def run_pose2sim(scene: scn.Scene, work: Path) -> tuple[np.ndarray, dict]:
-    """Pose2Sim triangulation, filtering and kinematics (with its own scaling) on ``work/pose``
-    and ``work/Calib.toml``; (T, Q) estimates in the truth's order and timings."""
+def run_pose2sim_steps(project: Path, work: Path) -> dict[str, float]:
+    """Pose2Sim's triangulation, filtering and kinematics on a project folder, its log in
+    ``work/pose2sim_log.txt`` and its console output in ``work/pose2sim_stdout.txt``; seconds per
+    step (``"triangulation_s"``, ...)."""
     import opensim
-    import rtoml
 
-    project = work / "p2s_trial"
-    if project.exists():
-        shutil.rmtree(project)
-    (project / "calibration").mkdir(parents=True)
-    shutil.copy(work / "Calib.toml", project / "calibration" / "Calib.toml")
-    shutil.copytree(work / "pose", project / "pose")
-    (project / "Config.toml").write_text(rtoml.dumps(pose2sim_config(project, scene.spec.fps, scene.spec.skeleton)))
     handler = logging.FileHandler(work / "pose2sim_log.txt", mode="w")
     root = logging.getLogger()
     old_level, root.level = root.level, logging.INFO
@@ -373,6 +366,22 @@ def run_pose2sim(scene: scn.Scene, work: Path) -> tuple[np.ndarray, dict]:
         root.level = old_level
         opensim.Logger.removeFileSink()
         opensim.Logger.setLevelString("error")
+    return timing
+
+
+def run_pose2sim(scene: scn.Scene, work: Path) -> tuple[np.ndarray, dict]:
+    """Pose2Sim triangulation, filtering and kinematics (with its own scaling) on ``work/pose``
+    and ``work/Calib.toml``; (T, Q) estimates in the truth's order and timings."""
+    import rtoml
+
+    project = work / "p2s_trial"
+    if project.exists():
+        shutil.rmtree(project)
+    (project / "calibration").mkdir(parents=True)
+    shutil.copy(work / "Calib.toml", project / "calibration" / "Calib.toml")
+    shutil.copytree(work / "pose", project / "pose")
+    (project / "Config.toml").write_text(rtoml.dumps(pose2sim_config(project, scene.spec.fps, scene.spec.skeleton)))
+    timing = run_pose2sim_steps(project, work)
     mot = next((project / "kinematics").glob("*.mot"))
     est, _, _ = _mot_on_frames(mot, list(scene.subject.motion.names), scene.views.n_frames, scene.spec.fps)
     return est, timing

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 import sys
 import tempfile
@@ -40,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_accuracy import _redirect_fds, pose2sim_config  # noqa: E402  (same approach)
+from bench_accuracy import pose2sim_config, run_pose2sim_steps  # noqa: E402  (same approach)
 
 from rtkin.core import assets  # noqa: E402
 from rtkin.core.skeletons import BLAZEPOSE  # noqa: E402
@@ -227,7 +226,6 @@ def _trc_points(path: Path, T: int) -> np.ndarray:
 
 
 def run_pose2sim(rig, kp: np.ndarray, workdir: Path) -> dict:
-    import opensim
     import rtoml
 
     from rtkin.core.calibration import write_calib_toml
@@ -238,31 +236,10 @@ def run_pose2sim(rig, kp: np.ndarray, workdir: Path) -> dict:
     (project / "calibration").mkdir(parents=True)
     write_calib_toml(rig, project / "calibration" / "Calib.toml")
     write_openpose(kp, rig, project / "pose")
-    cfg = pose2sim_config(project, FPS, SKELETON)
-    cfg["pose"].update(pose_model=SKELETON)
-    cfg["project"].update(participant_height="auto", participant_mass=70.0)
-    (project / "Config.toml").write_text(rtoml.dumps(cfg))
+    (project / "Config.toml").write_text(rtoml.dumps(pose2sim_config(project, FPS, SKELETON)))
 
     log_path = workdir / "pose2sim_log.txt"
-    handler = logging.FileHandler(log_path, mode="w")
-    root = logging.getLogger()
-    old_level, root.level = root.level, logging.INFO
-    root.addHandler(handler)
-    timing = {}
-    try:
-        with _redirect_fds(workdir / "pose2sim_stdout.txt"):
-            from Pose2Sim import Pose2Sim as P2S
-
-            for step in ("triangulation", "filtering", "kinematics"):
-                t = time.perf_counter()
-                getattr(P2S, step)({"project": {"project_dir": str(project)}})
-                timing[step] = time.perf_counter() - t
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-        root.level = old_level
-        opensim.Logger.removeFileSink()
-        opensim.Logger.setLevelString("error")
+    timing = run_pose2sim_steps(project, workdir)
     T = kp.shape[1]
     trcs = sorted((project / "pose-3d").glob("*.trc"))
     raw = next(f for f in trcs if "_filt" not in f.name)
@@ -340,8 +317,8 @@ def main() -> None:
             try:
                 p2s = run_pose2sim(rig, kp, workdir)
                 tm = p2s["timing"]
-                print(f"Pose2Sim offline (pose_model BLAZEPOSE): triangulation {tm['triangulation']:.1f} s, filtering "
-                      f"{tm['filtering']:.1f} s, kinematics (scaling + IK) {tm['kinematics']:.1f} s; .mot rows "
+                print(f"Pose2Sim offline (pose_model BLAZEPOSE): triangulation {tm['triangulation_s']:.1f} s, filtering "
+                      f"{tm['filtering_s']:.1f} s, kinematics (scaling + IK) {tm['kinematics_s']:.1f} s; .mot rows "
                       f"{p2s['mot_rows']}; marker errors: "
                       f"{p2s['marker_errors_file'].name if p2s['marker_errors_file'] else 'none'}")
                 if p2s["unused_markers"]:
