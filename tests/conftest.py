@@ -40,3 +40,15 @@ def demo_keypoints_dir():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def require_blazepose() -> None:
+    """Skip (with the reason) when MediaPipe BlazePose cannot run here; fail under CI, whose test
+    extra brings it."""
+    from rtkin.capture.blazepose import blazepose_status
+
+    ok, why = blazepose_status("full")
+    if not ok and os.environ.get("CI"):
+        pytest.fail(f"BlazePose not available in CI: {why}")
+    if not ok:
+        pytest.skip(f"BlazePose not available: {why}")

@@ -9,12 +9,12 @@ touch the network).
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import cv2
 import numpy as np
 import pytest
 
+from conftest import require_blazepose
 from rtkin.capture import backend as backend_mod
 from rtkin.capture.backend import backend_spec, choose_backend, keypoint_frames
 from rtkin.capture.blazepose import BLAZEPOSE_VARIANTS, BlazePoseNotAvailableError, BlazePoseSpec, blazepose_status
@@ -25,14 +25,6 @@ from rtkin.core import assets
 from rtkin.core.skeletons import BLAZEPOSE
 
 BODY = ("LShoulder", "RShoulder", "LElbow", "RElbow", "LHip", "RHip", "LKnee", "RKnee", "LAnkle", "RAnkle")
-
-
-def _require_blazepose() -> None:
-    ok, why = blazepose_status("full")
-    if not ok and os.environ.get("CI"):  # CI installs the test extra, which brings BlazePose
-        pytest.fail(f"BlazePose not available in CI: {why}")
-    if not ok:
-        pytest.skip(f"BlazePose not available: {why}")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +43,7 @@ def frames():
 
 @pytest.fixture(scope="module")
 def estimator():
-    _require_blazepose()
+    require_blazepose()
     from rtkin.capture.blazepose import BlazePoseEstimator
 
     est = BlazePoseEstimator()
@@ -80,7 +72,7 @@ def test_a_protobuf_mediapipe_cannot_use_is_caught_before_running(monkeypatch):
 
 
 def test_a_variant_not_in_the_wheel_is_refused_without_download():
-    _require_blazepose()
+    require_blazepose()
     ok, why = blazepose_status("heavy")
     if ok:
         pytest.skip("pose_landmark_heavy.tflite is installed here")
@@ -260,7 +252,7 @@ def test_keypoint_frames_shift_and_time(estimator, frames):
 
 
 def test_create_backend_builds_either(tmp_path):
-    _require_blazepose()
+    require_blazepose()
     from onnx_models import make_detector_model, make_rtmpose_model
     from rtkin.capture.backend import create_backend
     from rtkin.capture.models import model_spec

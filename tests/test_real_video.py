@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtkin.capture.blazepose import blazepose_status
+from conftest import require_blazepose
 from rtkin.core import assets
 from rtkin.core.skeletons import BLAZEPOSE
 
@@ -47,19 +47,11 @@ BODY = ("LShoulder", "RShoulder", "LElbow", "RElbow", "LWrist", "RWrist", "LHip"
 REPROJ_RANGE_PX = (4.0, 16.0)
 
 
-def _require_blazepose() -> None:
-    ok, why = blazepose_status("full")
-    if not ok and os.environ.get("CI"):  # CI installs the test extra, which brings BlazePose
-        pytest.fail(f"BlazePose not available in CI: {why}")
-    if not ok:
-        pytest.skip(f"BlazePose not available: {why}")
-
-
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """``rtkin demo --pose blazepose`` as the CLI runs it (run_video_demo: one capture process per
     camera, sync, IK worker, recorder), on loopback-free ipc endpoints."""
-    _require_blazepose()
+    require_blazepose()
     from rtkin.demo import run_video_demo, video_config
     from rtkin.runtime.config import RunConfig, TransportSettings
 
