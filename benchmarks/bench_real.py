@@ -102,13 +102,19 @@ def reprojection_px(rig, points: np.ndarray, kp: np.ndarray, min_score: float = 
 # ============================================================================ rtkin
 
 
+def capture_order(rig, frames: dict) -> list:
+    """Every camera's KeypointFrames as ``(capture_ns, frame)`` in capture-time order (cameras in
+    the rig's order at equal times)."""
+    return sorted(((f.capture_ns, f) for fs in frames.values() for f in fs),
+                  key=lambda e: (e[0], rig.names.index(e[1].camera)))
+
+
 def run_rtkin(rig, frames: dict) -> dict:
     from rtkin.kinematics.ik import IKSettings
     from rtkin.kinematics.ik_stage import IKStage
     from rtkin.reconstruct.pipeline import Pipeline
 
-    events = sorted(((f.capture_ns, f) for fs in frames.values() for f in fs),
-                    key=lambda e: (e[0], rig.names.index(e[1].camera)))
+    events = capture_order(rig, frames)
     T = max(len(v) for v in frames.values())
     t = time.perf_counter()
     sks = Pipeline(rig, SKELETON, clock_ns=None).run(events)
@@ -150,8 +156,7 @@ def run_reprocess(rig, frames: dict, workdir: Path) -> dict:
             "skeleton": SKELETON}
     rec = workdir / "real.rtkrec"
     rec.unlink(missing_ok=True)
-    events = sorted(((f.capture_ns, f) for fs in frames.values() for f in fs),
-                    key=lambda e: (e[0], rig.names.index(e[1].camera)))
+    events = capture_order(rig, frames)
     with RecordingWriter(rec, meta) as w:
         for i, (ns, f) in enumerate(events):
             w.write(f, ns + 2_000_000 + 1000 * i, INPUT)  # arrivals a little after capture, in order
