@@ -310,12 +310,14 @@ def _e2e(seconds: float, augment: bool) -> tuple[float, float, int, float]:
                                 angles=f"ipc://{tmp}/ja{{worker}}.sock")  # never the shared default ports
         cfg = dataclasses.replace(cfg, transport=ipc, ik=dataclasses.replace(cfg.ik, augment=augment))
         res = Runner(cfg, log=lambda *a: None).run()
-    e = np.concatenate([np.asarray(v.get("e2e_s", []), dtype=float) for k, v in res.reports.items()
-                        if k.startswith("ik:")] or [np.zeros(0)]) * 1e3
+    from rtkin.core.stats import histogram_percentiles, merge_histograms
+
+    hist = merge_histograms(v.get("e2e_hist") for k, v in res.reports.items() if k.startswith("ik:"))
     ik = [v["timing_ms"]["p50"] for k, v in res.reports.items() if k.startswith("ik:") and v["timing_ms"].get("n")]
-    if not e.size:
+    if not hist["n"]:
         return float("nan"), float("nan"), 0, float("nan")
-    return float(np.percentile(e, 50)), float(np.percentile(e, 99)), int(e.size), float(ik[0]) if ik else float("nan")
+    p50, p99 = histogram_percentiles(hist, (50, 99), scale=1e3)
+    return float(p50), float(p99), int(hist["n"]), float(ik[0]) if ik else float("nan")
 
 
 def bench_e2e(seconds: float, pairs: int = 2) -> None:
