@@ -238,6 +238,8 @@ class ProgressiveScaler:
         self.measurable = np.isfinite(self.L0) & np.array([s not in _NOT_EVIDENCE for s in self.segments])
         self.p0_given = stature_factor(height_m, self.model_path) if height_m else None
         self._landmarks: tuple | None = None
+        self._diff: np.ndarray | None = None  # (S, M) see _landmark_matrices
+        self._need: np.ndarray | None = None
         self._samples: list[list[float]] = [[] for _ in self.segments]
         self._seconds = np.zeros(len(self.segments))  # usable time behind each segment's samples, s
         self.usable_s = 0.0
@@ -270,6 +272,20 @@ class ProgressiveScaler:
             ia, ib = resolve(a), resolve(b)
             out.append(None if ia is None or ib is None else (np.array(ia), np.array(ib)))
         return tuple(out)
+
+    def _landmark_matrices(self, n_markers: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(S, M)`` landmark a's mean minus landmark b's (as weights on the markers), and
+        ``(S, M)`` 1 where a segment needs the marker."""
+        diff = np.zeros((len(self._landmarks), n_markers))
+        need = np.zeros_like(diff)
+        for s, lm in enumerate(self._landmarks):
+            if lm is None:
+                continue
+            ia, ib = lm
+            np.add.at(diff[s], ia, 1.0 / len(ia))
+            np.add.at(diff[s], ib, -1.0 / len(ib))
+            need[s, ia] = need[s, ib] = 1.0
+        return diff, need
 
     def good_markers(self, solver, sk: Skeleton3D, n: int) -> np.ndarray:
         """``(M,)`` markers of the last solution that may give samples: not gated off, seen by
@@ -311,19 +327,20 @@ class ProgressiveScaler:
         P, X = solver.last_model_markers, solver.last_observed_markers
         p_cur = self._params_of(solver)
         neutral = self.L0 + self.C @ (p_cur - 1.0)  # (S,) neutral lengths of the model in use
+        # every segment at once: landmark a - landmark b as (S, M) averaging matrices
+        if self._diff is None:
+            self._diff, self._need = self._landmark_matrices(len(good))
+            self._lm_ok = np.array([lm is not None for lm in self._landmarks])
+        seen = (self._need @ ~good == 0) & self._lm_ok  # (S,) all its landmark markers good
+        with np.errstate(invalid="ignore"):
+            d_model = np.linalg.norm(self._diff @ np.where(good[:, None], P, 0.0), axis=-1)
+            d_data = np.linalg.norm(self._diff @ np.where(good[:, None], X, 0.0), axis=-1)
+            take = seen & (d_model > 1e-3) & np.isfinite(d_data)
         count = 0
-        for s, lm in enumerate(self._landmarks):
-            if lm is None:
-                continue
-            ia, ib = lm
-            if not (good[ia].all() and good[ib].all()):
-                continue
-            d_model = float(np.linalg.norm(P[ia].mean(0) - P[ib].mean(0)))
-            d_data = float(np.linalg.norm(X[ia].mean(0) - X[ib].mean(0)))
-            if d_model > 1e-3 and math.isfinite(d_data):
-                self._samples[s].append(d_data * neutral[s] / d_model)
-                self._seconds[s] += dt
-                count += 1
+        for s in np.flatnonzero(take):
+            self._samples[s].append(float(d_data[s] * neutral[s] / d_model[s]))
+            self._seconds[s] += dt
+            count += 1
         n_meas = sum(lm is not None for lm in self._landmarks)
         if n_meas:
             self.usable_s += dt * count / n_meas
