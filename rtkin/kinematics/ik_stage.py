@@ -40,6 +40,9 @@ class IKStage:
         self._solvers: dict[int, IKSolver] = {}
         path = model_path_for(settings, model_path)
         template_model(path, self.skeleton, settings.extra_marker_set)  # load (and fail) now, not at the first person
+        # the first person's solver now: its compiled kinematics load (or, on a first run, compile)
+        # and are checked against OpenSim here, not at the first frame
+        self._spare: IKSolver | None = IKSolver(settings, model_path)
         self.counters = {"frames": 0, "people": 0, "outputs": 0, "no_markers": 0, "failed": 0,
                          "solvers_created": 0, "forgotten": 0}
         self.timing = Window()
@@ -73,7 +76,8 @@ class IKStage:
         pid = int(person_id)
         s = self._solvers.get(pid)
         if s is None:
-            s = self._solvers[pid] = IKSolver(self.settings, self.model_path)
+            s, self._spare = self._spare or IKSolver(self.settings, self.model_path), None
+            self._solvers[pid] = s
             self.counters["solvers_created"] += 1
         return s
 
