@@ -148,6 +148,8 @@ class IKSolver:
     #: opensim method: weight of the coordinate goals holding fixed coordinates near their default
     #: (they stay within 0.05 deg; weight 10 costs 1.5x the time, 100 nearly 2x)
     _HELD_COORDINATE_WEIGHT = 1.0
+    #: ``(M,)`` solves in a row each marker ended more than ``outlier_m`` off (None = none yet)
+    _outlier_run: np.ndarray | None = None
 
     def __init__(self, settings: IKSettings = IKSettings(), model_path: str | Path | None = None, model=None):
         osim = _osim()
@@ -203,7 +205,7 @@ class IKSolver:
         self._failures = 0  # frames in a row without an acceptable solution
         self._recent_rms: collections.deque[float] = collections.deque(maxlen=30)  # marker RMS of the last solves, m
         #: ``bounded`` frames (a speed bound held the solution), ``reacquired`` (a cold re-solve won)
-        self.counters = {"bounded": 0, "reacquired": 0}
+        self.counters = {"bounded": 0, "reacquired": 0, "unlocked": 0}
         self._posture_w = np.zeros(nq)  # (nq,) posture prior weight per state q (towards 0)
         self._posture_fade = np.zeros(nq)  # (nq,) information at which it has faded out, 0 = never
         self._pitch_w = 0.0  # weight of the anterior pelvis tilt prior
@@ -408,6 +410,7 @@ class IKSolver:
         if other._markers_prev is not None and other._markers_prev2 is not None:
             self._markers_prev2 = other._markers_prev2 + (self._markers_prev - other._markers_prev)
         self._gated_run[:] = other._gated_run
+        self._outlier_run = None if other._outlier_run is None else other._outlier_run.copy()
         self._gated = other._gated.copy()
         self._obs_prev, self._obs_prev2 = other._obs_prev, other._obs_prev2  # the gate's data history
         self._recent_rms.extend(other._recent_rms)
@@ -418,6 +421,7 @@ class IKSolver:
         self._markers_prev = self._markers_prev2 = None
         self._obs_prev = self._obs_prev2 = None
         self._gated_run[:] = 0
+        self._outlier_run = None
 
     def markers_from_points(self, points: np.ndarray, weights: np.ndarray | None = None,
                             extra: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -493,10 +497,19 @@ class IKSolver:
         if not cold:
             w = self._gate(x, w)
         q, P, rms = self._cold_solve(x, w) if cold else self._solve_from(self._q, x, w, False)
+        w_all = w
         outlier = (w > 0) & (np.linalg.norm(P - x, axis=-1) > self.settings.outlier_m)
-        if outlier.any() and n_used - int(outlier.sum()) >= self.settings.min_markers:
+        if n_used - int(outlier.sum()) < self.settings.min_markers:
+            outlier[:] = False
+        if outlier.any():
             w = np.where(outlier, 0.0, w)  # e.g. a left/right swap that survived triangulation
             q, P, rms = self._cold_solve(x, w) if cold else self._solve_from(self._q, x, w, False)
+        # solves in a row each marker was dropped (a frame without it leaves its count alone)
+        run = self._outlier_run if self._outlier_run is not None else np.zeros(len(w), dtype=np.int64)
+        run = self._outlier_run = np.where(outlier, run + 1, np.where(w_all > 0, 0, run))
+        lock = outlier & (run >= self.settings.max_gated_frames)
+        if not cold and lock.any():  # dropped again and again: is the pose what is wrong?
+            q, P, rms = self._unlock(x, w, (q, P, rms), lock, w_all)
         typical = float(np.median(self._recent_rms)) if self._recent_rms else math.inf
         stuck = self.bounded and rms > 2.0 * typical
         if not cold and (rms > self.settings.max_marker_rms_m or stuck):
@@ -534,6 +547,29 @@ class IKSolver:
         self.last_model_markers, self.last_observed_markers, self.last_time_s = P, x, float(time_s)
         err = np.linalg.norm(P - x, axis=-1)  # NaN where not observed
         return IKSolution(q[self._qidx].copy(), rms, err)
+
+    def _unlock(self, x: np.ndarray, w: np.ndarray, sol: tuple, lock: np.ndarray, w_lock: np.ndarray) -> tuple:
+        """A marker dropped as an outlier several frames in a row may be right and the pose
+        wrong: e.g. an elbow left at its bound after a glitch while the wrist moved on - dropping
+        the wrist every frame then locks the wrong pose in. The frame is solved again from the
+        current pose with the ``lock`` markers (weights ``w_lock``), free of the speed bounds;
+        if that pose fits them within ``outlier_m`` and fits the other markers as well (their
+        RMS within 10 %: a real outlier pulls the pose away from them), the frame moves towards
+        it within the speed bounds (no jump), and the next frames follow until the markers fit
+        and are used again. Returns ``sol`` or the glide."""
+        q, P, rms = sol
+        keep = (self.bounded, getattr(self, "bounded_q", None), self.iterations)
+        q2, P2, _ = self._solve_from(self._q, x, np.where(lock, w_lock, w), True)
+        use = (w > 0) & ~self._gated
+        rms_other = float(np.sqrt(np.mean(np.sum((P2[use] - x[use]) ** 2, axis=-1))))
+        fits = np.linalg.norm(P2[lock] - x[lock], axis=-1) <= self.settings.outlier_m
+        if fits.all() and rms_other <= 1.1 * rms:
+            glide = self._solve_from(q2, x, w, False, anchor=self._q)
+            if glide[2] <= 1.1 * rms:
+                self.counters["unlocked"] += 1
+                return glide
+        self.bounded, self.bounded_q, self.iterations = keep
+        return sol
 
     def _remember(self, x: np.ndarray) -> None:
         """Keep the observations of the last two solved frames for the gate's prediction; a

@@ -68,7 +68,10 @@ class IKSettings:
             solved frames) loses its weight (smoothly: half at that distance, 4 % at 1.5 times
             it): 0.074 m at 60 Hz, 0.116 m at 30 Hz. ``inf`` disables.
         max_gated_frames: a marker is gated at most this many frames in a row, then used again
-            (so a truly fast movement cannot lock it out).
+            (so a truly fast movement cannot lock it out); a marker dropped as an outlier
+            (``outlier_m``) this many solves in a row is tried again each frame: if the pose can
+            take it back without costing the other markers, the pose was wrong and moves
+            towards it (see ``IKSolver._unlock``).
         outlier_m: a used marker farther than this from the model after the solve (m) is dropped
             and the frame solved again without it (``inf`` disables).
         cold_accept_m: a cold start (first frame, or after a failure) tries initial arm poses in
