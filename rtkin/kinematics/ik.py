@@ -97,6 +97,40 @@ def _pelvis_pitch(a: np.ndarray) -> float:
     return math.asin(max(-1.0, min(1.0, v)))
 
 
+def _pelvis_rotation(a: np.ndarray) -> np.ndarray:
+    """``(3, 3)`` pelvis orientation in ground (y up), ``Rz(tilt) Rx(list) Ry(rotation)``."""
+    t, l, r = a
+    ct, st, cl, sl, cr, sr = math.cos(t), math.sin(t), math.cos(l), math.sin(l), math.cos(r), math.sin(r)
+    rz = np.array([[ct, -st, 0.0], [st, ct, 0.0], [0.0, 0.0, 1.0]])
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, cl, -sl], [0.0, sl, cl]])
+    ry = np.array([[cr, 0.0, sr], [0.0, 1.0, 0.0], [-sr, 0.0, cr]])
+    return rz @ rx @ ry
+
+
+def _zxy_angles(R: np.ndarray) -> np.ndarray:
+    """``(tilt, list, rotation)`` of ``R = Rz(tilt) Rx(list) Ry(rotation)``, rad."""
+    return np.array([math.atan2(-R[0, 1], R[1, 1]), math.asin(max(-1.0, min(1.0, R[2, 1]))),
+                     math.atan2(-R[2, 0], R[2, 2])])
+
+
+def _rotvec(R: np.ndarray) -> np.ndarray:
+    """Rotation vector (axis x angle, rad) of a rotation matrix (angles below pi)."""
+    c = max(-1.0, min(1.0, (np.trace(R) - 1.0) / 2.0))
+    ang = math.acos(c)
+    v = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    return v * (0.5 if ang < 1e-9 else ang / (2.0 * math.sin(ang)))
+
+
+def _rotmat(v: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a rotation vector (Rodrigues)."""
+    ang = float(np.linalg.norm(v))
+    if ang < 1e-12:
+        return np.eye(3)
+    k = v / ang
+    K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + math.sin(ang) * K + (1 - math.cos(ang)) * K @ K
+
+
 _MIN_DT_S, _MAX_DT_S = 1e-3, 1.0  # bounds of the frame interval used by the smoothing prior, s
 
 
@@ -842,7 +876,15 @@ class IKSolver:
                 step = self._speed * self._dt
                 a = q if anchor is None else anchor
                 bounds = (np.maximum(self._lo, a - step), np.minimum(self._hi, a + step))
+            q_in = q
             q, P, self.iterations = self._gauss_newton(q, x, w, self._free, n, prior, bounds)
+            tilt = None if bounds is None else self._pelvis_tilt_bound(q, q_in if anchor is None else anchor)
+            if tilt is not None:  # the pelvis tilted too fast: held at the bound, the rest solved again
+                bounds = (bounds[0].copy(), bounds[1].copy())
+                bounds[0][self._pel_q] = bounds[1][self._pel_q] = np.clip(tilt, bounds[0][self._pel_q],
+                                                                          bounds[1][self._pel_q])
+                q, P, it = self._gauss_newton(q_in, x, w, self._free, n, prior, bounds)
+                self.iterations += it
             if bounds is not None:
                 at = (np.abs(q - bounds[0]) < 1e-9) & (bounds[0] > self._lo) \
                     | (np.abs(q - bounds[1]) < 1e-9) & (bounds[1] < self._hi)
@@ -852,6 +894,26 @@ class IKSolver:
         d2 = np.sum((P[use] - x[use]) ** 2, axis=-1)
         rms = float(np.sqrt(d2.mean())) if d2.size else math.nan
         return q, P, rms
+
+    def _pelvis_tilt_bound(self, q: np.ndarray, prev: np.ndarray) -> np.ndarray | None:
+        """The pelvis's (tilt, list, rotation) rotated from ``prev`` towards ``q`` no faster than
+        ``max_root_speed_rad_s`` about horizontal axes (the turn about the vertical is left as
+        it is), or None when ``q`` is within that. The coordinates alone cannot bound it:
+        ``pelvis_rotation`` turns the pelvis about its own long axis, which tilts with the body
+        (the demo subject leans 30 deg sideways on one leg: a 13 deg heading change from hip
+        keypoint noise tilted the pelvis forward by 7 deg in one frame)."""
+        if self._pel_q is None:
+            return None
+        R0, R1 = _pelvis_rotation(prev[self._pel_q]), _pelvis_rotation(q[self._pel_q])
+        th = _rotvec(R1 @ R0.T)  # in ground (y up)
+        h = math.hypot(th[0], th[2])
+        lim = self.settings.max_root_speed_rad_s * self._dt
+        if h <= lim * (1 + 1e-6):
+            return None
+        th[[0, 2]] *= lim / h
+        a = _zxy_angles(_rotmat(th) @ R0)
+        a[2] += 2 * np.pi * np.round((q[self._pel_q][2] - a[2]) / (2 * np.pi))  # the heading's turn count
+        return a
 
     # ------------------------------------------------------------------ OpenSim IK solver
     def _assemble(self, q: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -100,6 +100,9 @@ class IKSettings:
             move: a warm-started frame's coordinates stay within these speeds of the previous
             frame's (the joints and the pelvis heading 1000 deg/s; the pelvis tilt and list
             250 deg/s; translations 5 m/s), so noise or a glitch cannot make the angles jump.
+            The pelvis also turns at most ``max_root_speed_rad_s`` about horizontal axes
+            whatever the coordinates (``pelvis_rotation`` turns about the pelvis's own long
+            axis, which leans with the body), at the joint speed about the vertical.
         jump_resolve_ratio: when a warm-started frame ends on one of those speed bounds (the data
             asks for a jump) with a marker RMS above twice the recent median, it is solved again
             cold from the initial poses; if that pose (a re-acquisition: the previous pose was
