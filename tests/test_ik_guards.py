@@ -95,3 +95,65 @@ def test_real_demo_keypoints_upright_pelvis_fit_and_start_frame_independence(dem
         common = [f for f in later if f in base and f >= start + FPS]
         d = np.degrees(np.abs(np.array([later[f].values - base[f].values for f in common])))[:, observed]
         assert d.max() < 1.0, (start, names[observed[int(np.argmax(d.max(0)))]], d.max())
+
+
+def _rot(axis, deg: float) -> np.ndarray:
+    """Rotation matrix about ``axis`` by ``deg`` (Rodrigues)."""
+    k = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+    K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    a = math.radians(deg)
+    return np.eye(3) + math.sin(a) * K + (1 - math.cos(a)) * K @ K
+
+
+def test_a_leaning_pelvis_tilts_no_faster_than_the_root_bound_whatever_the_coordinates(truth):
+    """Leaning 30 deg sideways, a turn of the data about the body's own (leaning) long axis must
+    not tilt the pelvis faster than ``max_root_speed_rad_s``: the coordinate bounds alone let
+    ``pelvis_rotation`` (about that axis) move at the joint speed."""
+    from rtkin.kinematics.ik import _pelvis_rotation, _rotvec
+
+    st = IKSettings(gate_m=math.inf, outlier_m=math.inf, max_marker_rms_m=1.0)
+    s = IKSolver(st)
+    pts = truth.keypoints[60]
+    c = np.nanmean(pts, axis=0)
+    lean = _rot([1.0, 0.0, 0.0], 30.0)  # world z up: a sideways lean for a subject facing +x or -x
+    base = (pts - c) @ lean.T + c
+    for f in range(10):
+        v0 = s.solve(base, None, f / FPS).values
+    turned = (base - c) @ _rot(lean @ [0.0, 0.0, 1.0], 20.0).T + c  # 20 deg about the leaning long axis
+    v1 = s.solve(turned, None, 10 / FPS).values
+    n = s.coordinate_names
+    pel = [n.index(c) for c in ("pelvis_tilt", "pelvis_list", "pelvis_rotation")]
+    th = np.degrees(_rotvec(_pelvis_rotation(v1[pel]) @ _pelvis_rotation(v0[pel]).T))  # OpenSim ground, y up
+    assert math.hypot(th[0], th[2]) <= math.degrees(st.max_root_speed_rad_s) / FPS + 1e-3
+    assert abs(th[1]) > 8.0  # it did turn about the vertical (fast turns stay allowed)
+
+
+def test_a_marker_dropped_as_an_outlier_again_and_again_pulls_a_wrong_pose_back(truth):
+    """The right wrist hides while the elbow flexes 60 deg more, then reappears 20+ cm from the
+    model's wrist: dropped as an outlier, it used to be dropped for ever (the elbow, unobserved,
+    never moved). Now the pose takes it back within a few frames, within the speed bounds."""
+    s = IKSolver()
+    k = s.skeleton.index
+    f0 = 60
+    pts = truth.keypoints[f0].copy()
+    sh, el, wr = pts[k("RShoulder")], pts[k("RElbow")], pts[k("RWrist")]
+    flexed = pts.copy()
+    flexed[k("RWrist")] = el + _rot(np.cross(el - sh, wr - el), 60.0) @ (wr - el)
+    hidden = pts.copy()
+    hidden[k("RWrist")] = np.nan
+    t = 0
+    for p in [pts] * 10 + [hidden] * 3:
+        s.solve(p, None, t / FPS)
+        t += 1
+    elbow = s.coordinate_names.index("elbow_flex_r")
+    before = s.solve(flexed, None, t / FPS)
+    m = s.marker_names.index("RWrist")
+    assert before.marker_errors_m[m] > s.settings.outlier_m  # dropped
+    errs = []
+    for _ in range(15):
+        t += 1
+        sol = s.solve(flexed, None, t / FPS)
+        errs.append(sol.marker_errors_m[m])
+    assert errs[-1] < 0.02 and s.used[m]
+    assert math.degrees(sol.values[elbow] - before.values[elbow]) > 40.0
+    assert s.counters["unlocked"] > 0

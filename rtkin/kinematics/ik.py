@@ -110,6 +110,40 @@ def _pelvis_pitch_grad(a: np.ndarray) -> tuple[float, np.ndarray]:
     return math.asin(v), k * np.array([ct * cr - st * sl * sr, ct * cl * sr, -st * sr + ct * sl * cr])
 
 
+def _pelvis_rotation(a: np.ndarray) -> np.ndarray:
+    """``(3, 3)`` pelvis orientation in ground (y up), ``Rz(tilt) Rx(list) Ry(rotation)``."""
+    t, l, r = a
+    ct, st, cl, sl, cr, sr = math.cos(t), math.sin(t), math.cos(l), math.sin(l), math.cos(r), math.sin(r)
+    rz = np.array([[ct, -st, 0.0], [st, ct, 0.0], [0.0, 0.0, 1.0]])
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, cl, -sl], [0.0, sl, cl]])
+    ry = np.array([[cr, 0.0, sr], [0.0, 1.0, 0.0], [-sr, 0.0, cr]])
+    return rz @ rx @ ry
+
+
+def _zxy_angles(R: np.ndarray) -> np.ndarray:
+    """``(tilt, list, rotation)`` of ``R = Rz(tilt) Rx(list) Ry(rotation)``, rad."""
+    return np.array([math.atan2(-R[0, 1], R[1, 1]), math.asin(max(-1.0, min(1.0, R[2, 1]))),
+                     math.atan2(-R[2, 0], R[2, 2])])
+
+
+def _rotvec(R: np.ndarray) -> np.ndarray:
+    """Rotation vector (axis x angle, rad) of a rotation matrix (angles below pi)."""
+    c = max(-1.0, min(1.0, (np.trace(R) - 1.0) / 2.0))
+    ang = math.acos(c)
+    v = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    return v * (0.5 if ang < 1e-9 else ang / (2.0 * math.sin(ang)))
+
+
+def _rotmat(v: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a rotation vector (Rodrigues)."""
+    ang = float(np.linalg.norm(v))
+    if ang < 1e-12:
+        return np.eye(3)
+    k = v / ang
+    K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + math.sin(ang) * K + (1 - math.cos(ang)) * K @ K
+
+
 _MIN_DT_S, _MAX_DT_S = 1e-3, 1.0  # bounds of the frame interval used by the smoothing prior, s
 
 
@@ -161,6 +195,8 @@ class IKSolver:
     #: opensim method: weight of the coordinate goals holding fixed coordinates near their default
     #: (they stay within 0.05 deg; weight 10 costs 1.5x the time, 100 nearly 2x)
     _HELD_COORDINATE_WEIGHT = 1.0
+    #: ``(M,)`` solves in a row each marker ended more than ``outlier_m`` off (None = none yet)
+    _outlier_run: np.ndarray | None = None
 
     def __init__(self, settings: IKSettings = IKSettings(), model_path: str | Path | None = None, model=None):
         osim = _osim()
@@ -216,7 +252,7 @@ class IKSolver:
         self._failures = 0  # frames in a row without an acceptable solution
         self._recent_rms: collections.deque[float] = collections.deque(maxlen=30)  # marker RMS of the last solves, m
         #: ``bounded`` frames (a speed bound held the solution), ``reacquired`` (a cold re-solve won)
-        self.counters = {"bounded": 0, "reacquired": 0}
+        self.counters = {"bounded": 0, "reacquired": 0, "unlocked": 0}
         self._posture_w = np.zeros(nq)  # (nq,) posture prior weight per state q (towards 0)
         self._posture_fade = np.zeros(nq)  # (nq,) information at which it has faded out, 0 = never
         self._pitch_w = 0.0  # weight of the anterior pelvis tilt prior
@@ -447,6 +483,7 @@ class IKSolver:
         if other._markers_prev is not None and other._markers_prev2 is not None:
             self._markers_prev2 = other._markers_prev2 + (self._markers_prev - other._markers_prev)
         self._gated_run[:] = other._gated_run
+        self._outlier_run = None if other._outlier_run is None else other._outlier_run.copy()
         self._gated = other._gated.copy()
         self._obs_prev, self._obs_prev2 = other._obs_prev, other._obs_prev2  # the gate's data history
         self._recent_rms.extend(other._recent_rms)
@@ -457,6 +494,7 @@ class IKSolver:
         self._markers_prev = self._markers_prev2 = None
         self._obs_prev = self._obs_prev2 = None
         self._gated_run[:] = 0
+        self._outlier_run = None
 
     def markers_from_points(self, points: np.ndarray, weights: np.ndarray | None = None,
                             extra: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -532,10 +570,19 @@ class IKSolver:
         if not cold:
             w = self._gate(x, w)
         q, P, rms = self._cold_solve(x, w) if cold else self._solve_from(self._q, x, w, False)
+        w_all = w
         outlier = (w > 0) & (np.linalg.norm(P - x, axis=-1) > self.settings.outlier_m)
-        if outlier.any() and n_used - int(outlier.sum()) >= self.settings.min_markers:
+        if n_used - int(outlier.sum()) < self.settings.min_markers:
+            outlier[:] = False
+        if outlier.any():
             w = np.where(outlier, 0.0, w)  # e.g. a left/right swap that survived triangulation
             q, P, rms = self._cold_solve(x, w) if cold else self._solve_from(self._q, x, w, False)
+        # solves in a row each marker was dropped (a frame without it leaves its count alone)
+        run = self._outlier_run if self._outlier_run is not None else np.zeros(len(w), dtype=np.int64)
+        run = self._outlier_run = np.where(outlier, run + 1, np.where(w_all > 0, 0, run))
+        lock = outlier & (run >= self.settings.max_gated_frames)
+        if not cold and lock.any():  # dropped again and again: is the pose what is wrong?
+            q, P, rms = self._unlock(x, w, (q, P, rms), lock, w_all)
         typical = float(np.median(self._recent_rms)) if self._recent_rms else math.inf
         stuck = self.bounded and rms > 2.0 * typical
         if not cold and (rms > self.settings.max_marker_rms_m or stuck):
@@ -573,6 +620,29 @@ class IKSolver:
         self.last_model_markers, self.last_observed_markers, self.last_time_s = P, x, float(time_s)
         err = np.linalg.norm(P - x, axis=-1)  # NaN where not observed
         return IKSolution(q[self._qidx].copy(), rms, err)
+
+    def _unlock(self, x: np.ndarray, w: np.ndarray, sol: tuple, lock: np.ndarray, w_lock: np.ndarray) -> tuple:
+        """A marker dropped as an outlier several frames in a row may be right and the pose
+        wrong: e.g. an elbow left at its bound after a glitch while the wrist moved on - dropping
+        the wrist every frame then locks the wrong pose in. The frame is solved again from the
+        current pose with the ``lock`` markers (weights ``w_lock``), free of the speed bounds;
+        if that pose fits them within ``outlier_m`` and fits the other markers as well (their
+        RMS within 10 %: a real outlier pulls the pose away from them), the frame moves towards
+        it within the speed bounds (no jump), and the next frames follow until the markers fit
+        and are used again. Returns ``sol`` or the glide."""
+        q, P, rms = sol
+        keep = (self.bounded, getattr(self, "bounded_q", None), self.iterations)
+        q2, P2, _ = self._solve_from(self._q, x, np.where(lock, w_lock, w), True)
+        use = (w > 0) & ~self._gated
+        rms_other = float(np.sqrt(np.mean(np.sum((P2[use] - x[use]) ** 2, axis=-1))))
+        fits = np.linalg.norm(P2[lock] - x[lock], axis=-1) <= self.settings.outlier_m
+        if fits.all() and rms_other <= 1.1 * rms:
+            glide = self._solve_from(q2, x, w, False, anchor=self._q)
+            if glide[2] <= 1.1 * rms:
+                self.counters["unlocked"] += 1
+                return glide
+        self.bounded, self.bounded_q, self.iterations = keep
+        return sol
 
     def _remember(self, x: np.ndarray) -> None:
         """Keep the observations of the last two solved frames for the gate's prediction; a
@@ -858,7 +928,15 @@ class IKSolver:
                 step = self._speed * self._dt
                 a = q if anchor is None else anchor
                 bounds = (np.maximum(self._lo, a - step), np.minimum(self._hi, a + step))
+            q_in = q
             q, P, self.iterations = self._gauss_newton(q, x, w, self._free, n, prior, bounds)
+            tilt = None if bounds is None else self._pelvis_tilt_bound(q, q_in if anchor is None else anchor)
+            if tilt is not None:  # the pelvis tilted too fast: held at the bound, the rest solved again
+                bounds = (bounds[0].copy(), bounds[1].copy())
+                bounds[0][self._pel_q] = bounds[1][self._pel_q] = np.clip(tilt, bounds[0][self._pel_q],
+                                                                          bounds[1][self._pel_q])
+                q, P, it = self._gauss_newton(q_in, x, w, self._free, n, prior, bounds)
+                self.iterations += it
             if bounds is not None:
                 at = (np.abs(q - bounds[0]) < 1e-9) & (bounds[0] > self._lo) \
                     | (np.abs(q - bounds[1]) < 1e-9) & (bounds[1] < self._hi)
@@ -868,6 +946,26 @@ class IKSolver:
         d2 = np.sum((P[use] - x[use]) ** 2, axis=-1)
         rms = float(np.sqrt(d2.mean())) if d2.size else math.nan
         return q, P, rms
+
+    def _pelvis_tilt_bound(self, q: np.ndarray, prev: np.ndarray) -> np.ndarray | None:
+        """The pelvis's (tilt, list, rotation) rotated from ``prev`` towards ``q`` no faster than
+        ``max_root_speed_rad_s`` about horizontal axes (the turn about the vertical is left as
+        it is), or None when ``q`` is within that. The coordinates alone cannot bound it:
+        ``pelvis_rotation`` turns the pelvis about its own long axis, which tilts with the body
+        (the demo subject leans 30 deg sideways on one leg: a 13 deg heading change from hip
+        keypoint noise tilted the pelvis forward by 7 deg in one frame)."""
+        if self._pel_q is None:
+            return None
+        R0, R1 = _pelvis_rotation(prev[self._pel_q]), _pelvis_rotation(q[self._pel_q])
+        th = _rotvec(R1 @ R0.T)  # in ground (y up)
+        h = math.hypot(th[0], th[2])
+        lim = self.settings.max_root_speed_rad_s * self._dt
+        if h <= lim * (1 + 1e-6):
+            return None
+        th[[0, 2]] *= lim / h
+        a = _zxy_angles(_rotmat(th) @ R0)
+        a[2] += 2 * np.pi * np.round((q[self._pel_q][2] - a[2]) / (2 * np.pi))  # the heading's turn count
+        return a
 
     # ------------------------------------------------------------------ OpenSim IK solver
     def _assemble(self, q: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:

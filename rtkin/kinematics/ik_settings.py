@@ -68,7 +68,10 @@ class IKSettings:
             solved frames) loses its weight (smoothly: half at that distance, 4 % at 1.5 times
             it): 0.074 m at 60 Hz, 0.116 m at 30 Hz. ``inf`` disables.
         max_gated_frames: a marker is gated at most this many frames in a row, then used again
-            (so a truly fast movement cannot lock it out).
+            (so a truly fast movement cannot lock it out); a marker dropped as an outlier
+            (``outlier_m``) this many solves in a row is tried again each frame: if the pose can
+            take it back without costing the other markers, the pose was wrong and moves
+            towards it (see ``IKSolver._unlock``).
         outlier_m: a used marker farther than this from the model after the solve (m) is dropped
             and the frame solved again without it (``inf`` disables).
         cold_accept_m: a cold start (first frame, or after a failure) tries initial arm poses in
@@ -97,6 +100,9 @@ class IKSettings:
             move: a warm-started frame's coordinates stay within these speeds of the previous
             frame's (the joints and the pelvis heading 1000 deg/s; the pelvis tilt and list
             250 deg/s; translations 5 m/s), so noise or a glitch cannot make the angles jump.
+            The pelvis also turns at most ``max_root_speed_rad_s`` about horizontal axes
+            whatever the coordinates (``pelvis_rotation`` turns about the pelvis's own long
+            axis, which leans with the body), at the joint speed about the vertical.
         jump_resolve_ratio: when a warm-started frame ends on one of those speed bounds (the data
             asks for a jump) with a marker RMS above twice the recent median, it is solved again
             cold from the initial poses; if that pose (a re-acquisition: the previous pose was
