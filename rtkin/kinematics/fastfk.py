@@ -33,7 +33,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["KinematicTree", "Unsupported", "TABLE_POINTS", "TABLE_MARGIN"]
+__all__ = ["KinematicTree", "Unsupported", "damped_step", "TABLE_POINTS", "TABLE_MARGIN"]
 
 TABLE_POINTS = 121  #: samples of a tabulated joint function (besides a spline's knots)
 TABLE_MARGIN = 1.0  #: the table spans the coordinate's range widened by this on each side (rad or m)
@@ -163,6 +163,7 @@ class KinematicTree:
         if missing:
             raise Unsupported(f"markers on {missing}, not bodies of the tree")
         self._all_columns = np.arange(self.nq, dtype=np.int64)
+        self._colmaps: dict[bytes, np.ndarray] = {}  # q index -> column, per column set
         self.marker_body = np.array([bodies[b] for b in marker_bodies], dtype=np.int64)  # (M,) body index
         self.stations = np.array(stations, dtype=np.float64).reshape(-1, 3)  # (M, 3) in the body frame, m
         self.body_names = tuple(bodies)
@@ -233,8 +234,12 @@ class KinematicTree:
         if columns is None:
             colmap, nc = self._all_columns, self.nq
         else:
-            colmap = np.full(self.nq, -1, dtype=np.int64)
-            colmap[columns] = np.arange(len(columns))
+            key = columns.tobytes()
+            colmap = self._colmaps.get(key)
+            if colmap is None:
+                colmap = np.full(self.nq, -1, dtype=np.int64)
+                colmap[columns] = np.arange(len(columns))
+                self._colmaps[key] = colmap
             nc = len(columns)
         P = np.empty((M, 3))
         J = np.empty((3 * M, nc))
@@ -386,3 +391,13 @@ def _evaluate(q, parent, X_PF, X_MB, axes, kind, qi, coef, table, t_n, t_x, t_f,
                     J[3 * m, k] += d * wx
                     J[3 * m + 1, k] += d * wy
                     J[3 * m + 2, k] += d * wz
+
+
+@njit(cache=True)
+def damped_step(A: np.ndarray, g: np.ndarray, mu: float, diag: np.ndarray) -> np.ndarray:
+    """Levenberg-Marquardt step ``-(A + mu diag(diag))^-1 g`` (``A`` (F, F), ``g``, ``diag``
+    (F,)); raises ``numpy.linalg.LinAlgError`` on a singular system."""
+    A_mu = A.copy()
+    for i in range(A.shape[0]):
+        A_mu[i, i] += mu * diag[i]
+    return -np.linalg.solve(A_mu, g)

@@ -78,7 +78,7 @@ import numpy as np
 from rtkin.core.frames import OSIM_FROM_WORLD
 from rtkin.core.messages import AngleFlag
 from rtkin.core.skeletons import Skeleton, get_skeleton
-from rtkin.kinematics.fastfk import KinematicTree, Unsupported
+from rtkin.kinematics.fastfk import KinematicTree, Unsupported, damped_step
 from rtkin.kinematics.ik_settings import METHODS, PELVIS_PITCH, IKSettings, ik_marker_weights
 from rtkin.kinematics.model import _dependencies, _osim, _Topology, model_path_for, template_model
 
@@ -256,6 +256,8 @@ class IKSolver:
         self._posture_w = np.zeros(nq)  # (nq,) posture prior weight per state q (towards 0)
         self._posture_fade = np.zeros(nq)  # (nq,) information at which it has faded out, 0 = never
         self._pitch_w = 0.0  # weight of the anterior pelvis tilt prior
+        self._pitch_pos: dict[bytes, np.ndarray] = {}  # positions of the pelvis angles per free set
+        self._posture_of: dict[bytes, tuple] = {}  # the posture prior's set-up per free set
         pel = ("pelvis_tilt", "pelvis_list", "pelvis_rotation")
         self._pel_q = (np.array([self._qidx[self.coordinate_names.index(n)] for n in pel])
                        if all(n in self.coordinate_names for n in pel) else None)
@@ -772,10 +774,8 @@ class IKSolver:
             diag = A[di, di] + 1e-9
             moved = False
             for _ in range(8):  # raise the damping until the cost decreases
-                A_mu = A.copy()
-                A_mu[di, di] += mu * diag
                 try:
-                    dq = -np.linalg.solve(A_mu, g)
+                    dq = damped_step(A, g, mu, diag)
                 except np.linalg.LinAlgError:
                     mu *= 10.0
                     continue
@@ -812,8 +812,14 @@ class IKSolver:
         ground z it is a lateral lean). Faded to nothing at 90 deg (a lying body)."""
         if self._pitch_w <= 0 or not self._posture_on or self._pel_q is None:
             return 0.0, _EMPTY_I, _EMPTY_F, 0.0, 0.0
-        pos = np.searchsorted(free, self._pel_q)
-        if not (pos < free.size).all() or not (free[np.minimum(pos, free.size - 1)] == self._pel_q).all():
+        key = free.tobytes()
+        pos = self._pitch_pos.get(key)
+        if pos is None:
+            pos = np.searchsorted(free, self._pel_q)
+            if not (pos < free.size).all() or not (free[np.minimum(pos, free.size - 1)] == self._pel_q).all():
+                pos = _EMPTY_I  # the pelvis is not solved here
+            self._pitch_pos[key] = pos
+        if not pos.size:
             return 0.0, _EMPTY_I, _EMPTY_F, 0.0, 0.0
         th, jp = _pelvis_pitch_grad(q[self._pel_q])
         w = self._pitch_w * max(0.0, 1.0 - (th / (0.5 * np.pi)) ** 2)
@@ -824,14 +830,21 @@ class IKSolver:
         the configured weight, faded by the information the markers give on the coordinate
         (``fade`` > 0), or (``fade`` = 0) by how far it is from neutral, to nothing at 90 deg:
         the prior knows an upright body, it must not pull a lying one."""
-        pw = self._posture_w[free] * np.where(self._posture_fade[free] > 0, 1.0,
-                                              np.clip(1.0 - (qf / (0.5 * np.pi)) ** 2, 0.0, 1.0))
-        fade = self._posture_fade[free]
-        fading = (pw > 0) & (fade > 0)
-        if fading.any():
-            info = np.einsum("ij,ij,i->j", Jf[:, fading], Jf[:, fading], ws)
-            pw = pw.copy()
-            pw[fading] *= np.clip(1.0 - info / fade[fading], 0.0, 1.0)
+        key = free.tobytes()
+        cached = self._posture_of.get(key)
+        if cached is None:  # what depends on the free set only
+            base, fade = self._posture_w[free], self._posture_fade[free]
+            held = np.flatnonzero((base > 0) & (fade == 0))  # faded by the pose
+            fading = np.flatnonzero((base > 0) & (fade > 0))  # faded by the information
+            cached = self._posture_of[key] = (base, held, fading, fade[fading])
+        base, held, fading, fade = cached
+        pw = base.copy()
+        if held.size:
+            pw[held] *= np.clip(1.0 - (qf[held] / (0.5 * np.pi)) ** 2, 0.0, 1.0)
+        if fading.size:
+            Jfad = Jf[:, fading]
+            info = np.einsum("ij,ij,i->j", Jfad, Jfad, ws)
+            pw[fading] *= np.clip(1.0 - info / fade, 0.0, 1.0)
         return pw
 
     #: Arm poses tried from a cold start, (arm_flex, arm_add, elbow_flex) rad per side: down,
