@@ -10,6 +10,9 @@ fed to IKStage, as the IK process would run it. For each solver configuration it
 - clean: the bare solve on the clean keypoints (the truth markers), warm-started;
 - RMSE against the truth coordinates for the coordinates with accuracy targets (deg).
 
+First, the forward kinematics with their Jacobian per evaluation: compiled
+(:mod:`rtkin.kinematics.fastfk`) against OpenSim's bindings, same poses, same process.
+
 Configurations: the default Gauss-Newton solver, and OpenSim's InverseKinematicsSolver (one-row
 TimeSeriesTableVec3 + MarkersReference + solver rebuilt per frame, assemble() warm-started) at
 accuracy 1e-3 and 1e-5.
@@ -29,6 +32,7 @@ Usage: python benchmarks/bench_ik.py [--seconds 12] [--skip-opensim] [--e2e] [--
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
@@ -157,6 +161,34 @@ def _e2e_people(seconds: float, people: int = 4, fps: float = 30.0) -> None:
               f"shed (behind) {shed}  dropped {dropped}")
 
 
+def bench_fk() -> None:
+    """The compiled forward kinematics against OpenSim's bindings, same poses, same process."""
+    from rtkin.kinematics.augment import augmented_ik_settings
+
+    print("forward kinematics + Jacobian per evaluation, us (min of 5 x 500, CPU time):")
+    for label, settings in (("keypoints (HALPE_26)", IKSettings()),
+                            ("keypoints + augmented", augmented_ik_settings(IKSettings()))):
+        s = IKSolver(settings)
+        if s.tree is None:
+            print(f"  {label}: the compiled kinematics are not in use (fallback)")
+            continue
+        rng = np.random.default_rng(0)
+        q = np.clip(s._q_default + rng.uniform(-0.3, 0.3, s._q_default.size), s._lo, s._hi)
+
+        def per_call(f) -> float:
+            best = math.inf
+            for _ in range(5):
+                t = time.process_time()
+                for _ in range(500):
+                    f(q)
+                best = min(best, (time.process_time() - t) / 500 * 1e6)
+            return best
+
+        fast, slow = per_call(lambda v: s._fk(v, s._free)), per_call(s._fk_opensim)
+        print(f"  {label:<24} {len(s.marker_names):3d} markers: compiled {fast:6.1f}   OpenSim bindings "
+              f"{slow:6.1f}   ({slow / fast:.0f}x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=12.0, help="length of the virtual session, s")
@@ -171,6 +203,7 @@ def main() -> None:
         _e2e_people(args.seconds)
         if args.e2e_only:
             return
+    bench_fk()
     truth, sks, frames = _stream(args.seconds)
     IKSolver()  # load the model once (template), as a running IK process would have
     print(f"{len(sks)} Skeleton3D frames at {FPS:g} Hz, 1 person; times in ms per person-frame")
