@@ -33,7 +33,7 @@ from rtkin.kinematics.ik import IKSettings
 from rtkin.kinematics.ik_stage import IKStage
 from rtkin.kinematics.model import apply_scale, model_path_for, template_model
 from rtkin.kinematics.progressive import (PARAMETERS, ProgressiveScaler, ProgressiveScalingSettings, ScaleEstimate,
-                                          length_jacobian, stature_factor, to_body_factors)
+                                          length_jacobian, stature_factor, stature_jacobian, to_body_factors)
 
 __all__ = ["LiveKinematicsSettings", "LiveKinematics", "scaling_state"]
 
@@ -166,6 +166,7 @@ class LiveKinematics:
         self._height_factors: dict[str, float] | None = None
         if settings.scaling:  # the heavy set-up now, not at the first frame
             length_jacobian(self.generic, self.ik.skeleton)
+            stature_jacobian(self.generic)  # ~0.5 s: at the first frame, it shed 30 frames
             if settings.height_m:
                 k = stature_factor(settings.height_m, self.generic)
                 self._height_factors = to_body_factors({p: k for p in PARAMETERS})
