@@ -371,18 +371,37 @@ def camera_reprojection(rig, frames: Mapping[str, Sequence[tuple[int, np.ndarray
         i = np.where(np.abs(times[prev] - slot_ns) < np.abs(times[i] - slot_ns), prev, i)
         near = np.abs(times[i] - slot_ns) <= period / 2
         uv = cam.project(np.where(ok3[..., None], pts, 0.0).reshape(-1, 3)).reshape(S, -1, 2)  # (S, K, 2)
-        for s in np.flatnonzero(near & (ok3.sum(1) >= 3)):
-            kp = fr[int(i[s])][1]
-            if kp.shape[0] == 0:
-                continue
-            d = np.linalg.norm(kp[..., :2] - uv[s][None], axis=-1)  # (P, K)
-            good = (kp[..., 2] >= min_score) & ok3[s][None]
-            med = np.array([np.median(d[p][good[p]]) if good[p].sum() >= 3 else np.inf for p in range(kp.shape[0])])
-            best = int(np.argmin(med))
-            if np.isfinite(med[best]) and med[best] <= match_px:
-                err[s, c] = med[best]
-                used[s, c] = True
+        todo = np.flatnonzero(near & (ok3.sum(1) >= 3))
+        for lo in range(0, todo.size, 2048):  # blocks of slots, vectorised (bounded memory)
+            rows = todo[lo:lo + 2048]
+            e, hit = _nearest_detection(uv[rows], ok3[rows], [fr[int(i[s])][1] for s in rows], min_score, match_px)
+            err[rows[hit], c] = e[hit]
+            used[rows[hit], c] = True
     return err, used
+
+
+def _nearest_detection(uv: np.ndarray, ok3: np.ndarray, kps: list, min_score: float, match_px: float):
+    """Per slot, the median px distance of the detection closest to the projected subject
+    (``uv`` (R, K, 2), ``ok3`` (R, K) point known, ``kps`` R arrays (P, K, 3)): (R,) error and
+    (R,) bool match (median under ``match_px`` over at least 3 keypoints seen with ``min_score``)."""
+    import warnings
+
+    R, K = ok3.shape
+    P = max((kp.shape[0] for kp in kps), default=0)
+    if P == 0:
+        return np.full(R, np.nan), np.zeros(R, dtype=bool)
+    det = np.zeros((R, P, K, 3), dtype=np.float32)  # padded with score 0: never compared
+    for n, kp in enumerate(kps):
+        det[n, : kp.shape[0]] = kp
+    d = np.linalg.norm(det[..., :2] - uv[:, None], axis=-1)  # (R, P, K)
+    good = (det[..., 2] >= min_score) & ok3[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: replaced just below
+        med = np.nanmedian(np.where(good, d, np.nan), axis=-1)  # (R, P)
+    med[(np.isnan(d) & good).any(-1)] = np.nan  # as np.median of the compared distances says
+    med[good.sum(-1) < 3] = np.inf
+    best = med[np.arange(R), np.argmin(med, axis=1)]
+    return best, np.isfinite(best) & (best <= match_px)
 
 
 def scale_factors_from_osim(scaled: str | os.PathLike, generic: str | os.PathLike | None = None) -> dict[str, float]:

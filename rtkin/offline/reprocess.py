@@ -125,7 +125,8 @@ class PersonResult:
 
 @dataclass
 class ReprocessResult:
-    """What a reprocess did: people, files, counters and timings (s per step)."""
+    """What a reprocess did: people, files, counters and timings (s per step: ``timings`` wall
+    clock, ``cpu_timings`` this process's CPU time, same keys)."""
 
     recording: Path
     out_dir: Path
@@ -136,6 +137,7 @@ class ReprocessResult:
     files: list[Path] = field(default_factory=list)
     counters: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    cpu_timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -194,6 +196,22 @@ def output_files(name: str, person_ids, settings: ReprocessSettings = ReprocessS
 # ============================================================================ steps
 
 
+class _Timings:
+    """Seconds per step, wall clock and this process's CPU time, summed over calls (people)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @staticmethod
+    def now() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def add(self, key: str, since: tuple[float, float]) -> None:
+        self.wall[key] = self.wall.get(key, 0.0) + time.perf_counter() - since[0]
+        self.cpu[key] = self.cpu.get(key, 0.0) + time.process_time() - since[1]
+
+
 @dataclass
 class _Session:
     """Step 1's outputs: per slot Skeleton3D (raw points), the 2D inputs, and the slot grid."""
@@ -207,6 +225,7 @@ class _Session:
     complete: bool
     malformed: int
     pipeline_s: float = 0.0  # of which in the live stages (the rest: reading and decoding)
+    pipeline_cpu_s: float = 0.0  # the same in CPU time
 
 
 def _reconstruct(reader: RecordingReader, rig, cfg, progress: Progress | None) -> _Session:
@@ -215,7 +234,7 @@ def _reconstruct(reader: RecordingReader, rig, cfg, progress: Progress | None) -
     pipe = Pipeline(rig, cfg.rig.skeleton, cfg.sync, recon, clock_ns=None)
     sks: list[Skeleton3D] = []
     frames: dict[str, list] = {c: [] for c in rig.names}
-    n, t_pipe = 0, 0.0
+    n, t_pipe, c_pipe = 0, 0.0, 0.0
     for rec in reader:
         if rec.kind != INPUT or not isinstance(rec.message, KeypointFrame):
             continue
@@ -223,12 +242,13 @@ def _reconstruct(reader: RecordingReader, rig, cfg, progress: Progress | None) -
         n += 1
         if m.camera in frames:
             frames[m.camera].append((m.capture_ns, m.keypoints))
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             sks += pipe.push(m, rec.recv_ns)
         except ValueError as e:  # a frame of another rig / skeleton: the recording is inconsistent
             raise ReprocessError(f"{reader.path}: input {n}: {e}") from e
         t_pipe += time.perf_counter() - t
+        c_pipe += time.process_time() - c
         if progress is not None and n % 500 == 0:
             progress("reconstruct", n, 0)
     sks += pipe.flush()  # offline, even a killed run's pending slots hold complete data
@@ -243,7 +263,7 @@ def _reconstruct(reader: RecordingReader, rig, cfg, progress: Progress | None) -
     slots = np.round((np.array([s.time_ns for s in sks], dtype=np.int64) - t0) / period).astype(np.int64)
     for fr in frames.values():
         fr.sort(key=lambda x: x[0])
-    return _Session(sks, slots, t0, frames, n, reader.truncated, reader.complete, reader.n_malformed, t_pipe)
+    return _Session(sks, slots, t0, frames, n, reader.truncated, reader.complete, reader.n_malformed, t_pipe, c_pipe)
 
 
 def _person_arrays(sess: _Session, track: Track, K: int) -> dict[str, np.ndarray]:
@@ -433,8 +453,8 @@ def reprocess(recording: str | Path, out_dir: str | Path | None = None, override
     from rtkin.io.recording import RecordingError
     from rtkin.offline.replay import recording_config
 
-    timings: dict[str, float] = {}
-    t_all = time.perf_counter()
+    timings = _Timings()
+    t_all = timings.now()
     rec = Path(recording)
     if not rec.is_file():
         raise ReprocessError(f"recording not found: {rec}")
@@ -456,14 +476,14 @@ def reprocess(recording: str | Path, out_dir: str | Path | None = None, override
             raise ReprocessError(f"reprocess.augment: the {cfg.rig.skeleton} keypoints give the marker augmenter "
                                  "none of its inputs")
 
-    t = time.perf_counter()
+    t = timings.now()
     sess = _reconstruct(reader, rig, cfg, progress)
-    timings["reconstruct"] = time.perf_counter() - t
-    timings["of which live stages"] = sess.pipeline_s
+    timings.add("reconstruct", t)
+    timings.wall["of which live stages"], timings.cpu["of which live stages"] = sess.pipeline_s, sess.pipeline_cpu_s
     S = int(sess.slots[-1]) + 1
     slot_ns = sess.t0_ns + np.round(np.arange(S) * 1e9 / fps).astype(np.int64)
 
-    t = time.perf_counter()
+    t = timings.now()
     obs: dict[int, dict[int, int]] = {}
     for sk, slot in zip(sess.sks, sess.slots):
         for row, pid in enumerate(sk.person_ids):
@@ -472,7 +492,7 @@ def reprocess(recording: str | Path, out_dir: str | Path | None = None, override
     people, track_counts = repair_tracks(obs, lambda s, r: sess.sks[by_slot[s]].points[r], fps, st.tracks)
     if st.max_people:
         people = people[: st.max_people]
-    timings["tracks"] = time.perf_counter() - t
+    timings.add("tracks", t)
     res = ReprocessResult(rec, out, name, fps, S / fps)
     res.counters = {"inputs": sess.inputs, "slots": S, "skeleton3d": len(sess.sks), **track_counts,
                     "people": len(people), "truncated": sess.truncated, "complete": sess.complete,
@@ -495,36 +515,36 @@ def reprocess(recording: str | Path, out_dir: str | Path | None = None, override
         if subject_pts is None:
             subject_pts = (pr.first_slot, rep.points)
     if st.report:
-        t = time.perf_counter()
+        t = timings.now()
         if progress is not None:
             progress("report", 0, 1)
         res.files.append(_report(res, reports, sess, rig, cfg, st, slot_ns, subject_pts, out, name))
-        timings["report"] = time.perf_counter() - t
+        timings.add("report", t)
         if progress is not None:
             progress("report", 1, 1)
-    timings["total"] = time.perf_counter() - t_all
-    res.timings = timings
+    timings.add("total", t_all)
+    res.timings, res.cpu_timings = timings.wall, timings.cpu
     for w in res.warnings:
         say(f"rtkin: warning: {w}")
     return res
 
 
 def _person(track: Track, sess: _Session, cfg, st: ReprocessSettings, skel, slot_ns, out: Path, name: str,
-            fps: float, progress, timings: dict, warnings: list):
+            fps: float, progress, timings: "_Timings", warnings: list):
     from rtkin.io.c3d import write_c3d
     from rtkin.io.mot import rotational_mask, write_mot
     from rtkin.io.report import PersonReport
     from rtkin.io.trc import write_trc
 
     pid = track.id
-    t = time.perf_counter()
+    t = timings.now()
     arr = _person_arrays(sess, track, skel.n_keypoints)
     first = arr["first"]
     T = arr["points"].shape[0]
     w = point_weights(arr["scores"], arr["n_views"], arr["reproj"], arr["points"], st.smoothing)
     X = smooth(arr["points"], w, fps, st.smoothing)
     aug = _augment(X, cfg, fps) if st.augment else None
-    timings["smoothing"] = timings.get("smoothing", 0.0) + time.perf_counter() - t
+    timings.add("smoothing", t)
     if progress is not None:
         progress(f"smoothing person {pid}", 1, 1)
     my_ns = slot_ns[first:first + T]
@@ -532,7 +552,7 @@ def _person(track: Track, sess: _Session, cfg, st: ReprocessSettings, skel, slot
     pr = PersonResult(pid, first, first + T - 1, int(arr["present"].sum()), 0, live_ids=sorted(track.sources))
     model_path = None
     if st.scaling:
-        t = time.perf_counter()
+        t = timings.now()
         if progress is not None:
             progress(f"scaling person {pid}", 0, 1)
         best = _best_frames(w, X, st.scaling_frames, cfg.rig.skeleton)
@@ -543,13 +563,13 @@ def _person(track: Track, sess: _Session, cfg, st: ReprocessSettings, skel, slot
             pr.files.append(model_path)
         except (ValueError, RuntimeError) as e:
             warnings.append(f"person {pid}: scaling failed ({e}); generic model used")
-        timings["scaling"] = timings.get("scaling", 0.0) + time.perf_counter() - t
+        timings.add("scaling", t)
         if progress is not None:
             progress(f"scaling person {pid}", 1, 1)
-    t = time.perf_counter()
+    t = timings.now()
     ik = _ik(cfg, st, model_path, pid, arr, X, my_ns, progress, aug)
-    timings["ik"] = timings.get("ik", 0.0) + time.perf_counter() - t
-    t = time.perf_counter()
+    timings.add("ik", t)
+    t = timings.now()
     rows = np.isfinite(X).all(-1).any(-1)
     if st.trc and rows.any():
         pts, names = X, skel.keypoints
@@ -574,7 +594,7 @@ def _person(track: Track, sess: _Session, cfg, st: ReprocessSettings, skel, slot
             pr.files.append(write_mot(out / f"{name}_person{pid}.mot", time_s[ok], coords, values[ok],
                                       rotational_mask(coords)))
         rep.time_s, rep.names, rep.values, rep.quality = time_s[ok], tuple(coords), values[ok], quality[ok]
-    timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t
+    timings.add("write", t)
     return pr, rep
 
 

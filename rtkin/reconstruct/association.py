@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from numba import njit
 
-from rtkin.core.calibration import Rig, project_point, stacked_pinholes
+from rtkin.core.calibration import UNDISTORT_ITERATIONS, Rig, _undistort_kernel, project_point, stacked_pinholes
 
 __all__ = ["AssociationSettings", "Associator", "pairwise_epipolar_distance"]
 
@@ -64,27 +64,68 @@ def _epipolar_kernel(F, ua, wa, ub, wb, min_common, out):  # pragma: no cover - 
     buf = np.empty(K)
     la = np.empty((K, 3))
     for i in range(ua.shape[0]):
-        for k in range(K):  # epipolar lines in b of a's points: F @ x_a
-            for r in range(3):
-                la[k, r] = F[r, 0] * ua[i, k, 0] + F[r, 1] * ua[i, k, 1] + F[r, 2]
+        _lines(F, ua[i], la)
         for j in range(ub.shape[0]):
-            n = 0
-            for k in range(K):
-                if wa[i, k] <= 0.0 or wb[j, k] <= 0.0:
-                    continue
-                xb, yb = ub[j, k, 0], ub[j, k, 1]
-                # line in a of b's point: F^T @ x_b
-                l0 = F[0, 0] * xb + F[1, 0] * yb + F[2, 0]
-                l1 = F[0, 1] * xb + F[1, 1] * yb + F[2, 1]
-                l2 = F[0, 2] * xb + F[1, 2] * yb + F[2, 2]
-                d_a = abs(l0 * ua[i, k, 0] + l1 * ua[i, k, 1] + l2) / (np.sqrt(l0 * l0 + l1 * l1) + 1e-12)
-                d_b = abs(la[k, 0] * xb + la[k, 1] * yb + la[k, 2]) / (np.sqrt(la[k, 0] ** 2 + la[k, 1] ** 2) + 1e-12)
-                buf[n] = 0.5 * (d_a + d_b)
-                n += 1
-            if n < min_common or n == 0:
-                out[i, j] = np.inf
-            else:
-                out[i, j] = np.median(buf[:n])
+            out[i, j] = _pair_distance(F, ua[i], wa[i], la, ub[j], wb[j], min_common, buf)
+
+
+@njit(cache=True)
+def _lines(F, ua, la):  # pragma: no cover - compiled
+    """la (K, 3): epipolar lines in view b of view a's points ua (K, 2): F @ x_a."""
+    for k in range(ua.shape[0]):
+        for r in range(3):
+            la[k, r] = F[r, 0] * ua[k, 0] + F[r, 1] * ua[k, 1] + F[r, 2]
+
+
+@njit(cache=True)
+def _pair_distance(F, ua, wa, la, ub, wb, min_common, buf):  # pragma: no cover - compiled
+    """Median symmetric epipolar distance between one detection of view a (ua (K, 2), weights
+    wa (K,), its lines la (K, 3) from :func:`_lines`) and one of view b (ub, wb), px; inf when
+    fewer than ``min_common`` keypoints are seen in both. buf (K,) scratch."""
+    n = 0
+    for k in range(ua.shape[0]):
+        if wa[k] <= 0.0 or wb[k] <= 0.0:
+            continue
+        xb, yb = ub[k, 0], ub[k, 1]
+        # line in a of b's point: F^T @ x_b
+        l0 = F[0, 0] * xb + F[1, 0] * yb + F[2, 0]
+        l1 = F[0, 1] * xb + F[1, 1] * yb + F[2, 1]
+        l2 = F[0, 2] * xb + F[1, 2] * yb + F[2, 2]
+        d_a = abs(l0 * ua[k, 0] + l1 * ua[k, 1] + l2) / (np.sqrt(l0 * l0 + l1 * l1) + 1e-12)
+        d_b = abs(la[k, 0] * xb + la[k, 1] * yb + la[k, 2]) / (np.sqrt(la[k, 0] ** 2 + la[k, 1] ** 2) + 1e-12)
+        buf[n] = 0.5 * (d_a + d_b)
+        n += 1
+    if n < min_common or n == 0:
+        return np.inf
+    return np.median(buf[:n])
+
+
+@njit(cache=True)
+def _all_pairs_kernel(dets, cam_of, Ks, dists, F, min_score, min_common, n_iter, und, w, out):  # pragma: no cover
+    """Every view's detections at once: dets (R, K, 3) distorted px + score, cam_of (R,) camera
+    of each row (rows grouped by camera, rig order), Ks (C, 3, 3), dists (C, 5), F (C, C, 3, 3).
+    Writes und (R, K, 2) undistorted px, w (R, K) weights (score, 0 below ``min_score``) and
+    out (R, R) the median symmetric epipolar distance of rows r < s of different cameras (inf
+    elsewhere)."""
+    R, K = dets.shape[0], dets.shape[1]
+    uv = np.empty((K, 2))
+    for r in range(R):
+        c = cam_of[r]
+        for k in range(K):
+            uv[k, 0], uv[k, 1] = dets[r, k, 0], dets[r, k, 1]
+            sc = dets[r, k, 2]
+            w[r, k] = sc if sc >= min_score else 0.0
+        _undistort_kernel(uv, Ks[c], dists[c], n_iter, und[r])
+    out[:] = np.inf
+    buf = np.empty(K)
+    la = np.empty((K, 3))
+    for r in range(R):
+        a = cam_of[r]
+        for b in range(a + 1, F.shape[0]):
+            _lines(F[a, b], und[r], la)
+            for s in range(r + 1, R):
+                if cam_of[s] == b:
+                    out[r, s] = _pair_distance(F[a, b], und[r], w[r], la, und[s], w[s], min_common, buf)
 
 
 def pairwise_epipolar_distance(F: np.ndarray, ua: np.ndarray, wa: np.ndarray, ub: np.ndarray, wb: np.ndarray,
@@ -129,43 +170,34 @@ class Associator:
         C = len(self.rig)
         if len(views) != C:
             raise ValueError(f"expected {C} views (rig order), got {len(views)}")
-        und, wts = self._prepare(views)
-        pairs = self._pairs(und, wts)
-        groups = self._group(pairs, [0 if u is None else len(u) for u in und])
+        pairs = self._pairs(views)
+        groups = self._group(pairs)
         if self.settings.mode == "multi":
             return [g for g, _ in groups if len(g) >= 2]
         return self._pick_subject(groups, views, prior)
 
     # ------------------------------------------------------------------ steps
-    def _prepare(self, views):
+    def _pairs(self, views) -> list[tuple[float, int, int, int, int]]:
+        """All (distance, view a, det i, view b, det j) under the threshold, best first: every
+        view's detections undistorted and compared pairwise in one kernel call."""
         s = self.settings
-        und, wts = [], []
-        for c, v in enumerate(views):
-            if v is None or len(v) == 0:
-                und.append(None)
-                wts.append(None)
-                continue
-            v = np.asarray(v, dtype=np.float64)
-            und.append(self.rig[c].undistort(v[..., :2]))
-            wts.append(np.where(v[..., 2] >= s.min_score, v[..., 2], 0.0))
-        return und, wts
-
-    def _pairs(self, und, wts) -> list[tuple[float, int, int, int, int]]:
-        """All (distance, view a, det i, view b, det j) under the threshold, best first."""
-        s = self.settings
-        out = []
-        C = len(und)
-        for a in range(C):
-            for b in range(a + 1, C):
-                if und[a] is None or und[b] is None:
-                    continue
-                d = pairwise_epipolar_distance(self._F[a, b], und[a], wts[a], und[b], wts[b], s.min_common_keypoints)
-                for i, j in zip(*np.nonzero(d < s.max_epipolar_px)):
-                    out.append((float(d[i, j]), a, int(i), b, int(j)))
+        present = [(c, v) for c, v in enumerate(views) if v is not None and len(v)]
+        if len(present) < 2:
+            return []
+        dets = np.ascontiguousarray(np.concatenate([v for _, v in present]), dtype=np.float64)  # (R, K, 3)
+        cam_of = np.concatenate([np.full(len(v), c, np.int64) for c, v in present])
+        det_of = np.concatenate([np.arange(len(v)) for _, v in present]).tolist()
+        R, K = dets.shape[:2]
+        und, w, d = np.empty((R, K, 2)), np.empty((R, K)), np.empty((R, R))
+        _all_pairs_kernel(dets, cam_of, self._cams[2], self._cams[3], self._F, float(s.min_score),
+                          int(s.min_common_keypoints), UNDISTORT_ITERATIONS, und, w, d)
+        cams = cam_of.tolist()
+        out = [(float(d[r, q]), cams[r], det_of[r], cams[q], det_of[q])
+               for r, q in zip(*np.nonzero(d < s.max_epipolar_px))]
         out.sort()
         return out
 
-    def _group(self, pairs, counts) -> list[tuple[dict[int, int], float]]:
+    def _group(self, pairs) -> list[tuple[dict[int, int], float]]:
         """Greedy merging of pairs into groups; returns (group, mean pair distance), best first."""
         dist = {}
         for d, a, i, b, j in pairs:
@@ -186,7 +218,7 @@ class Associator:
             if ga == gb or set(groups[ga]) & set(groups[gb]):
                 continue  # already together, or would put two detections of one view together
             cross = [dist.get((va, ia, vb, ib), np.inf) for va, ia in groups[ga].items() for vb, ib in groups[gb].items()]
-            if np.mean(cross) < self.settings.max_epipolar_px and max(cross) < 2 * self.settings.max_epipolar_px:
+            if _mean(cross) < self.settings.max_epipolar_px and max(cross) < 2 * self.settings.max_epipolar_px:
                 for v, k in groups[gb].items():
                     owner[(v, k)] = ga
                 groups[ga].update(groups.pop(gb))
@@ -195,7 +227,7 @@ class Associator:
             items = list(g.items())
             ds = [dist[(va, ia, vb, ib)] for n, (va, ia) in enumerate(items) for vb, ib in items[n + 1:]
                   if (va, ia, vb, ib) in dist]
-            scored.append((g, float(np.mean(ds)) if ds else np.inf))
+            scored.append((g, _mean(ds) if ds else np.inf))
         scored.sort(key=lambda t: (-len(t[0]), t[1]))
         return scored
 
@@ -220,6 +252,12 @@ class Associator:
                       np.array([c for _, c, _ in rows], np.int64), np.array([n for n, _, _ in rows], np.int64),
                       float(self.settings.min_score), out)
         return out
+
+
+def _mean(values: list[float]) -> float:
+    """``float(np.mean(values))``, bit for bit, without numpy's call overhead for short lists
+    (numpy adds fewer than 8 values in order, as ``sum`` does)."""
+    return sum(values) / len(values) if len(values) < 8 else float(np.mean(values))
 
 
 @njit(cache=True)

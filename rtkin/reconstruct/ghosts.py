@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from numba import njit
 
 __all__ = ["duplicate_pairs", "suppress_duplicate_detections"]
 
@@ -30,33 +31,57 @@ def duplicate_pairs(dets: np.ndarray, fraction: float = 0.06, min_score: float =
         min_score: keypoints below this score are not compared.
         min_common: keypoints both must see for a comparison.
     """
+    dets = np.asarray(dets)
     P = dets.shape[0]
     if P < 2:
         return []
-    seen = dets[..., 2] >= min_score  # (P, K)
+    out = np.empty((P, 2), np.int64)
+    n = _duplicates_kernel(np.ascontiguousarray(dets, dtype=np.float64), float(fraction), float(min_score),
+                           int(min_common), out)
+    return [(int(a), int(b)) for a, b in out[:n]]
+
+
+@njit(cache=True)
+def _duplicates_kernel(dets, fraction, min_score, min_common, out):  # pragma: no cover - compiled
+    """Writes (kept, dropped) rows to ``out`` (P, 2); returns how many. dets (P, K, 3) float64."""
+    P, K = dets.shape[0], dets.shape[1]
     size = np.zeros(P)
-    for p in range(P):
-        xy = dets[p, seen[p], :2]
-        if len(xy) >= 2:
-            size[p] = float(np.linalg.norm(xy.max(0) - xy.min(0)))
-    total = np.where(seen, dets[..., 2], 0.0).sum(1)
-    order = np.argsort(-total, kind="stable")  # best first: a duplicate of a kept one is dropped
-    dropped: set[int] = set()
-    out = []
-    for a_i, a in enumerate(order):
-        if a in dropped:
+    total = np.zeros(P)
+    for p in range(P):  # size: diagonal of the seen keypoints' bounding box; total: their scores
+        n, x0, x1, y0, y1 = 0, np.inf, -np.inf, np.inf, -np.inf
+        for k in range(K):
+            s = dets[p, k, 2]
+            if s >= min_score:
+                total[p] += s
+                n += 1
+                x0, x1 = min(x0, dets[p, k, 0]), max(x1, dets[p, k, 0])
+                y0, y1 = min(y0, dets[p, k, 1]), max(y1, dets[p, k, 1])
+        if n >= 2:
+            size[p] = np.sqrt((x1 - x0) ** 2 + (y1 - y0) ** 2)
+    order = np.argsort(-total, kind="mergesort")  # best first (stable): a duplicate of a kept one is dropped
+    dropped = np.zeros(P, np.bool_)
+    buf = np.empty(K)
+    n_out = 0
+    for ai in range(P):
+        a = order[ai]
+        if dropped[a]:
             continue
-        for b in order[a_i + 1:]:
-            if b in dropped:
+        for bi in range(ai + 1, P):
+            b = order[bi]
+            if dropped[b]:
                 continue
-            common = seen[a] & seen[b]
-            if common.sum() < min_common:
+            n = 0
+            for k in range(K):
+                if dets[a, k, 2] >= min_score and dets[b, k, 2] >= min_score:
+                    buf[n] = np.sqrt((dets[a, k, 0] - dets[b, k, 0]) ** 2 + (dets[a, k, 1] - dets[b, k, 1]) ** 2)
+                    n += 1
+            if n < min_common or n == 0:
                 continue
-            d = np.median(np.linalg.norm(dets[a, common, :2] - dets[b, common, :2], axis=-1))
-            if d <= fraction * max(size[a], size[b]):
-                dropped.add(int(b))
-                out.append((int(a), int(b)))
-    return out
+            if np.median(buf[:n]) <= fraction * max(size[a], size[b]):
+                dropped[b] = True
+                out[n_out, 0], out[n_out, 1] = a, b
+                n_out += 1
+    return n_out
 
 
 def suppress_duplicate_detections(views: Sequence[np.ndarray | None], fraction: float = 0.06,

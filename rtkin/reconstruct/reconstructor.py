@@ -18,7 +18,7 @@ from rtkin.reconstruct.ghosts import suppress_duplicate_detections
 from rtkin.reconstruct.health import CameraHealth, HealthSettings
 from rtkin.core.messages import FrameSet, Skeleton3D
 from rtkin.core.skeletons import get_skeleton
-from rtkin.reconstruct.tracking import Tracker, TrackingSettings
+from rtkin.reconstruct.tracking import Tracker, TrackingSettings, mean_distances
 from rtkin.reconstruct.triangulation import TriangulationSettings, Triangulator
 
 __all__ = ["Reconstructor", "ReconstructionSettings"]
@@ -146,15 +146,10 @@ def _drop_duplicates(points: np.ndarray, n_views: np.ndarray, min_dist_m: float)
         return points
     order = np.argsort(-n_views.sum(-1), kind="stable")
     out = points.copy()
+    d = mean_distances(points, points)  # (G, G); inf where fewer than 3 keypoints in common
     kept: list[int] = []
     for g in order:
-        dup = False
-        for h in kept:
-            ok = np.isfinite(out[g]).all(-1) & np.isfinite(out[h]).all(-1)
-            if ok.sum() >= 3 and np.linalg.norm(out[g][ok] - out[h][ok], axis=-1).mean() < min_dist_m:
-                dup = True
-                break
-        if dup:
+        if any(d[g, h] < min_dist_m for h in kept):
             out[g] = np.nan
         else:
             kept.append(g)

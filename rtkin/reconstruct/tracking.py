@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from scipy.optimize import linear_sum_assignment
 
 __all__ = ["TrackingSettings", "Tracker"]
@@ -68,10 +69,30 @@ class _Track:
 
 def _mean_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Mean distance over keypoints finite in both (K, 3) arrays, m; inf if fewer than 3."""
-    ok = np.isfinite(a).all(-1) & np.isfinite(b).all(-1)
-    if ok.sum() < 3:
-        return np.inf
-    return float(np.linalg.norm(a[ok] - b[ok], axis=-1).mean())
+    return float(mean_distances(a[None], b[None])[0, 0])
+
+
+def mean_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(A, B) mean distance between the poses a (A, K, 3) and b (B, K, 3) over the keypoints
+    finite in both, m; inf where fewer than 3 are."""
+    out = np.empty((a.shape[0], b.shape[0]))
+    _mean_distances_kernel(np.ascontiguousarray(a, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64), out)
+    return out
+
+
+@njit(cache=True)
+def _mean_distances_kernel(a, b, out):  # pragma: no cover - compiled
+    K = a.shape[1]
+    for i in range(a.shape[0]):
+        for j in range(b.shape[0]):
+            n, total = 0, 0.0
+            for k in range(K):
+                dx, dy, dz = a[i, k, 0] - b[j, k, 0], a[i, k, 1] - b[j, k, 1], a[i, k, 2] - b[j, k, 2]
+                if np.isfinite(a[i, k, 0]) and np.isfinite(a[i, k, 1]) and np.isfinite(a[i, k, 2]) and \
+                        np.isfinite(b[j, k, 0]) and np.isfinite(b[j, k, 1]) and np.isfinite(b[j, k, 2]):
+                    total += np.sqrt(dx * dx + dy * dy + dz * dz)
+                    n += 1
+            out[i, j] = total / n if n >= 3 else np.inf
 
 
 class Tracker:
@@ -116,7 +137,7 @@ class Tracker:
         valid = [i for i in range(n) if np.isfinite(points[i]).all(-1).sum() >= st.min_keypoints]
         matched: dict[int, int] = {}  # track index -> candidate
         if valid and self._tracks:
-            cost = np.array([[_mean_distance(points[i], t.points) for t in self._tracks] for i in valid])
+            cost = mean_distances(points[valid], np.stack([t.points for t in self._tracks]))
             cost = cost + np.array([0.0 if t.confirmed else 1e-3 for t in self._tracks])[None, :]  # ties: confirmed
             gate = np.array([st.max_jump_m * min(2.0 ** t.unseen, 4.0) for t in self._tracks])
             rows, cols = linear_sum_assignment(np.where(cost < gate[None, :], cost, 1e6))
