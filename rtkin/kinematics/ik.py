@@ -634,10 +634,17 @@ class IKSolver:
         and are used again. Returns ``sol`` or the glide."""
         q, P, rms = sol
         keep = (self.bounded, getattr(self, "bounded_q", None), self.iterations)
-        q2, P2, _ = self._solve_from(self._q, x, np.where(lock, w_lock, w), True)
         use = (w > 0) & ~self._gated
+        cand = lock.copy()
+        for _ in range(int(lock.sum())):  # each locked marker on its own merits: one that the
+            # pose cannot take back (e.g. a real outlier on another limb) is left out and the
+            # others tried again, so the decision does not depend on what else is locked
+            q2, P2, _ = self._solve_from(self._q, x, np.where(cand, w_lock, w), True)
+            fits = np.linalg.norm(P2[cand] - x[cand], axis=-1) <= self.settings.outlier_m
+            if fits.all() or not fits.any():
+                break
+            cand[np.flatnonzero(cand)[~fits]] = False
         rms_other = float(np.sqrt(np.mean(np.sum((P2[use] - x[use]) ** 2, axis=-1))))
-        fits = np.linalg.norm(P2[lock] - x[lock], axis=-1) <= self.settings.outlier_m
         if fits.all() and rms_other <= 1.1 * rms:
             glide = self._solve_from(q2, x, w, False, anchor=self._q)
             if glide[2] <= 1.1 * rms:
