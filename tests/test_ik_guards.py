@@ -157,3 +157,29 @@ def test_a_marker_dropped_as_an_outlier_again_and_again_pulls_a_wrong_pose_back(
     assert errs[-1] < 0.02 and s.used[m]
     assert math.degrees(sol.values[elbow] - before.values[elbow]) > 40.0
     assert s.counters["unlocked"] > 0
+
+
+def test_a_wrong_pose_is_pulled_back_even_while_a_real_outlier_elsewhere_stays_dropped(truth):
+    """As above, but from the frame the wrist reappears the nose is also 30 cm off (a real
+    outlier: no pose puts the nose there without moving the rest of the body). Both are dropped
+    again and again; the nose stays dropped, and it must not keep the wrist locked out (it did:
+    the pose was only pulled back when every locked marker could be taken back at once)."""
+    s = IKSolver()
+    k = s.skeleton.index
+    pts = truth.keypoints[60].copy()
+    sh, el, wr = pts[k("RShoulder")], pts[k("RElbow")], pts[k("RWrist")]
+    flexed = pts.copy()
+    flexed[k("RWrist")] = el + _rot(np.cross(el - sh, wr - el), 60.0) @ (wr - el)
+    flexed[k("Nose")] += np.array([0.3, 0.0, 0.0])
+    hidden = pts.copy()
+    hidden[k("RWrist")] = np.nan
+    t = 0
+    for p in [pts] * 10 + [hidden] * 3:
+        s.solve(p, None, t / FPS)
+        t += 1
+    wrist, nose = s.marker_names.index("RWrist"), s.marker_names.index("Nose")
+    for _ in range(20):
+        sol = s.solve(flexed, None, t / FPS)
+        t += 1
+    assert sol.marker_errors_m[wrist] < 0.02 and s.used[wrist]
+    assert sol.marker_errors_m[nose] > 0.2 and not s.used[nose]
