@@ -523,7 +523,8 @@ def demo_report(data: Path) -> list[tuple[str, bool, str]]:
     multi mode (ids, ghosts, jumps)."""
     from rtkin.capture.keypoints import OpenPoseSourceSettings, openpose_frames
     from rtkin.core.messages import AngleFlag
-    from rtkin.kinematics.ik import IKSettings, _pelvis_pitch
+    from rtkin.kinematics.ik import IKSettings
+    from rtkin.kinematics.ik_guards import _pelvis_pitch
     from rtkin.kinematics.live import LiveKinematics, LiveKinematicsSettings
     from rtkin.reconstruct.association import AssociationSettings
     from rtkin.reconstruct.pipeline import Pipeline

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from rtkin.core.frames import OSIM_FROM_WORLD
-from rtkin.kinematics.ik import IKSettings, IKSolver, _pelvis_pitch
+from rtkin.kinematics.ik import IKSettings, IKSolver
+from rtkin.kinematics.ik_guards import _pelvis_pitch
 from rtkin.sim import virtual
 
 FPS = 60.0
@@ -109,7 +110,7 @@ def test_a_leaning_pelvis_tilts_no_faster_than_the_root_bound_whatever_the_coord
     """Leaning 30 deg sideways, a turn of the data about the body's own (leaning) long axis must
     not tilt the pelvis faster than ``max_root_speed_rad_s``: the coordinate bounds alone let
     ``pelvis_rotation`` (about that axis) move at the joint speed."""
-    from rtkin.kinematics.ik import _pelvis_rotation, _rotvec
+    from rtkin.kinematics.ik_guards import _pelvis_rotation, _rotvec
 
     st = IKSettings(gate_m=math.inf, outlier_m=math.inf, max_marker_rms_m=1.0)
     s = IKSolver(st)

@@ -63,7 +63,9 @@ flags mark FEW_VIEWS, HIGH_REPROJ and HELD dependency markers, and the model's s
 (UNSCALED, HEIGHT_ONLY, PARTIAL; see :mod:`rtkin.kinematics.live`); coordinates the markers
 cannot observe are held at their default and flagged UNOBSERVABLE.
 
-The settings (:class:`IKSettings`, re-exported here) live in :mod:`rtkin.kinematics.ik_settings`.
+The settings (:class:`IKSettings`, re-exported here) live in :mod:`rtkin.kinematics.ik_settings`,
+the physiological guards (gate, unlock, posture and pelvis priors, pelvis tilt bound) in
+:mod:`rtkin.kinematics.ik_guards`, the compiled forward kinematics in :mod:`rtkin.kinematics.fastfk`.
 """
 
 from __future__ import annotations
@@ -79,69 +81,15 @@ from rtkin.core.frames import OSIM_FROM_WORLD
 from rtkin.core.messages import AngleFlag
 from rtkin.core.skeletons import Skeleton, get_skeleton
 from rtkin.kinematics.fastfk import KinematicTree, Unsupported, damped_step
+from rtkin.kinematics.ik_guards import PhysiologicalGuards
 from rtkin.kinematics.ik_settings import METHODS, PELVIS_PITCH, IKSettings, ik_marker_weights
 from rtkin.kinematics.model import _dependencies, _osim, _Topology, model_path_for, template_model
 
 __all__ = ["METHODS", "PELVIS_PITCH", "IKSettings", "IKSolution", "IKError", "IKSolver", "ik_marker_weights"]
 
-_GATE_POWER = 8  # steepness of the innovation gate's weight
 _MAX_FAILURES = 3  # bad frames in a row before the next one starts cold
-_EMPTY_I, _EMPTY_F = np.zeros(0, dtype=np.intp), np.zeros(0)
 _STRUCTURAL: dict[tuple, np.ndarray] = {}  # structurally unobservable coordinates per model structure
 _TREE_OK: dict[tuple, bool] = {}  # the compiled forward kinematics matched OpenSim, per model structure
-
-
-def _pelvis_pitch(a: np.ndarray) -> float:
-    """Angle of the pelvis's forward axis (body x) above the horizontal, rad, for
-    ``a = (pelvis_tilt, pelvis_list, pelvis_rotation)`` (ground_pelvis: R = Rz(tilt) Rx(list)
-    Ry(rotation), OpenSim ground y up): equal to ``pelvis_tilt`` when facing ground +x."""
-    return _pelvis_pitch_grad(a)[0]
-
-
-def _pelvis_pitch_grad(a: np.ndarray) -> tuple[float, np.ndarray]:
-    """:func:`_pelvis_pitch` and its gradient ``(3,)`` over ``a``."""
-    t, l, r = (float(v) for v in a)
-    st, ct, sl, cl, sr, cr = math.sin(t), math.cos(t), math.sin(l), math.cos(l), math.sin(r), math.cos(r)
-    # y component of Rz(t) Rx(l) Ry(r) e_x
-    v = st * cr + ct * sl * sr
-    if abs(v) >= 1.0:
-        return math.copysign(0.5 * math.pi, v), np.zeros(3)
-    k = 1.0 / math.sqrt(1.0 - v * v)
-    return math.asin(v), k * np.array([ct * cr - st * sl * sr, ct * cl * sr, -st * sr + ct * sl * cr])
-
-
-def _pelvis_rotation(a: np.ndarray) -> np.ndarray:
-    """``(3, 3)`` pelvis orientation in ground (y up), ``Rz(tilt) Rx(list) Ry(rotation)``."""
-    t, l, r = a
-    ct, st, cl, sl, cr, sr = math.cos(t), math.sin(t), math.cos(l), math.sin(l), math.cos(r), math.sin(r)
-    rz = np.array([[ct, -st, 0.0], [st, ct, 0.0], [0.0, 0.0, 1.0]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cl, -sl], [0.0, sl, cl]])
-    ry = np.array([[cr, 0.0, sr], [0.0, 1.0, 0.0], [-sr, 0.0, cr]])
-    return rz @ rx @ ry
-
-
-def _zxy_angles(R: np.ndarray) -> np.ndarray:
-    """``(tilt, list, rotation)`` of ``R = Rz(tilt) Rx(list) Ry(rotation)``, rad."""
-    return np.array([math.atan2(-R[0, 1], R[1, 1]), math.asin(max(-1.0, min(1.0, R[2, 1]))),
-                     math.atan2(-R[2, 0], R[2, 2])])
-
-
-def _rotvec(R: np.ndarray) -> np.ndarray:
-    """Rotation vector (axis x angle, rad) of a rotation matrix (angles below pi)."""
-    c = max(-1.0, min(1.0, (np.trace(R) - 1.0) / 2.0))
-    ang = math.acos(c)
-    v = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    return v * (0.5 if ang < 1e-9 else ang / (2.0 * math.sin(ang)))
-
-
-def _rotmat(v: np.ndarray) -> np.ndarray:
-    """Rotation matrix of a rotation vector (Rodrigues)."""
-    ang = float(np.linalg.norm(v))
-    if ang < 1e-12:
-        return np.eye(3)
-    k = v / ang
-    K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + math.sin(ang) * K + (1 - math.cos(ang)) * K @ K
 
 
 _MIN_DT_S, _MAX_DT_S = 1e-3, 1.0  # bounds of the frame interval used by the smoothing prior, s
@@ -169,7 +117,7 @@ class IKSolution(NamedTuple):
 # ============================================================================ solver
 
 
-class IKSolver:
+class IKSolver(PhysiologicalGuards):
     """Warm-started per-frame IK of one person on one OpenSim model.
 
     Args:
@@ -623,83 +571,6 @@ class IKSolver:
         err = np.linalg.norm(P - x, axis=-1)  # NaN where not observed
         return IKSolution(q[self._qidx].copy(), rms, err)
 
-    def _unlock(self, x: np.ndarray, w: np.ndarray, sol: tuple, lock: np.ndarray, w_lock: np.ndarray) -> tuple:
-        """A marker dropped as an outlier several frames in a row may be right and the pose
-        wrong: e.g. an elbow left at its bound after a glitch while the wrist moved on - dropping
-        the wrist every frame then locks the wrong pose in. The frame is solved again from the
-        current pose with the ``lock`` markers (weights ``w_lock``), free of the speed bounds;
-        if that pose fits them within ``outlier_m`` and fits the other markers as well (their
-        RMS within 10 %: a real outlier pulls the pose away from them), the frame moves towards
-        it within the speed bounds (no jump), and the next frames follow until the markers fit
-        and are used again. Returns ``sol`` or the glide."""
-        q, P, rms = sol
-        keep = (self.bounded, getattr(self, "bounded_q", None), self.iterations)
-        use = (w > 0) & ~self._gated
-        cand = lock.copy()
-        for _ in range(int(lock.sum())):  # each locked marker on its own merits: one that the
-            # pose cannot take back (e.g. a real outlier on another limb) is left out and the
-            # others tried again, so the decision does not depend on what else is locked
-            q2, P2, _ = self._solve_from(self._q, x, np.where(cand, w_lock, w), True)
-            fits = np.linalg.norm(P2[cand] - x[cand], axis=-1) <= self.settings.outlier_m
-            if fits.all() or not fits.any():
-                break
-            cand[np.flatnonzero(cand)[~fits]] = False
-        rms_other = float(np.sqrt(np.mean(np.sum((P2[use] - x[use]) ** 2, axis=-1))))
-        if fits.all() and rms_other <= 1.1 * rms:
-            glide = self._solve_from(q2, x, w, False, anchor=self._q)
-            if glide[2] <= 1.1 * rms:
-                self.counters["unlocked"] += 1
-                return glide
-        self.bounded, self.bounded_q, self.iterations = keep
-        return sol
-
-    def _remember(self, x: np.ndarray) -> None:
-        """Keep the observations of the last two solved frames for the gate's prediction; a
-        marker gated off or missing keeps its last accepted position, still (the prediction
-        comes from the data alone, whatever the solutions were)."""
-        keep = self._gated | ~np.isfinite(x).all(-1)
-        new = x.copy()
-        prev = self._obs_prev
-        if prev is None:
-            self._obs_prev, self._obs_prev2 = new, None
-            return
-        new[keep] = prev[keep]
-        prev2 = prev.copy()
-        prev2[keep] = new[keep]
-        self._obs_prev, self._obs_prev2 = new, prev2
-
-    def _gate(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Innovation gating: markers far from where their observations of the last two solved
-        frames (see :meth:`_remember`), extrapolated at constant velocity, put them (a glitch, e.g. a left/right mix-up in
-        two views that triangulates consistently) lose their weight smoothly: factor
-        ``1 / (1 + (d / g)^8)`` with ``g = gate_m + gate_accel_mps2 * dt^2 / 2`` (1 well inside,
-        0.5 at ``g``, 0.04 at ``1.5 g``). The prediction comes from the data, not from the
-        solutions, and the weight is continuous, not a cut: two runs started at different frames
-        make the same choices (gating against the model's own predictions with a hard cut made
-        the angles on the real demo keypoints depend on where the stream started, by up to
-        75 deg). Not applied to a marker far off for more than ``max_gated_frames`` frames in a
-        row (it may just be fast), nor when a third of the markers are (the prediction is stale)."""
-        st = self.settings
-        use = w > 0
-        pred = self._obs_prev
-        if pred is None:
-            return w
-        if self._obs_prev2 is not None:
-            pred = pred + (pred - self._obs_prev2) * (self._dt / self._dt_prev)
-        d = np.nan_to_num(np.linalg.norm(pred - x, axis=-1), nan=0.0)
-        gate = st.gate_m + 0.5 * st.gate_accel_mps2 * self._dt ** 2
-        factor = 1.0 / (1.0 + (d / gate) ** _GATE_POWER)
-        far = use & (factor < 0.5)
-        factor[~use | (self._gated_run >= st.max_gated_frames)] = 1.0
-        n = int(far.sum())
-        if n > use.sum() / 3 or use.sum() - n < st.min_markers:
-            self._gated_run[:] = 0
-            return w
-        self._gated_run = np.where(far, self._gated_run + 1, 0)
-        self._gated = factor < 0.5
-        return w * factor
-
-    # ------------------------------------------------------------------ kinematics
     def _set_q(self, q: np.ndarray) -> None:
         self.state.setQ(_osim().Vector.createFromMat(np.ascontiguousarray(q, dtype=np.float64)))
         self.model.realizePosition(self.state)
@@ -810,49 +681,6 @@ class IKSolver:
             if not moved or step < self.settings.step_tolerance:
                 break
         return q, P, it
-
-    def _pitch_term(self, q: np.ndarray, free: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, float, float]:
-        """The anterior pelvis tilt prior at ``q``: (cost, positions in ``free`` of the pelvis
-        tilt / list / rotation, d(pitch)/d(those) (3,), weight, pitch rad). The pitch is the
-        angle of the pelvis's forward axis above the horizontal, whatever the heading (the
-        model's ``pelvis_tilt`` is a rotation about a ground axis: for a subject facing along
-        ground z it is a lateral lean). Faded to nothing at 90 deg (a lying body)."""
-        if self._pitch_w <= 0 or not self._posture_on or self._pel_q is None:
-            return 0.0, _EMPTY_I, _EMPTY_F, 0.0, 0.0
-        key = free.tobytes()
-        pos = self._pitch_pos.get(key)
-        if pos is None:
-            pos = np.searchsorted(free, self._pel_q)
-            if not (pos < free.size).all() or not (free[np.minimum(pos, free.size - 1)] == self._pel_q).all():
-                pos = _EMPTY_I  # the pelvis is not solved here
-            self._pitch_pos[key] = pos
-        if not pos.size:
-            return 0.0, _EMPTY_I, _EMPTY_F, 0.0, 0.0
-        th, jp = _pelvis_pitch_grad(q[self._pel_q])
-        w = self._pitch_w * max(0.0, 1.0 - (th / (0.5 * np.pi)) ** 2)
-        return w * th * th, pos, jp, w, th
-
-    def _posture_weights(self, Jf: np.ndarray, ws: np.ndarray, free: np.ndarray, qf: np.ndarray) -> np.ndarray:
-        """``(F,)`` posture prior weights of the ``free`` coordinates at the current pose ``qf``:
-        the configured weight, faded by the information the markers give on the coordinate
-        (``fade`` > 0), or (``fade`` = 0) by how far it is from neutral, to nothing at 90 deg:
-        the prior knows an upright body, it must not pull a lying one."""
-        key = free.tobytes()
-        cached = self._posture_of.get(key)
-        if cached is None:  # what depends on the free set only
-            base, fade = self._posture_w[free], self._posture_fade[free]
-            held = np.flatnonzero((base > 0) & (fade == 0))  # faded by the pose
-            fading = np.flatnonzero((base > 0) & (fade > 0))  # faded by the information
-            cached = self._posture_of[key] = (base, held, fading, fade[fading])
-        base, held, fading, fade = cached
-        pw = base.copy()
-        if held.size:
-            pw[held] *= np.clip(1.0 - (qf[held] / (0.5 * np.pi)) ** 2, 0.0, 1.0)
-        if fading.size:
-            Jfad = Jf[:, fading]
-            info = np.einsum("ij,ij,i->j", Jfad, Jfad, ws)
-            pw[fading] *= np.clip(1.0 - info / fade, 0.0, 1.0)
-        return pw
 
     #: Arm poses tried from a cold start, (arm_flex, arm_add, elbow_flex) rad per side: down,
     #: out sideways, forward, overhead (near arm_add = -90 deg the shoulder coordinates have
@@ -966,26 +794,6 @@ class IKSolver:
         d2 = np.sum((P[use] - x[use]) ** 2, axis=-1)
         rms = float(np.sqrt(d2.mean())) if d2.size else math.nan
         return q, P, rms
-
-    def _pelvis_tilt_bound(self, q: np.ndarray, prev: np.ndarray) -> np.ndarray | None:
-        """The pelvis's (tilt, list, rotation) rotated from ``prev`` towards ``q`` no faster than
-        ``max_root_speed_rad_s`` about horizontal axes (the turn about the vertical is left as
-        it is), or None when ``q`` is within that. The coordinates alone cannot bound it:
-        ``pelvis_rotation`` turns the pelvis about its own long axis, which tilts with the body
-        (the demo subject leans 30 deg sideways on one leg: a 13 deg heading change from hip
-        keypoint noise tilted the pelvis forward by 7 deg in one frame)."""
-        if self._pel_q is None:
-            return None
-        R0, R1 = _pelvis_rotation(prev[self._pel_q]), _pelvis_rotation(q[self._pel_q])
-        th = _rotvec(R1 @ R0.T)  # in ground (y up)
-        h = math.hypot(th[0], th[2])
-        lim = self.settings.max_root_speed_rad_s * self._dt
-        if h <= lim * (1 + 1e-6):
-            return None
-        th[[0, 2]] *= lim / h
-        a = _zxy_angles(_rotmat(th) @ R0)
-        a[2] += 2 * np.pi * np.round((q[self._pel_q][2] - a[2]) / (2 * np.pi))  # the heading's turn count
-        return a
 
     # ------------------------------------------------------------------ OpenSim IK solver
     def _assemble(self, q: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:
