@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -45,7 +44,7 @@ import numpy as np
 
 from rtkin.core import assets
 from rtkin.core.frames import WORLD_FROM_OSIM
-from rtkin.kinematics.model import apply_scale, load_with_markers, marker_points, neutral_values, scale_tool_manual, template_model
+from rtkin.kinematics.model import apply_scale, marker_points, neutral_values, scale_tool_manual, template_model
 from rtkin.core.messages import Skeleton3D
 from rtkin.core.skeletons import Skeleton, get_skeleton
 
@@ -309,7 +308,7 @@ def model_segment_lengths(model_path: str | Path | None = None, skeleton: str | 
         factors: body -> scale factor applied in memory first (default: none).
     """
     sk = _skeleton(skeleton)
-    return _neutral_lengths(load_with_markers(model_path or assets.model_path(), sk), sk, factors)
+    return _neutral_lengths(template_model(Path(model_path or assets.model_path()), sk), sk, factors)
 
 
 # ============================================================================ factors
@@ -373,7 +372,7 @@ def scale_factors(points: np.ndarray, skeleton: str | Skeleton = "HALPE_26",
     default = settings.height_m / model_stature(generic) if settings.height_m else 1.0
     seg = {s: measured[s] / base[s] for s in SEGMENTS}
     factors = _body_factors(seg, lo, hi, default)
-    model = load_with_markers(generic, sk)
+    model = template_model(Path(generic), sk)  # _neutral_lengths works on a copy
     for _ in range(settings.coupling_iterations):
         cur = _neutral_lengths(model, sk, factors)
         seg = {s: seg[s] * measured[s] / cur[s] for s in SEGMENTS}
@@ -417,22 +416,22 @@ def _ik_ratios(generic: Path, sk: Skeleton, factors: Mapping[str, float], pts: n
     by IK to each frame of ``pts`` (F, K, 3) world m."""
     from rtkin.kinematics.ik import IKError, IKSettings, IKSolver
 
-    with tempfile.TemporaryDirectory(prefix="rtkin_scale_") as tmp:
-        path = scale_model(generic, factors, Path(tmp) / f"scaled_{time.monotonic_ns()}.osim", skeleton=sk.name)
-        ik = IKSolver(IKSettings(skeleton=sk.name, model=str(path), smoothing=0.0, gate_m=math.inf,
-                                 outlier_m=math.inf, max_iterations=20, max_marker_rms_m=0.2))
-        model = load_with_markers(path, sk)
-        state = model.initSystem()
-        data, fitted = [], []
-        for f, p in enumerate(pts):
-            try:
-                sol = ik.solve(p, time_s=f * 0.02)
-            except IKError:
-                ik.reset()
-                continue
-            m = marker_points(model, state, sk, dict(zip(ik.coordinate_names, sol.values)))
-            data.append(p)
-            fitted.append(m @ WORLD_FROM_OSIM.T)
+    # the model scale_model would write, built in memory (no file written and read back)
+    model = template_model(Path(generic), sk).clone()
+    scale_tool_manual(model, factors)
+    ik = IKSolver(IKSettings(skeleton=sk.name, smoothing=0.0, gate_m=math.inf, outlier_m=math.inf,
+                             max_iterations=20, max_marker_rms_m=0.2), model_path=generic, model=model.clone())
+    state = model.initSystem()
+    data, fitted = [], []
+    for f, p in enumerate(pts):
+        try:
+            sol = ik.solve(p, time_s=f * 0.02)
+        except IKError:
+            ik.reset()
+            continue
+        m = marker_points(model, state, sk, dict(zip(ik.coordinate_names, sol.values)))
+        data.append(p)
+        fitted.append(m @ WORLD_FROM_OSIM.T)
     if not data:
         return {s: math.nan for s in SEGMENTS}
     dd = _distances(np.stack(data), sk.keypoints)
@@ -458,7 +457,7 @@ def scale_model(generic_path: str | Path | None, factors: Mapping[str, float], o
     total mass, distribution preserved; None = masses scale with the body volumes (OpenSim).
     """
     sk = _skeleton(skeleton)
-    model = load_with_markers(generic_path or assets.model_path(), sk)
+    model = template_model(Path(generic_path or assets.model_path()), sk).clone()
     scale_tool_manual(model, factors, mass_kg)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
