@@ -472,7 +472,7 @@ def tune_smoothing(seconds: float = 12.0) -> None:
 
 def report(scores: dict, rows: list[str], n_common: int, n3d: int, T: int) -> None:
     labels = list(scores)
-    w = 12
+    w = max(12, max(len(l) for l in labels) + 2)
     print(f"\nCoordinate RMSE vs truth, deg ({n_common} common frames of {T}), from the written MOT files")
     print(f"{'coordinate':<22}" + "".join(f"{l:>{w}}" for l in labels))
     for c in rows:
