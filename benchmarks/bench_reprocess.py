@@ -48,6 +48,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
@@ -59,11 +60,12 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_accuracy as ba  # noqa: E402  (Pose2Sim project set-up, MOT reading, FK)
+import bench_accuracy as ba  # noqa: E402  (OpenPose JSON + Pose2Sim runs, MOT onto frames, table cells)
 
-from rtkin.io.mot import read_mot  # noqa: E402
 from rtkin.io.trc import read_trc  # noqa: E402
 from rtkin.kinematics.scaling import model_stature  # noqa: E402
+from rtkin.sim import scenes as scn  # noqa: E402
+from rtkin.sim import scoring  # noqa: E402
 from rtkin.sim import virtual  # noqa: E402
 from rtkin.sim.scaled import simulate_scaled_subject  # noqa: E402
 
@@ -82,10 +84,18 @@ BODIES = (
 )
 SEEDS = (21, 22)  # motion seeds (the defaults were tuned on 0 and 3)
 
-#: joint rotation angles: (label, parent body, (right child, left child) or (child,))
-JOINTS = (("hip", "pelvis", ("femur_r", "femur_l")), ("knee", "femur", ("tibia_r", "tibia_l")),
-          ("ankle", "tibia", ("talus_r", "talus_l")), ("lumbar", "pelvis", ("torso",)),
-          ("shoulder", "torso", ("humerus_r", "humerus_l")), ("elbow", "humerus", ("ulna_r", "ulna_l")))
+#: joint rotation angles (:data:`rtkin.sim.scoring.JOINTS` rows: label, parent body, child bodies),
+#: scored per child body
+JOINTS = (("hip", "pelvis", ("femur_r", "femur_l")),
+          ("knee R", "femur_r", ("tibia_r",)), ("knee L", "femur_l", ("tibia_l",)),
+          ("ankle R", "tibia_r", ("talus_r",)), ("ankle L", "tibia_l", ("talus_l",)),
+          ("lumbar", "pelvis", ("torso",)),
+          ("shoulder", "torso", ("humerus_r", "humerus_l")),
+          ("elbow R", "humerus_r", ("ulna_r",)), ("elbow L", "humerus_l", ("ulna_l",)))
+#: the bodies whose orientations the joint rotations need
+FK_BODIES = tuple(dict.fromkeys(b for _, parent, children in JOINTS for b in (parent, *children)))
+#: row label of each scored child body
+ROT_LABELS = {"torso": "lumbar (torso)"}
 
 VARIANTS = (
     ("butterworth", {"reprocess": {"smoothing": {"kind": "butterworth"}}}),
@@ -97,45 +107,36 @@ VARIANTS = (
 # ============================================================================ scenes
 
 
-def make_scene(label: str, factors: dict, seed: int, seconds: float):
+def make_scene(label: str, factors: dict, seed: int, seconds: float) -> tuple[scn.Scene, float]:
+    """The scene of one body as a :class:`rtkin.sim.scenes.Scene` (so that bench_accuracy's
+    OpenPose / Pose2Sim helpers take it) and the scaled model's stature, m.
+
+    Its people are not :class:`~rtkin.sim.scenes.PersonSpec` persons (explicit per-body factors,
+    the demo bystander): the spec carries only what the helpers read (rate, skeleton, no camera
+    gaps) and the rendering seed and corruption."""
     st = virtual.MotionSettings(duration_s=seconds, fps=FPS, seed=seed)
     truth = simulate_scaled_subject(factors, st)
     by = virtual.bystander(seed=seed + 7, duration_s=seconds, fps=FPS)
     cs = virtual.CorruptionSettings(noise_px=3.0, outlier_rate=0.02, dropout_rate=0.05)
-    views = virtual.render_views(virtual.demo_rig(), [truth, by], corruption=cs, seed=100 + seed,
-                                 visible_in={1: ["cam01", "cam02"]})
-    return truth, views, model_stature(None, factors)
+    rig = virtual.demo_rig()
+    views = virtual.render_views(rig, [truth, by], corruption=cs, seed=100 + seed, visible_in={1: ["cam01", "cam02"]})
+    spec = scn.SceneSpec(f"bench_reprocess {label}", duration_s=seconds, fps=FPS, skeleton=views.skeleton,
+                         rig=scn.RigSpec("demo"), people=(), corruption=cs, seed=100 + seed,
+                         note=f"{label} body, motion seed {seed}, demo bystander in cam01/cam02")
+    return scn.Scene(spec, rig, (truth, by), (dict(factors), {}), views), model_stature(None, factors)
 
 
-def write_openpose_all(views, pose_dir: Path) -> None:
-    """Every detection of every view (subject and bystander) as OpenPose JSON, as a 2D estimator
-    would write it (Pose2Sim picks its subject itself)."""
-    for c, cam in enumerate(views.rig.names):
-        d = pose_dir / f"{cam}_json"
-        d.mkdir(parents=True, exist_ok=True)
-        for t, fr in enumerate(views.frames[c]):
-            people = []
-            for p in fr.keypoints.astype(np.float64):
-                p = p.copy()
-                p[p[:, 2] <= 0] = 0.0
-                if (p[:, 2] > 0).any():
-                    people.append({"person_id": [-1], "pose_keypoints_2d": [round(float(v), 4) for v in p.ravel()]})
-            (d / f"{cam}_{t:06d}.json").write_text(json.dumps({"version": 1.3, "people": people}))
+def subject_only(scene: scn.Scene) -> scn.Scene:
+    """The scene with the subject's detections alone (the bystander's removed from every view)."""
+    v = scene.views
+    kp = v.keypoints_of(0)  # (C, T, K, 3), score 0 where the subject is not detected
+    frames = tuple(tuple(dataclasses.replace(f, keypoints=kp[c, t][None]) for t, f in enumerate(cam))
+                   for c, cam in enumerate(v.frames))
+    identity = tuple(tuple(np.zeros(1, dtype=int) for _ in cam) for cam in v.frames)
+    return dataclasses.replace(scene, views=dataclasses.replace(v, frames=frames, identity=identity))
 
 
 # ============================================================================ scoring from files
-
-
-def mot_estimates(path: Path, names: list[str], T: int) -> np.ndarray:
-    t, cols, vals, in_deg = read_mot(path)
-    est = np.full((T, len(names)), np.nan)
-    f = np.round(t * FPS).astype(int)
-    ok = (f >= 0) & (f < T)
-    for j, c in enumerate(cols):
-        if c in names:
-            v = vals[:, j]
-            est[f[ok], names.index(c)] = np.radians(v[ok]) if in_deg and c not in ba.TRANSLATIONS else v[ok]
-    return est
 
 
 def trc_points(path: Path, keypoints: tuple[str, ...], T: int) -> np.ndarray:
@@ -156,26 +157,35 @@ def median_3d(est: np.ndarray, truth: np.ndarray, common: np.ndarray) -> tuple[f
     return (float(np.median(d)), float(np.mean(d)), float(np.percentile(d, 95))) if d.size else (np.nan,) * 3
 
 
-def joint_rotations(fk, truth_R, est: np.ndarray, names: list[str], common) -> dict[str, float]:
-    est_R = fk(np.where(common[:, None], est, np.nan), names)
-    out = {}
-    for label, parent, children in JOINTS:
-        for child in children:
-            par = parent if parent in truth_R else f"{parent}_{child[-1]}"
-            rel_t = np.einsum("tji,tjk->tik", truth_R[par], truth_R[child])
-            rel_e = np.einsum("tji,tjk->tik", est_R[par], est_R[child])
-            d = np.einsum("tji,tjk->tik", rel_t, rel_e)
-            ang = np.degrees(np.arccos(np.clip((np.trace(d, axis1=1, axis2=2) - 1) / 2, -1, 1)))
-            ang = ang[np.isfinite(ang)]
-            out[child if len(children) > 1 else label] = float(np.sqrt(np.mean(ang ** 2))) if ang.size else np.nan
-    return out
-
-
-def coords_rows() -> list[str]:
-    return [c for _, r, l in ba.ROWS for c in (r, l) if c]
-
-
 # ============================================================================ runs
+
+P2S_STEPS = ("triangulation", "filtering", "kinematics")
+
+
+def run_pose2sim(scene: scn.Scene, work: Path) -> tuple[np.ndarray, dict, dict]:
+    """Pose2Sim offline on the scene's detections (bench_accuracy's OpenPose JSON and project
+    set-up, in this process): ``(T, Q)`` estimates (rad / m, the truth's order), the step times
+    (``"triangulation_s"``, ``"triangulation_cpu_s"``, ...) and ``{"write_json_s", "rows",
+    "first", "last"`` (frames with angles), ``"scales"`` (its scaled model against the truth),
+    ``"filtered_trc"``}."""
+    from rtkin.io.report import scale_factors_from_osim
+
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    ba.write_inputs(scene, work)
+    write_json_s = time.perf_counter() - t
+    est, tm = ba.run_pose2sim(scene, work)
+    project = work / "p2s_trial"  # where ba.run_pose2sim builds its project
+    have = np.flatnonzero(np.isfinite(est).any(1))
+    osim = next((project / "kinematics").glob("*.osim"), None)
+    got = scale_factors_from_osim(osim) if osim else {}
+    truth = scene.factors[0]
+    scales = ", ".join(f"{b} {got[b]:.3f} ({truth.get(b, 1.0):.3f})" for b in ("femur_r", "tibia_r", "humerus_r")
+                       if b in got) or "n/a"
+    filt = next(f for f in (project / "pose-3d").glob("*.trc") if "_filt" in f.name)
+    return est, tm, {"write_json_s": write_json_s, "rows": int(have.size), "first": int(have[0]) if have.size else -1,
+                     "last": int(have[-1]) if have.size else -1, "scales": scales, "filtered_trc": filt}
+
 
 
 def run_reprocess(rec: Path, out: Path, overrides: dict | None) -> tuple[float, dict]:
@@ -246,10 +256,11 @@ def _toml(d: dict, prefix: str = "") -> str:
 
 
 def score(est: np.ndarray, pts: np.ndarray | None, truth, views, names, fk, truth_R, common, common3d) -> dict:
-    rm = ba.rmse_deg(est, truth.motion.values, names, common)
-    rows = coords_rows()
-    return {"coords": rm, "mean": float(np.nanmean([rm[c] for c in rows])),
-            "rot": joint_rotations(fk, truth_R, est, names, common),
+    """Coordinates (RMSE per :data:`rtkin.sim.scoring.SCORED` coordinate and their mean, deg) and
+    joint rotations (RMS per child body of :data:`JOINTS`, deg) over the ``common`` frames; 3D
+    (median, mean, p95, mm) over the ``common3d`` frames."""
+    sc = scoring.score(est, truth.motion.values, names, FPS, mask=common, fk=fk, truth_R=truth_R, joints=JOINTS)
+    return {"coords": sc.rmse, "mean": sc.mean, "rot": {c: v[0] for c, v in sc.rotation.items()},
             "3d": median_3d(pts, views.truth_3d[:, 0], common3d) if pts is not None else (np.nan,) * 3}
 
 
@@ -280,8 +291,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print("machine shared with other jobs: timings are noisy; ratios are measured in this run, one core "
           f"(BLAS/numba threads = {os.environ['OMP_NUM_THREADS']})")
-    fk = ba.BodyOrientations({"pelvis", "torso", "femur_r", "femur_l", "tibia_r", "tibia_l", "talus_r", "talus_l",
-                              "humerus_r", "humerus_l", "ulna_r", "ulna_l"})
+    fk = scoring.BodyOrientations(FK_BODIES)
     checks = []
     try:
         for (label, factors), seed in list(zip(BODIES, SEEDS))[: args.scenes]:
@@ -299,7 +309,8 @@ def run_scene(label: str, factors: dict, seed: int, args, work: Path, fk) -> str
 
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    truth, views, stature = make_scene(label, factors, seed, args.seconds)
+    scene, stature = make_scene(label, factors, seed, args.seconds)
+    truth, views = scene.subject, scene.views
     T = views.n_frames
     names = list(truth.motion.names)
     rec = work / f"session_{label.replace(' ', '').replace('.', '')}.rtkrec"
@@ -327,28 +338,22 @@ def run_scene(label: str, factors: dict, seed: int, args, work: Path, fk) -> str
             runs[vname] = (work / f"rtkin_{vname.replace(' ', '_')}", w)
     estimates, points = {}, {}
     for k, (d, _) in runs.items():
-        estimates[k] = mot_estimates(next(d.glob("*_person*.mot")), names, T)
+        estimates[k] = ba._mot_on_frames(next(d.glob("*_person*.mot")), names, T, FPS)[0]
         points[k] = trc_points(next(d.glob("*_person*.trc")), truth.keypoint_names, T)
     p2s_wall = p2s_cpu = None
     if not args.skip_pose2sim:
-        subject_only = ba.write_openpose
-        for key, writer, sub in (("P2S", write_openpose_all, "p2s_same_input"), ("P2S alone", subject_only, "p2s_alone")):
-            ba.write_openpose = writer
-            p2s = ba.run_pose2sim(truth, views.rig, views, work / sub)
-            wall_used = sum(v for k, v in p2s["timing"].items() if k in ("triangulation_s", "filtering_s", "kinematics_s"))
-            cpu_used = sum(v for k, v in p2s["timing"].items()
-                           if k in ("triangulation_cpu_s", "filtering_cpu_s", "kinematics_cpu_s"))
+        for key, sc, sub in (("P2S", scene, "p2s_same_input"), ("P2S alone", subject_only(scene), "p2s_alone")):
+            p2s, tm, info = run_pose2sim(sc, work / sub)
+            wall_used = sum(tm[f"{k}_s"] for k in P2S_STEPS)
             if key == "P2S":
-                p2s_wall, p2s_cpu = wall_used, cpu_used
+                p2s_wall, p2s_cpu = wall_used, sum(tm[f"{k}_cpu_s"] for k in P2S_STEPS)
             what = "every detection (subject and bystander)" if key == "P2S" else "the subject's detections only"
             print(f"Pose2Sim offline on {what} (triangulation + filtering + kinematics): {wall_used:.1f} s "
-                  f"(+ JSON {p2s['timing']['write_json_s']:.1f} s); .mot rows {p2s['info_scaled']['rows']} (frames "
-                  f"{p2s['info_scaled']['first']}..{p2s['info_scaled']['last']} of 0..{T - 1}); scaled model: {p2s['scales']}")
-            estimates[key] = p2s["scaled"]
-            filt = next(f for f in (p2s["project"] / "pose-3d").glob("*.trc") if "_filt" in f.name)
-            points[key] = trc_points(filt, truth.keypoint_names, T)
-        ba.write_openpose = subject_only
-    rows = coords_rows()
+                  f"(+ JSON {info['write_json_s']:.1f} s); .mot frames with angles {info['rows']} ({info['first']}.."
+                  f"{info['last']} of 0..{T - 1}); scaled model (truth): {info['scales']}")
+            estimates[key] = p2s
+            points[key] = trc_points(info["filtered_trc"], truth.keypoint_names, T)
+    rows = list(scoring.SCORED)
     idx = [names.index(c) for c in rows]
     common = np.ones(T, dtype=bool)
     for e in estimates.values():
@@ -392,7 +397,6 @@ def speed_only(args) -> None:
     """One scene (the first body, its motion seed): recorded live, reprocessed (``--repeat``
     times, the least CPU kept), then Pose2Sim's triangulation + filtering + kinematics on the
     same 2D detections (every person, OpenPose JSON), in this process; CPU-time ratios."""
-    from rtkin.core.calibration import write_calib_toml
     from rtkin.offline.simulate import live_config, record_views
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_reprocess_speed_"))
@@ -401,7 +405,8 @@ def speed_only(args) -> None:
     try:
         print("machine shared with other jobs: CPU times are less disturbed than wall times; ratios measured in this "
               f"run, one core (BLAS/numba threads = {os.environ['OMP_NUM_THREADS']})")
-        truth, views, stature = make_scene(label, factors, SEEDS[0], args.seconds)
+        scene, stature = make_scene(label, factors, SEEDS[0], args.seconds)
+        views = scene.views
         rec = work / "session_speed.rtkrec"
         rec.unlink(missing_ok=True)
         record_views(rec, views, live_config(views, rec.stem, height_m=round(stature, 3)))
@@ -418,19 +423,10 @@ def speed_only(args) -> None:
         line = (f"speed, one core: {dur:.0f} s session reprocessed in {cpu:.2f} s CPU = {dur / cpu:.1f}x real time "
                 f"(>= 20: {'PASS' if dur / cpu >= 20 else 'FAIL'})")
         if not args.skip_pose2sim:
-            project = work / "p2s"
-            shutil.rmtree(project, ignore_errors=True)
-            write_openpose_all(views, project / "pose")
-            (project / "calibration").mkdir(parents=True)
-            write_calib_toml(views.rig, project / "calibration" / "Calib.toml")
-            import rtoml
-
-            (project / "Config.toml").write_text(rtoml.dumps(ba.pose2sim_config(project, FPS, views.skeleton)))
-            tm = ba.run_pose2sim_steps(project, work)
-            steps = ("triangulation", "filtering", "kinematics")
-            p_cpu, p_wall = sum(tm[f"{k}_cpu_s"] for k in steps), sum(tm[f"{k}_s"] for k in steps)
+            _, tm, _ = run_pose2sim(scene, work / "p2s")
+            p_cpu, p_wall = sum(tm[f"{k}_cpu_s"] for k in P2S_STEPS), sum(tm[f"{k}_s"] for k in P2S_STEPS)
             print("Pose2Sim's pipeline on the same input (every detection), in this process: "
-                  + ", ".join(f"{k} {tm[f'{k}_cpu_s']:.2f} s CPU" for k in steps)
+                  + ", ".join(f"{k} {tm[f'{k}_cpu_s']:.2f} s CPU" for k in P2S_STEPS)
                   + f" = {p_cpu:.2f} s CPU ({p_wall:.2f} s wall) = {dur / p_cpu:.2f}x real time")
             line += f"; Pose2Sim {p_cpu:.2f} s CPU = {p_cpu / cpu:.1f}x rtkin's CPU time"
         print(line)
@@ -476,7 +472,7 @@ def tune_smoothing(seconds: float = 12.0) -> None:
 
 def report(scores: dict, rows: list[str], n_common: int, n3d: int, T: int) -> None:
     labels = list(scores)
-    w = 12
+    w = max(12, max(len(l) for l in labels) + 2)
     print(f"\nCoordinate RMSE vs truth, deg ({n_common} common frames of {T}), from the written MOT files")
     print(f"{'coordinate':<22}" + "".join(f"{l:>{w}}" for l in labels))
     for c in rows:
@@ -484,7 +480,7 @@ def report(scores: dict, rows: list[str], n_common: int, n3d: int, T: int) -> No
     print(f"{'MEAN':<22}" + "".join(f"{scores[l]['mean']:{w}.2f}" for l in labels))
     print("\nJoint rotation RMS, deg (angle of R_truth^T R_est of each child body in its parent)")
     for j in scores[labels[0]]["rot"]:
-        print(f"{j:<22}" + "".join(f"{scores[l]['rot'][j]:{w}.2f}" for l in labels))
+        print(f"{ROT_LABELS.get(j, j):<22}" + "".join(f"{scores[l]['rot'][j]:{w}.2f}" for l in labels))
     print(f"\n3D median error of the written TRC vs truth, mm ({n3d} common frames)")
     for i, what in enumerate(("median", "mean", "p95")):
         print(f"{what:<22}" + "".join(f"{scores[l]['3d'][i]:{w}.2f}" for l in labels))

@@ -105,10 +105,13 @@ def _quat_matrix(w: float, x: float, y: float, z: float) -> np.ndarray:
                      [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
 
 
-def rotation_errors(truth_R: dict[str, np.ndarray], est_R: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per joint child body, (T,) angle of R_rel_truth^T R_rel_est, deg (NaN where no estimate)."""
+def rotation_errors(truth_R: dict[str, np.ndarray], est_R: dict[str, np.ndarray],
+                    joints=JOINTS) -> dict[str, np.ndarray]:
+    """Per joint child body, (T,) angle of R_rel_truth^T R_rel_est, deg (NaN where no estimate).
+
+    ``joints``: (label, parent body, child bodies) rows, as :data:`JOINTS`."""
     out = {}
-    for _, parent, children in JOINTS:
+    for _, parent, children in joints:
         for child in children:
             rel_t = np.einsum("tji,tjk->tik", truth_R[parent], truth_R[child])
             rel_e = np.einsum("tji,tjk->tik", est_R[parent], est_R[child])
@@ -161,12 +164,14 @@ def _nanmean(d: dict[str, float]) -> float:
 
 
 def score(est: np.ndarray, truth_values: np.ndarray, names, fps: float, first_s: float = 2.0,
-          mask: np.ndarray | None = None, fk: BodyOrientations | None = None, truth_R=None) -> Score:
+          mask: np.ndarray | None = None, fk: BodyOrientations | None = None, truth_R=None,
+          joints=JOINTS) -> Score:
     """Score an estimate ``(T, Q)`` against the truth ``(T, Q)`` (same coordinate order ``names``).
 
     ``mask`` (T,) restricts the frames compared (default: every frame with an estimate); the first
     ``first_s`` seconds are counted from frame 0. ``fk`` / ``truth_R``: reuse a forward-kinematics
-    object and the truth's body rotations between calls.
+    object and the truth's body rotations between calls. ``joints``: the joint rotations scored
+    (:data:`JOINTS` rows; ``fk`` must know their bodies).
     """
     names = list(names)
     T = truth_values.shape[0]
@@ -176,7 +181,7 @@ def score(est: np.ndarray, truth_values: np.ndarray, names, fps: float, first_s:
     fk = fk or BodyOrientations()
     truth_R = truth_R if truth_R is not None else fk(truth_values, names)
     est_R = fk(np.where(m[:, None], est, np.nan), names)
-    rot = rotation_errors(truth_R, est_R)
+    rot = rotation_errors(truth_R, est_R, joints)
     rotation, flips = {}, {}
     for child, ang in rot.items():
         a = ang[np.isfinite(ang)]
