@@ -531,6 +531,8 @@ class IKSolver(PhysiologicalGuards):
         run = self._outlier_run if self._outlier_run is not None else np.zeros(len(w), dtype=np.int64)
         run = self._outlier_run = np.where(outlier, run + 1, np.where(w_all > 0, 0, run))
         lock = outlier & (run >= self.settings.max_gated_frames)
+        if self.n_extra:  # augmented markers are made from the keypoints: not evidence against the pose
+            lock[len(lock) - self.n_extra:] = False
         if not cold and lock.any():  # dropped again and again: is the pose what is wrong?
             q, P, rms = self._unlock(x, w, (q, P, rms), lock, w_all)
         typical = float(np.median(self._recent_rms)) if self._recent_rms else math.inf
@@ -759,17 +761,18 @@ class IKSolver(PhysiologicalGuards):
                     return math.atan2(d[0], d[2])
         return None
 
-    def _solve_from(self, q: np.ndarray, x: np.ndarray, w: np.ndarray, cold: bool, anchor: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, float]:
+    def _solve_from(self, q: np.ndarray, x: np.ndarray, w: np.ndarray, cold: bool, anchor: np.ndarray | None = None,
+                    iterations: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """Solve from ``q``; returns the solution, its ``(M, 3)`` model markers and the marker
         RMS error over the used markers, m. Warm (not ``cold``): within the speed bounds around
-        ``anchor`` (default ``q``: the previous pose)."""
+        ``anchor`` (default ``q``: the previous pose). ``iterations``: at most this many (default
+        ``first_iterations`` cold, ``max_iterations`` warm)."""
         if self.settings.method == "opensim":
             q = self._assemble(q, x, w)
             P = self._positions(q)
             self.iterations = 0
         else:
-            n = self.settings.first_iterations if cold else self.settings.max_iterations
+            n = iterations or (self.settings.first_iterations if cold else self.settings.max_iterations)
             prior = 0.0 if cold else self.settings.smoothing / self._dt
             bounds = None
             if not cold:  # no faster than a body moves
