@@ -21,7 +21,7 @@
 
 The machine is shared: absolute times are noisy; compare the figures of one run.
 
-Usage: python benchmarks/bench_augment.py [--seconds 10] [--e2e] [--e2e-seconds 12] [--e2e-pairs 2]
+Usage: python benchmarks/bench_augment.py [--seconds 10] [--e2e] [--e2e-seconds 20] [--e2e-pairs 3]
        [--skip-scenes]
 """
 
@@ -341,8 +341,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the truth scenes and cost run, s")
     ap.add_argument("--e2e", action="store_true", help="also the multi-process end-to-end latency")
-    ap.add_argument("--e2e-seconds", type=float, default=12.0)
-    ap.add_argument("--e2e-pairs", type=int, default=2, help="off/on run pairs (alternated)")
+    ap.add_argument("--e2e-seconds", type=float, default=20.0)
+    ap.add_argument("--e2e-pairs", type=int, default=3, help="off/on run pairs (alternated)")
     ap.add_argument("--skip-scenes", action="store_true", help="only the cost (and --e2e)")
     args = ap.parse_args()
     bench_cost(args.seconds)
