@@ -345,5 +345,5 @@ def test_a_live_run_publishes_augmented_markers_beside_the_angles(tmp_path):
     assert len(ja) > 20 and len(aug) > 20
     assert all(m.skeleton == "LSTM" and m.n_keypoints == len(A.AUGMENTED_MARKERS) and m.n_people == 1 for m in aug)
     assert {int(m.person_ids[0]) for m in aug} == {ja[0].person_id}
-    late = aug[len(aug) // 2]
-    assert np.isfinite(late.points).all() and late.scores.max() > 0.5
+    late = aug[len(aug) // 2:]  # the confidence recovers within the run (a busy machine sheds frames)
+    assert all(np.isfinite(m.points).all() for m in late) and max(m.scores.max() for m in late) > 0.5
