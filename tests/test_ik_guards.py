@@ -129,13 +129,12 @@ def test_a_leaning_pelvis_tilts_no_faster_than_the_root_bound_whatever_the_coord
     assert abs(th[1]) > 8.0  # it did turn about the vertical (fast turns stay allowed)
 
 
-def test_a_marker_dropped_as_an_outlier_again_and_again_pulls_a_wrong_pose_back(truth):
-    """The right wrist hides while the elbow flexes 60 deg more, then reappears 20+ cm from the
-    model's wrist: dropped as an outlier, it used to be dropped for ever (the elbow, unobserved,
-    never moved). Now the pose takes it back within a few frames, within the speed bounds."""
+def _wrist_hidden_then_flexed(truth, f0: int = 60):
+    """A solver that saw frame ``f0`` for 10 frames, then 3 with the right wrist hidden; and that
+    frame with the elbow flexed 60 deg more (the wrist moved), to feed next. Returns (solver,
+    flexed points (K, 3), next frame index)."""
     s = IKSolver()
     k = s.skeleton.index
-    f0 = 60
     pts = truth.keypoints[f0].copy()
     sh, el, wr = pts[k("RShoulder")], pts[k("RElbow")], pts[k("RWrist")]
     flexed = pts.copy()
@@ -146,6 +145,14 @@ def test_a_marker_dropped_as_an_outlier_again_and_again_pulls_a_wrong_pose_back(
     for p in [pts] * 10 + [hidden] * 3:
         s.solve(p, None, t / FPS)
         t += 1
+    return s, flexed, t
+
+
+def test_a_marker_dropped_as_an_outlier_again_and_again_pulls_a_wrong_pose_back(truth):
+    """The right wrist hides while the elbow flexes 60 deg more, then reappears 20+ cm from the
+    model's wrist: dropped as an outlier, it used to be dropped for ever (the elbow, unobserved,
+    never moved). Now the pose takes it back within a few frames, within the speed bounds."""
+    s, flexed, t = _wrist_hidden_then_flexed(truth)
     elbow = s.coordinate_names.index("elbow_flex_r")
     before = s.solve(flexed, None, t / FPS)
     m = s.marker_names.index("RWrist")
@@ -165,19 +172,8 @@ def test_a_wrong_pose_is_pulled_back_even_while_a_real_outlier_elsewhere_stays_d
     outlier: no pose puts the nose there without moving the rest of the body). Both are dropped
     again and again; the nose stays dropped, and it must not keep the wrist locked out (it did:
     the pose was only pulled back when every locked marker could be taken back at once)."""
-    s = IKSolver()
-    k = s.skeleton.index
-    pts = truth.keypoints[60].copy()
-    sh, el, wr = pts[k("RShoulder")], pts[k("RElbow")], pts[k("RWrist")]
-    flexed = pts.copy()
-    flexed[k("RWrist")] = el + _rot(np.cross(el - sh, wr - el), 60.0) @ (wr - el)
-    flexed[k("Nose")] += np.array([0.3, 0.0, 0.0])
-    hidden = pts.copy()
-    hidden[k("RWrist")] = np.nan
-    t = 0
-    for p in [pts] * 10 + [hidden] * 3:
-        s.solve(p, None, t / FPS)
-        t += 1
+    s, flexed, t = _wrist_hidden_then_flexed(truth)
+    flexed[s.skeleton.index("Nose")] += np.array([0.3, 0.0, 0.0])
     wrist, nose = s.marker_names.index("RWrist"), s.marker_names.index("Nose")
     for _ in range(20):
         sol = s.solve(flexed, None, t / FPS)
