@@ -3,7 +3,7 @@
 The Gauss-Newton IK (:mod:`rtkin.kinematics.ik`) needs, several times per frame, every marker's
 position in ground and ``dp/dq``. Through OpenSim's Python bindings that is one
 ``realizePosition``, one ``getLocationInGround`` per marker and one ``calcStationJacobian``: about
-0.13 ms for 22 markers and 0.27 ms for 65 (keypoints + augmented markers), most of it crossing
+0.15 ms for 22 markers and 0.31 ms for 65 (keypoints + augmented markers; `bench_ik.py`), most of it crossing
 the bindings. :class:`KinematicTree` reads the model once (joint frames, each joint's transform
 axes and their functions, marker stations) and evaluates both in one compiled call.
 
@@ -166,7 +166,6 @@ class KinematicTree:
         self._colmaps: dict[bytes, np.ndarray] = {}  # q index -> column, per column set
         self.marker_body = np.array([bodies[b] for b in marker_bodies], dtype=np.int64)  # (M,) body index
         self.stations = np.array(stations, dtype=np.float64).reshape(-1, 3)  # (M, 3) in the body frame, m
-        self.body_names = tuple(bodies)
 
     @staticmethod
     def _joint(osim, j, bodies, parent, child, q_index, tables):
@@ -342,7 +341,7 @@ def _evaluate(q, parent, X_PF, X_MB, axes, kind, qi, coef, table, t_n, t_x, t_f,
             dfdq[j, a] = d
             for r in range(3):
                 t[r] += f * axes[j, a, r]
-                w_ax[j, a, r] = Rg[0 + r, 0] * axes[j, a, 0] + Rg[r, 1] * axes[j, a, 1] + Rg[r, 2] * axes[j, a, 2]
+                w_ax[j, a, r] = Rg[r, 0] * axes[j, a, 0] + Rg[r, 1] * axes[j, a, 1] + Rg[r, 2] * axes[j, a, 2]
         for r in range(3):
             o_ax[j, r] = pg[r] + Rg[r, 0] * t[0] + Rg[r, 1] * t[1] + Rg[r, 2] * t[2]
         for r in range(3):

@@ -21,7 +21,7 @@ Two solvers
 -----------
 - ``method="gauss_newton"`` (default): Levenberg-Marquardt on the forward kinematics and the
   analytic marker Jacobian ``dp/dq``, compiled from the model by
-  :mod:`rtkin.kinematics.fastfk` (9 us for 22 markers, 29 us for 65, against 0.13 / 0.27 ms
+  :mod:`rtkin.kinematics.fastfk` (~12 us for 22 markers, ~26 us for 65, against 0.15 / 0.31 ms
   through OpenSim's bindings: ``realizePosition``, ``getLocationInGround`` per marker,
   ``SimbodyMatterSubsystem.calcStationJacobian``; checked against OpenSim once per model
   structure, which remains the fallback). It converges quadratically (2-4 iterations per frame) and gives the truth back on clean keypoints (< 0.02 deg without the
