@@ -41,7 +41,7 @@ from rtkin.core.messages import Skeleton3D
 from rtkin.core.skeletons import get_skeleton
 from rtkin.kinematics import augment as A
 from rtkin.kinematics.ik import IKSettings
-from rtkin.kinematics.live import LiveKinematics, LiveKinematicsSettings
+from rtkin.kinematics.live import LiveKinematics, LiveKinematicsSettings, scaling_state
 from rtkin.reconstruct.pipeline import Pipeline
 from rtkin.sim import virtual
 
@@ -196,13 +196,10 @@ class Run:
                 self.ik_ms.append((time.perf_counter() - t) * 1e3)
                 if out and 0 <= f < n_frames:
                     self._record(lk, sk, out[0], f, n_frames, n_kp)
-                for scaler in lk._scalers.values():  # offline: wait for the background scaling job,
-                    if scaler._future is not None:  # so both runs switch at the same frame
-                        scaler._future.result()
-                while lk.pending:
+                while lk.pending:  # offline: each model switch completes at once (same frames in both runs)
                     lk.step()
-                if lk.scaled_models and self.scaled_frame is None:
-                    self.scaled_frame = f
+                if out and self.scaled_frame is None and scaling_state(out[0].flags) in ("PARTIAL", "SCALED"):
+                    self.scaled_frame = f  # the first frame on a model scaled per segment
 
     def _record(self, lk: LiveKinematics, sk: Skeleton3D, ja, f: int, n_frames: int, n_kp: int) -> None:
         if not self.names:
