@@ -180,3 +180,37 @@ def test_a_wrong_pose_is_pulled_back_even_while_a_real_outlier_elsewhere_stays_d
         t += 1
     assert sol.marker_errors_m[wrist] < 0.02 and s.used[wrist]
     assert sol.marker_errors_m[nose] > 0.2 and not s.used[nose]
+
+
+def test_an_arm_cornered_in_another_basin_glides_back_at_the_speed_limit(truth):
+    """With augmented markers, an arm left cornered at its joint ranges (here put there: flexed
+    180 deg, adducted -150 deg) while the subject's arm hangs: its wrist keypoint and the
+    augmented wrist markers are all dropped as outliers, and no local solve leaves that basin
+    (the synthetic live run stayed there for 1 s). The initial poses are tried with the locked
+    wrist back, and the published arm glides to the re-acquired pose no faster than a joint
+    moves, then fits."""
+    from rtkin.kinematics.augment import augmented_ik_settings
+
+    s = IKSolver(augmented_ik_settings(IKSettings(skeleton="HALPE_26")))
+    names = s.coordinate_names
+    qi = {n: s._qidx[names.index(n)] for n in ("arm_flex_r", "arm_add_r", "arm_rot_r", "elbow_flex_r")}
+    x0, w = s.markers_from_points(truth.keypoints[60])
+    s.solve_markers(x0, w, 0.0)  # the pose of frame 60 (keypoints only)
+    q_true = s._q.copy()
+    x = s._positions(q_true)  # every marker, augmented ones included, where that pose puts them
+    w_all = s.weights.copy()
+    wrist = s.marker_names.index("RWrist")
+    corner = q_true.copy()
+    corner[qi["arm_flex_r"]], corner[qi["arm_add_r"]] = math.pi, math.radians(-150.0)
+    s._q = corner
+    prev = corner[s._qidx].copy()
+    rot = [i for i, n in enumerate(names) if not n.endswith(("_tx", "_ty", "_tz"))]
+    steps = []
+    for f in range(1, 41):
+        sol = s.solve_markers(x, w_all, f / FPS)
+        steps.append(np.abs(sol.values - prev)[rot].max())
+        prev = sol.values
+    assert s.counters["reacquired"] >= 1
+    assert max(steps) <= 17.5 / FPS + 1e-6  # no jump: the glide is a movement a body can make
+    assert sol.marker_errors_m[wrist] < 0.01 and s.used[wrist]
+    assert abs(math.degrees(sol.values[names.index("arm_flex_r")] - q_true[qi["arm_flex_r"]])) < 2.0

@@ -145,6 +145,8 @@ class IKSolver(PhysiologicalGuards):
     _HELD_COORDINATE_WEIGHT = 1.0
     #: ``(M,)`` solves in a row each marker ended more than ``outlier_m`` off (None = none yet)
     _outlier_run: np.ndarray | None = None
+    #: a re-acquired pose the published one glides to (None = none)
+    _glide_to: np.ndarray | None = None
 
     def __init__(self, settings: IKSettings = IKSettings(), model_path: str | Path | None = None, model=None):
         osim = _osim()
@@ -434,6 +436,7 @@ class IKSolver(PhysiologicalGuards):
             self._markers_prev2 = other._markers_prev2 + (self._markers_prev - other._markers_prev)
         self._gated_run[:] = other._gated_run
         self._outlier_run = None if other._outlier_run is None else other._outlier_run.copy()
+        self._glide_to = None if other._glide_to is None else other._glide_to.copy()
         self._gated = other._gated.copy()
         self._obs_prev, self._obs_prev2 = other._obs_prev, other._obs_prev2  # the gate's data history
         self._recent_rms.extend(other._recent_rms)
@@ -445,6 +448,7 @@ class IKSolver(PhysiologicalGuards):
         self._obs_prev = self._obs_prev2 = None
         self._gated_run[:] = 0
         self._outlier_run = None
+        self._glide_to = None
 
     def markers_from_points(self, points: np.ndarray, weights: np.ndarray | None = None,
                             extra: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -516,9 +520,13 @@ class IKSolver(PhysiologicalGuards):
         self._dt = min(max(gap, _MIN_DT_S), _MAX_DT_S)
         self.state.setTime(float(time_s))
         cold = self._q is None
+        if cold:
+            self._glide_to = None
         self._gated = np.zeros(len(w), dtype=bool)
         if not cold:
             w = self._gate(x, w)
+        if not cold and self._glide_to is not None:  # gliding to a re-acquired pose (ik_guards)
+            return self._finish(*self._glide(x, w), x, w, cold, time_s)
         q, P, rms = self._cold_solve(x, w) if cold else self._solve_from(self._q, x, w, False)
         w_all = w
         outlier = (w > 0) & (np.linalg.norm(P - x, axis=-1) > self.settings.outlier_m)
@@ -534,7 +542,7 @@ class IKSolver(PhysiologicalGuards):
         if self.n_extra:  # augmented markers are made from the keypoints: not evidence against the pose
             lock[len(lock) - self.n_extra:] = False
         if not cold and lock.any():  # dropped again and again: is the pose what is wrong?
-            q, P, rms = self._unlock(x, w, (q, P, rms), lock, w_all)
+            (q, P, rms), w = self._unlock(x, w, (q, P, rms), lock, w_all)
         typical = float(np.median(self._recent_rms)) if self._recent_rms else math.inf
         stuck = self.bounded and rms > 2.0 * typical
         if not cold and (rms > self.settings.max_marker_rms_m or stuck):
@@ -552,6 +560,12 @@ class IKSolver(PhysiologicalGuards):
                     self.counters["reacquired"] += 1
             if self.bounded:
                 self.counters["bounded"] += 1
+        return self._finish(q, P, rms, x, w, cold, time_s)
+
+    def _finish(self, q: np.ndarray, P: np.ndarray, rms: float, x: np.ndarray, w: np.ndarray, cold: bool,
+                time_s: float) -> IKSolution:
+        """Checks and keeps a frame's solution ``q`` (markers ``P``, RMS ``rms`` over the used
+        markers ``w > 0``)."""
         if not (np.isfinite(q).all() and math.isfinite(rms)):
             self._q = None
             raise IKError("IK produced non-finite values")

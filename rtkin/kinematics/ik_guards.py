@@ -6,7 +6,9 @@ subject and the real demo keypoints, see the module doc of :mod:`rtkin.kinematic
 - the innovation gate (``_gate``, ``_remember``): a marker far from its predicted position is
   dropped for the frame (left/right mix-ups that triangulate consistently);
 - the unlock (``_unlock``): a marker dropped again and again is tried back each frame, and the
-  pose moves towards it when it can take it without costing the others;
+  pose moves towards it when it can take it without costing the others; when it cannot, and
+  markers next to it are off too, the pose is re-acquired from the initial poses and the
+  published one glides there at the joints' speed limit (``_glide``);
 - the weak posture prior (``_posture_weights``) and the anterior pelvis pitch prior
   (``_pitch_term``, heading-independent);
 - the pelvis tilt bound (``_pelvis_tilt_bound``): the pelvis turns about horizontal axes no faster
@@ -22,6 +24,8 @@ import math
 import numpy as np
 
 _GATE_POWER = 8  # steepness of the innovation gate's weight
+_NEIGHBOUR_M = 0.12  # markers this close on the model move with one segment, m
+_REACQUIRE_RATIO = 0.5  # a locked marker's re-acquisition must halve the fit's RMS error
 _UNLOCK_ROUNDS = 3  # re-solves of one unlock try, at most
 _EMPTY_I, _EMPTY_F = np.zeros(0, dtype=np.intp), np.zeros(0)
 
@@ -112,9 +116,48 @@ class PhysiologicalGuards:
             glide = self._solve_from(q2, x, w, False, anchor=self._q)
             if glide[2] <= 1.1 * rms:
                 self.counters["unlocked"] += 1
-                return glide
+                return glide, w
+        run = int(self._outlier_run[lock].max())
+        m = self.settings.max_gated_frames
+        dropped = (w_lock > 0) & (w == 0) & ~lock  # the other markers dropped this frame
+        near = np.linalg.norm(P[lock][:, None] - P[dropped][None], axis=-1) < _NEIGHBOUR_M
+        if run >= 2 * m and run % m == 0 and ((run // m) & (run // m - 1)) == 0 and near.any():
+            # still locked after 2, 4, 8... times the gate's frames, and markers next to it on
+            # the model are off too (one bad keypoint is off alone): the pose may be in another
+            # basin that no local solve leaves (e.g. an arm cornered at its joint ranges after
+            # passing the shoulder's singular pose, its wrist keypoint and augmented wrist
+            # markers all dropped): the initial poses are tried with the locked markers back
+            back = np.where(lock, w_lock, w)
+            retry = self._cold_solve(x, back)
+            use_b = (back > 0) & ~self._gated
+            fits = np.linalg.norm(retry[1][lock] - x[lock], axis=-1) <= self.settings.outlier_m
+
+            def rms_b(P_: np.ndarray) -> float:
+                return float(np.sqrt(np.mean(np.sum((P_[use_b] - x[use_b]) ** 2, axis=-1))))
+
+            if fits.all() and retry[2] < _REACQUIRE_RATIO * rms_b(P):
+                # the published pose glides there at the joints' speed limit over the next frames
+                # while that pose is tracked on its own (:meth:`_glide`): a speed-bounded solve
+                # from this far falls back into the old basin (the locked markers' robust weights
+                # are ~0 there)
+                self.counters["reacquired"] += 1
+                self._glide_to = retry[0]
+                return self._glide_step(retry[0], retry[2]), back
         self.bounded, self.bounded_q, self.iterations = keep
-        return sol
+        return sol, w
+
+    def _glide(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """A frame while the published pose glides to a re-acquired one (``_glide_to``): that
+        pose is solved on (warm, its own speed bounds) and the published one moves towards it
+        at most the joints' speed limit; returns ``(q, its (M, 3) markers, the target's RMS)``."""
+        target, _, rms = self._solve_from(self._glide_to, x, w, False, anchor=self._glide_to)
+        return self._glide_step(target, rms)
+
+    def _glide_step(self, target: np.ndarray, rms: float) -> tuple[np.ndarray, np.ndarray, float]:
+        step = self._speed * self._dt
+        q = np.clip(target, np.maximum(self._lo, self._q - step), np.minimum(self._hi, self._q + step))
+        self._glide_to = None if np.abs(q - target).max() < 1e-9 else target
+        return q, self._positions(q), rms
 
     def _remember(self, x: np.ndarray) -> None:
         """Keep the observations of the last two solved frames for the gate's prediction; a
