@@ -100,6 +100,9 @@ BODY_SEGMENTS: dict[str, tuple[str, ...]] = {
 BACKGROUND_NICE = 15  # niceness of the background scaling process (set before it imports anything
 # heavy: it yields the CPU to the live IK; a one-off job of seconds)
 _MIDPOINTS = {"Hip": ("RHip", "LHip"), "Neck": ("RShoulder", "LShoulder")}
+_REFINE_IK_ITERATIONS = 20
+_REFINE_DT_S = 1.0
+_REFINE_GAP_S = 2.0
 _FILTER_POINTS = ("RHip", "LHip", "RKnee", "LKnee", "RAnkle", "LAnkle", "RShoulder", "LShoulder")
 
 
@@ -380,8 +383,9 @@ def scale_factors(points: np.ndarray, skeleton: str | Skeleton = "HALPE_26",
     if settings.refine_iterations and np.count_nonzero(keep) >= settings.min_samples:
         idx = np.flatnonzero(keep)
         idx = idx[np.linspace(0, idx.size - 1, min(settings.refine_frames, idx.size)).round().astype(int)]
+        poses = None
         for _ in range(settings.refine_iterations):
-            ratios = _ik_ratios(generic, sk, factors, pts[idx], settings)
+            ratios, poses = _ik_ratios(generic, sk, factors, pts[idx], settings, poses)
             seg = {s: seg[s] * ratios[s] if math.isfinite(ratios[s]) else seg[s] for s in SEGMENTS}
             factors = _body_factors(seg, lo, hi, default)
     stature = model_stature(generic, factors)
@@ -411,29 +415,37 @@ def _neutral_lengths(generic_model, sk: Skeleton, factors: Mapping[str, float] |
 
 
 def _ik_ratios(generic: Path, sk: Skeleton, factors: Mapping[str, float], pts: np.ndarray,
-               settings: ScalingSettings) -> dict[str, float]:
+               settings: ScalingSettings, starts: list | None = None) -> tuple[dict[str, float], list]:
     """Per segment, the trimmed mean of data / model landmark distance, the scaled model fitted
-    by IK to each frame of ``pts`` (F, K, 3) world m."""
+    by IK to each frame of ``pts`` (F, K, 3) world m; and the F fitted poses (None: failed).
+
+    ``starts``: the poses of a previous refinement (the same frames, slightly different
+    factors): each frame starts from its own previous fit (a few iterations instead of tracking
+    from one sampled frame to the next)."""
     from rtkin.kinematics.ik import IKError, IKSettings, IKSolver
 
     # the model scale_model would write, built in memory (no file written and read back)
     model = template_model(Path(generic), sk).clone()
     scale_tool_manual(model, factors)
-    ik = IKSolver(IKSettings(skeleton=sk.name, smoothing=0.0, gate_m=math.inf, outlier_m=math.inf,
-                             max_iterations=20, max_marker_rms_m=0.2), model_path=generic, model=model.clone())
+    ik = IKSolver(IKSettings(skeleton=sk.name, smoothing=0.0, gate_m=math.inf, outlier_m=math.inf, max_gap_s=_REFINE_GAP_S,
+                             max_iterations=_REFINE_IK_ITERATIONS, max_marker_rms_m=0.2), model_path=generic, model=model.clone())
     state = model.initSystem()
-    data, fitted = [], []
+    data, fitted, poses = [], [], []
     for f, p in enumerate(pts):
+        if starts is not None:
+            ik.start_from(starts[f])
         try:
-            sol = ik.solve(p, time_s=f * 0.02)
+            sol = ik.solve(p, time_s=f * _REFINE_DT_S)
         except IKError:
             ik.reset()
+            poses.append(None)
             continue
+        poses.append(ik.pose)
         m = marker_points(model, state, sk, dict(zip(ik.coordinate_names, sol.values)))
         data.append(p)
         fitted.append(m @ WORLD_FROM_OSIM.T)
     if not data:
-        return {s: math.nan for s in SEGMENTS}
+        return {s: math.nan for s in SEGMENTS}, poses
     dd = _distances(np.stack(data), sk.keypoints)
     dm = _distances(np.stack(fitted), sk.keypoints)
     out = {}
@@ -441,7 +453,7 @@ def _ik_ratios(generic: Path, sk: Skeleton, factors: Mapping[str, float], pts: n
         r = dd[s] / dm[s]
         r = r[np.isfinite(r)]
         out[s] = _trimmed_mean(r, settings.trim_fraction) if r.size >= min(settings.min_samples, len(data)) else math.nan
-    return out
+    return out, poses
 
 
 # ============================================================================ scaled model
