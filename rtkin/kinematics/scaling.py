@@ -402,11 +402,85 @@ def scale_factors(points: np.ndarray, skeleton: str | Skeleton = "HALPE_26",
 
 
 def _neutral_points(generic_model, sk: Skeleton, factors: Mapping[str, float] | None) -> np.ndarray:
-    """(K, 3) the skeleton's markers in the neutral pose, OpenSim ground m, on a copy of
-    ``generic_model`` (unscaled, with the skeleton's markers; not modified) scaled by ``factors``."""
+    """(K, 3) the skeleton's markers in the neutral pose, OpenSim ground m, of ``generic_model``
+    (unscaled, with the skeleton's markers; not modified) scaled by ``factors``: by the compiled
+    kinematic tree scaled in memory (:func:`_neutral_tree`), else on a scaled OpenSim copy."""
+    fk = _neutral_tree(generic_model, sk)
+    if fk is None:
+        return _neutral_points_osim(generic_model, sk, factors)
+    tree, q, rows, translations = fk
+    out = np.full((sk.n_keypoints, 3), np.nan)
+    out[rows] = tree.scaled(dict(factors or {}), translations).evaluate(q)[0]
+    return out
+
+
+def _neutral_points_osim(generic_model, sk: Skeleton, factors: Mapping[str, float] | None) -> np.ndarray:
+    """:func:`_neutral_points` through OpenSim: a copy of the model scaled by ``Model.scale``."""
     model = generic_model.clone()
     state = apply_scale(model, factors) if factors else model.initSystem()
     return marker_points(model, state, sk, neutral_values(model))
+
+
+#: (id of the template model, skeleton) -> (the template, (tree, neutral q, keypoint rows, translations) or None)
+_NEUTRAL_TREES: dict[tuple[int, str], tuple[Any, tuple | None]] = {}
+#: the scaled tree must place every marker within this of OpenSim's scaled model, m
+_NEUTRAL_CHECK_M = 1e-9
+
+
+def _neutral_tree(generic_model, sk: Skeleton) -> tuple | None:
+    """The template model's compiled kinematic tree (:class:`rtkin.kinematics.fastfk.KinematicTree`)
+    over the skeleton's markers, with the neutral pose's ``q`` and the keypoint row of each
+    marker; built once per template and process (a scaled model costs an array copy instead of
+    an OpenSim clone + ``Model.scale``: ~15 ms). Checked once against OpenSim's scaling with
+    uneven factors; None (OpenSim is used) when it does not reproduce it."""
+    key = (id(generic_model), sk.name)
+    hit = _NEUTRAL_TREES.get(key)
+    if hit is not None and hit[0] is generic_model:
+        return hit[1]
+    _NEUTRAL_TREES[key] = (generic_model, None)
+    from rtkin.kinematics.fastfk import KinematicTree, Unsupported
+    from rtkin.kinematics.model import _osim
+
+    osim = _osim()
+    model = generic_model.clone()
+    state = model.initSystem()
+    cs = model.getCoordinateSet()
+    q0 = state.getQ().to_numpy().copy()
+    q_index = {}
+    for i in range(cs.getSize()):  # each coordinate's place in Q (found by perturbation)
+        c = cs.get(i)
+        v = c.getValue(state)
+        c.setValue(state, v + 0.1, False)
+        d = np.flatnonzero(np.abs(state.getQ().to_numpy() - q0) > 1e-9)
+        c.setValue(state, v, False)
+        if d.size != 1:
+            return None
+        q_index[c.getName()] = int(d[0])
+    for n, v in neutral_values(model).items():
+        cs.get(n).setValue(state, float(v), False)
+    model.realizePosition(state)
+    q = state.getQ().to_numpy().copy()
+    ms = model.getMarkerSet()
+    marker_of = dict(sk.markers)  # as marker_points: the keypoints' markers (no derived points)
+    pairs = [(k, marker_of[n]) for k, n in enumerate(sk.keypoints) if n in marker_of and ms.contains(marker_of[n])]
+    bodies, stations = [], []
+    for _, m in pairs:
+        base = osim.PhysicalFrame.safeDownCast(ms.get(m).getParentFrame().findBaseFrame())
+        bodies.append(base.getName())
+        stations.append(ms.get(m).findLocationInFrame(state, base).to_numpy())
+    try:
+        tree = KinematicTree(model, state, bodies, np.array(stations), q_index)
+    except (Unsupported, KeyError):
+        return None
+    rows = np.array([k for k, _ in pairs], dtype=np.intp)
+    test = {b: 0.8 + 0.03 * i for i, b in enumerate(tree.body_names)}  # uneven: every body its own factor
+    want = _neutral_points_osim(generic_model, sk, test)[rows]
+    for translations in ("parent", "child"):
+        got = tree.scaled(test, translations).evaluate(q)[0]
+        if np.abs(got - want).max() <= _NEUTRAL_CHECK_M:
+            _NEUTRAL_TREES[key] = (generic_model, (tree, q, rows, translations))
+            return _NEUTRAL_TREES[key][1]
+    return None
 
 
 def _neutral_lengths(generic_model, sk: Skeleton, factors: Mapping[str, float] | None) -> dict[str, float]:
