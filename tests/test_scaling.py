@@ -217,3 +217,26 @@ def test_coco17_scaling_uses_the_corrected_markers_mirrors_and_height(scaled_tru
     assert not any("configured height" in w for w in given.warnings)
     wrong = scale_factors(pts, "COCO_17", ScalingSettings(skeleton="COCO_17", height_m=1.3 * true_stature))
     assert any("configured height" in w for w in wrong.warnings)
+
+
+@pytest.mark.parametrize("skeleton", ["HALPE_26", "COCO_17"])
+def test_scaled_kinematic_tree_gives_opensims_scaled_neutral_pose(skeleton):
+    """The neutral-pose markers of a scaled model come from the compiled kinematic tree scaled in
+    memory: the same points as OpenSim's Model.scale on a copy, for uneven per-body factors."""
+    from pathlib import Path
+
+    from rtkin.core import assets
+    from rtkin.core.skeletons import get_skeleton
+    from rtkin.kinematics import scaling as sc
+    from rtkin.kinematics.model import template_model
+
+    sk = get_skeleton(skeleton)
+    model = template_model(Path(assets.model_path()), sk)
+    assert sc._neutral_tree(model, sk) is not None  # the fast path is taken
+    rng = np.random.default_rng(3)
+    factors = {b: float(rng.uniform(0.7, 1.3)) for b in BODY_SEGMENTS}
+    fast, ref = sc._neutral_points(model, sk, factors), sc._neutral_points_osim(model, sk, factors)
+    assert np.array_equal(np.isnan(fast), np.isnan(ref))
+    assert np.nanmax(np.abs(fast - ref)) < 1e-9
+    generic = sc._neutral_points(model, sk, None)
+    assert np.nanmax(np.abs(fast - generic)) > 0.05  # the factors do move the markers

@@ -7,6 +7,7 @@ and writes rotations in degrees with ``inDegrees=yes``, as OpenSim's IK tool doe
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +21,9 @@ def rotational_mask(names: Sequence[str]) -> list[bool]:
     from rtkin.core.messages import coordinate_unit
 
     return [coordinate_unit(n) == "rad" for n in names]
+
+
+_NONFINITE = re.compile(r"-?(?:nan|inf)")
 
 
 def write_mot(path: str | os.PathLike, time_s: np.ndarray, names: Sequence[str], values: np.ndarray,
@@ -49,8 +53,10 @@ def write_mot(path: str | os.PathLike, time_s: np.ndarray, names: Sequence[str],
              "Units are S.I. units (second, meters, Newtons, ...)",
              "If the header above contains a line with 'inDegrees', this indicates whether rotational "
              "values are in degrees (yes) or radians (no).", *notes, "", "endheader", "\t".join(["time"] + names)]
-    for t, row in zip(time_s, out):
-        lines.append("\t".join([f"{t:.6f}"] + [f"{v:.8f}" if np.isfinite(v) else "NaN" for v in row]))
+    row_fmt = "%.6f" + "\t%.8f" * len(names)  # one format per row (NaN and inf written as NaN)
+    for t, row in zip(time_s.tolist(), out.tolist()):
+        line = row_fmt % (t, *row)
+        lines.append(_NONFINITE.sub("NaN", line) if "n" in line else line)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

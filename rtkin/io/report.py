@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 import os
 import re
@@ -132,125 +131,111 @@ def _moving(values: np.ndarray) -> bool:
     return v.size > 1 and float(v.max() - v.min()) > 1e-9
 
 
-def _thin(n: int, most: int = 1500) -> slice:
-    """Every k-th sample so a curve has at most ``most`` points (plots of long sessions stay cheap)."""
-    return slice(None, None, max(1, -(-n // most)))
-
-
-def _png(fig) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
-
-
-def _figure(w: float, h: float, top: float = 0.9):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h))  # fixed margins: constrained layout costs seconds on a 27-panel figure
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=top, hspace=0.55, wspace=0.25)
-    return fig
+def _equal_aspect(xlim: tuple[float, float], ylim: tuple[float, float], w: float, h: float):
+    """Limits widened so that one metre spans as many pixels along x as along y."""
+    sx, sy = (xlim[1] - xlim[0]) / w, (ylim[1] - ylim[0]) / h
+    if sx > sy:
+        c, half = (ylim[0] + ylim[1]) / 2, sx * h / 2
+        return xlim, (c - half, c + half)
+    c, half = (xlim[0] + xlim[1]) / 2, sy * w / 2
+    return (c - half, c + half), ylim
 
 
 # ============================================================================ plots
+# Drawn with :mod:`rtkin.io.plots` (Pillow): matplotlib's per-axes text layout cost ~1 s per
+# report, a third of a whole reprocess.
+
+_W = 1170  # figure width, px
 
 
 def _angles_png(p: PersonReport, targets: Mapping[str, tuple[float, float]]) -> bytes:
+    from rtkin.io.plots import BLUE, GREEN, RED, Canvas, limits
+
     rows = [r for r in _side_pairs(p.names)
             if any(n and _moving(p.values[:, p.names.index(n)]) for n in r[1:])]
-    n = max(len(rows), 1)
-    cols = 3
-    nrows = math.ceil(n / cols)
-    height = 2.1 * nrows + 0.8
-    fig = _figure(13, height, top=1 - 0.75 / height)
-    fig.subplots_adjust(bottom=0.35 / height)
-    axes = fig.subplots(nrows, cols, squeeze=False).ravel()
-    for ax in axes[len(rows):]:
-        ax.set_visible(False)
-    for ax, (label, r, l) in zip(axes, rows):
-        for name, color, side in ((r, "tab:red", "R"), (l, "tab:blue", "L")):
-            if name is None:
-                continue
-            j = p.names.index(name)
-            k = _thin(len(p.time_s))
-            y = _display(p.values[k, j], name)
-            ax.plot(p.time_s[k], y, color=color, lw=1.0, label=side if l else None)
-            if p.quality is not None:
-                low = p.quality[k, j] < LOW_QUALITY
-                if low.any():
-                    lo, hi = np.nanmin(y) if np.isfinite(y).any() else 0, np.nanmax(y) if np.isfinite(y).any() else 1
-                    ax.fill_between(p.time_s[k], lo, hi, where=low, color=color, alpha=0.12, lw=0)
-            band = targets.get(name)
-            if band is not None:
-                ax.axhspan(band[0], band[1], color="tab:green", alpha=0.12, lw=0)
-        ax.set_title(label, fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.locator_params(nbins=5)
-        ax.set_ylabel("deg" if _is_rotation(r or l) else "m", fontsize=7)
+    cols, cw, ch, head = 3, _W // 3, 200, 34
+    nrows = max(math.ceil(len(rows) / cols), 1)
+    cv = Canvas(_W, head + ch * nrows + 14)
+    cv.text((_W / 2, 8), f"person {p.person_id}: joint angles (red right, blue left; shaded: quality < {LOW_QUALITY})",
+            size=14, anchor="ma")
+    t = p.time_s
+    xlim = (float(t[0]), float(t[-1])) if len(t) and t[-1] > t[0] else (0.0, 1.0)
+    for i, (label, r, l) in enumerate(rows):
+        x0, y0 = (i % cols) * cw, head + (i // cols) * ch
+        series = [(n, color, side) for n, color, side in ((r, RED, "R"), (l, BLUE, "L")) if n is not None]
+        ys = [_display(p.values[:, p.names.index(n)], n) for n, _, _ in series]
+        bands = [targets[n] for n, _, _ in series if n in targets]
+        ax = cv.panel((x0 + 62, y0 + 24, x0 + cw - 14, y0 + ch - 38), xlim, limits(*ys, *bands),
+                      title=label, ylabel="deg" if _is_rotation(r or l) else "m",
+                      xlabel="time, s" if i >= len(rows) - cols else "")
+        for lo, hi in bands:
+            ax.hband(lo, hi, GREEN)
+        if p.quality is not None:
+            for n, color, _ in series:
+                ax.spans(t, p.quality[:, p.names.index(n)] < LOW_QUALITY, color)
+        for (n, color, _), y in zip(series, ys):
+            ax.line(t, y, color)
         if l:
-            ax.legend(fontsize=7, loc="upper right")
-    for ax in axes[max(len(rows) - cols, 0):len(rows)]:
-        ax.set_xlabel("time, s", fontsize=7)
-    fig.suptitle(f"person {p.person_id}: joint angles (red right, blue left; shaded: quality < {LOW_QUALITY})",
-                 fontsize=10, y=1 - 0.15 / height)
-    return _png(fig)
+            ax.legend([(side, color) for _, color, side in series])
+    return cv.png()
 
 
 def _trajectories_png(p: PersonReport) -> bytes:
-    fig = _figure(11, 4.2)
-    top, side = fig.subplots(1, 2)
-    pts = p.points
-    for name in TRAJECTORY_POINTS:
-        if name not in p.keypoint_names:
-            continue
-        k = p.keypoint_names.index(name)
-        xyz = pts[_thin(len(pts)), k]
-        top.plot(xyz[:, 0], xyz[:, 1], lw=0.8, label=name)
-        side.plot(xyz[:, 0], xyz[:, 2], lw=0.8, label=name)
-    top.set_title("top view (world x-y, m)", fontsize=9)
-    side.set_title("side view (world x-z, m; z up)", fontsize=9)
-    for ax in (top, side):
-        ax.set_aspect("equal", adjustable="datalim")
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    top.legend(fontsize=7, ncol=2)
-    fig.suptitle(f"person {p.person_id}: 3D keypoint trajectories", fontsize=10)
-    return _png(fig)
+    from rtkin.io.plots import COLORS, Canvas, limits
+
+    cv = Canvas(990, 380)
+    cv.text((495, 6), f"person {p.person_id}: 3D keypoint trajectories", size=14, anchor="ma")
+    names = [n for n in TRAJECTORY_POINTS if n in p.keypoint_names]
+    xyz = p.points[:, [p.keypoint_names.index(n) for n in names]]  # (T, k, 3)
+    boxes = ((60, 50, 480, 340), (560, 50, 980, 340))
+    for (a, b), box, title in (((0, 1), boxes[0], "top view (world x-y, m)"),
+                               ((0, 2), boxes[1], "side view (world x-z, m; z up)")):
+        xlim, ylim = _equal_aspect(limits(xyz[..., a]), limits(xyz[..., b]), box[2] - box[0], box[3] - box[1])
+        ax = cv.panel(box, xlim, ylim, title=title, grid=True)
+        for k in range(len(names)):
+            ax.line(xyz[:, k, a], xyz[:, k, b], COLORS[k % len(COLORS)])
+        if a == 0 and b == 1:
+            ax.legend([(n, COLORS[k % len(COLORS)]) for k, n in enumerate(names)], ncol=2)
+    return cv.png()
 
 
 def _scaling_png(p: PersonReport) -> bytes:
+    from rtkin.io.plots import PURPLE, Canvas
+
     items = sorted(p.scale_factors.items())
-    fig = _figure(11, 3.2)
-    ax = fig.subplots()
-    ax.bar(range(len(items)), [v for _, v in items], color="tab:purple")
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks(range(len(items)), [k for k, _ in items], rotation=60, fontsize=7)
-    ax.set_ylabel("factor vs generic model", fontsize=8)
-    ax.set_title(f"person {p.person_id}: scale factors against the generic model", fontsize=9)
-    return _png(fig)
+    vals = [v for _, v in items]
+    cv = Canvas(990, 300)
+    top = max(vals + [1.0]) * 1.1
+    ax = cv.panel((70, 30, 975, 225), (-0.6, len(items) - 0.4), (0.0, top), xticks=False,
+                  title=f"person {p.person_id}: scale factors against the generic model",
+                  ylabel="factor vs generic model")
+    ax.bars(vals, PURPLE)
+    ax.hline(1.0)
+    for i, (k, _) in enumerate(items):
+        x, _ = ax.px(i, 0.0)
+        cv.vtext((float(x), 230), k, size=10, top=True)
+    return cv.png()
 
 
 def _cameras_png(rep: SessionReport) -> bytes:
-    fig = _figure(11, 5.0)
-    err_ax, use_ax = fig.subplots(2, 1, sharex=True)
+    from rtkin.io.plots import COLORS, GREEN, Canvas, limits
+
     t = rep.camera_time_s
-    k = _thin(len(t))
-    for c, name in enumerate(rep.cameras):
-        err_ax.plot(t[k], rep.camera_reproj_px[k, c], lw=0.8, label=name)
-    err_ax.set_ylabel("median reprojection px", fontsize=8)
-    err_ax.set_title("per-camera reprojection error of the subject's keypoints", fontsize=9)
-    err_ax.legend(fontsize=7, ncol=len(rep.cameras))
-    used = np.asarray(rep.camera_used, dtype=float)
-    use_ax.imshow(used.T, aspect="auto", interpolation="nearest", cmap="Greens", vmin=0, vmax=1,
-                  extent=(float(t[0]) if t.size else 0, float(t[-1]) if t.size else 1, len(rep.cameras) - 0.5, -0.5))
-    use_ax.set_yticks(range(len(rep.cameras)), rep.cameras, fontsize=7)
-    use_ax.set_xlabel("time, s (session axis)", fontsize=8)
-    use_ax.set_title(f"cameras used for the subject over time ({used.sum(1).mean():.2f} on average)", fontsize=9)
-    for ax in (err_ax, use_ax):
-        ax.tick_params(labelsize=7)
-    return _png(fig)
+    xlim = (float(t[0]), float(t[-1])) if len(t) and t[-1] > t[0] else (0.0, 1.0)
+    C = len(rep.cameras)
+    cv = Canvas(990, 470)
+    err = cv.panel((70, 30, 975, 215), xlim, limits(rep.camera_reproj_px, floor=0.5),
+                   title="per-camera reprojection error of the subject's keypoints", ylabel="median reprojection px")
+    for c in range(C):
+        err.line(t, rep.camera_reproj_px[:, c], COLORS[c % len(COLORS)])
+    err.legend([(n, COLORS[c % len(COLORS)]) for c, n in enumerate(rep.cameras)], ncol=C)
+    used = np.asarray(rep.camera_used, dtype=bool)
+    use = cv.panel((70, 260, 975, 420), xlim, (C - 0.5, -0.5), xlabel="time, s (session axis)",
+                   yticklabels=[(c, n) for c, n in enumerate(rep.cameras)],
+                   title=f"cameras used for the subject over time ({used.sum(1).mean():.2f} on average)")
+    use.rows(used.T, GREEN)
+    use.c.draw.rectangle((use.x0, use.y0, use.x1, use.y1), outline=(34, 34, 34))
+    return cv.png()
 
 
 # ============================================================================ HTML

@@ -164,6 +164,7 @@ class KinematicTree:
             raise Unsupported(f"markers on {missing}, not bodies of the tree")
         self._all_columns = np.arange(self.nq, dtype=np.int64)
         self._colmaps: dict[bytes, np.ndarray] = {}  # q index -> column, per column set
+        self.body_names = tuple(bodies)  # (nj,) body of each index (joint j's child is body j)
         self.marker_body = np.array([bodies[b] for b in marker_bodies], dtype=np.int64)  # (M,) body index
         self.stations = np.array(stations, dtype=np.float64).reshape(-1, 3)  # (M, 3) in the body frame, m
 
@@ -224,6 +225,34 @@ class KinematicTree:
         X_BM = _transform(osim, j.getChildFrame().findTransformInBaseFrame())
         p = -1 if parent == "ground" else bodies[parent]
         return p, X_PF, _inverse(X_BM), axes, kinds, qi, coef, tab
+
+    def scaled(self, factors: dict[str, float], translations: str = "parent") -> "KinematicTree":
+        """A copy of this tree with per-body uniform scale ``factors`` (body name -> factor, others
+        1) applied as OpenSim's ``Model.scale`` does: a joint's offset frame on its parent body
+        and its child body's offset frame move with their body's factor, marker stations with
+        their body's, and the joint's translation functions with the ``translations`` body's
+        (``"parent"`` or ``"child"``). For a model built from the unscaled one."""
+        import copy
+
+        s = np.array([float(factors.get(b, 1.0)) for b in self.body_names])
+        sp = np.where(self.parent >= 0, s[np.maximum(self.parent, 0)], 1.0)  # (nj,) parent body factors
+        st = sp if translations == "parent" else s
+        out = copy.copy(self)
+        out.X_PF = self.X_PF.copy()
+        out.X_PF[:, :, 3] *= sp[:, None]
+        out.X_MB = self.X_MB.copy()
+        out.X_MB[:, :, 3] *= s[:, None]
+        out.coef = self.coef.copy()
+        out.coef[:, 3:, :] *= st[:, None, None]
+        out.t_f, out.t_df = self.t_f.copy(), self.t_df.copy()
+        for j in range(len(s)):
+            for a in range(3, 6):
+                if self.table[j, a] >= 0:
+                    out.t_f[self.table[j, a]] *= st[j]
+                    out.t_df[self.table[j, a]] *= st[j]
+        out.stations = self.stations * s[self.marker_body][:, None]
+        out._colmaps = {}
+        return out
 
     def evaluate(self, q: np.ndarray, columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Markers ``(M, 3)`` in ground, m, and their Jacobian ``dp/dq`` at ``q`` ``(nq,)`` (the

@@ -411,6 +411,20 @@ class IKSolver(PhysiologicalGuards):
         """True when the next solve starts from the previous solution."""
         return self._q is not None
 
+    @property
+    def pose(self) -> np.ndarray | None:
+        """A copy of the last solution's full state ``q`` (the next solve's warm start), or None
+        (the next solve starts cold). For :meth:`start_from`."""
+        return None if self._q is None else self._q.copy()
+
+    def start_from(self, pose: np.ndarray | None) -> None:
+        """Start the next solve from ``pose`` (a :attr:`pose` of this solver or of one on the
+        same model structure; None = cold), with no motion history: e.g. the same frames fitted
+        again on a slightly rescaled model start from their previous fits."""
+        self.reset()
+        if pose is not None:
+            self._q = np.array(pose, dtype=np.float64)
+
     def dependency_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """``(Q, M)`` 1.0 where coordinate q depends on marker m (:attr:`dependencies`), and
         ``(Q,)`` the number of markers each depends on; built once."""

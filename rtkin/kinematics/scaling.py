@@ -100,6 +100,9 @@ BODY_SEGMENTS: dict[str, tuple[str, ...]] = {
 BACKGROUND_NICE = 15  # niceness of the background scaling process (set before it imports anything
 # heavy: it yields the CPU to the live IK; a one-off job of seconds)
 _MIDPOINTS = {"Hip": ("RHip", "LHip"), "Neck": ("RShoulder", "LShoulder")}
+_REFINE_IK_ITERATIONS = 20
+_REFINE_DT_S = 1.0
+_REFINE_GAP_S = 2.0
 _FILTER_POINTS = ("RHip", "LHip", "RKnee", "LKnee", "RAnkle", "LAnkle", "RShoulder", "LShoulder")
 
 
@@ -380,8 +383,9 @@ def scale_factors(points: np.ndarray, skeleton: str | Skeleton = "HALPE_26",
     if settings.refine_iterations and np.count_nonzero(keep) >= settings.min_samples:
         idx = np.flatnonzero(keep)
         idx = idx[np.linspace(0, idx.size - 1, min(settings.refine_frames, idx.size)).round().astype(int)]
+        poses = None
         for _ in range(settings.refine_iterations):
-            ratios = _ik_ratios(generic, sk, factors, pts[idx], settings)
+            ratios, poses = _ik_ratios(generic, sk, factors, pts[idx], settings, poses)
             seg = {s: seg[s] * ratios[s] if math.isfinite(ratios[s]) else seg[s] for s in SEGMENTS}
             factors = _body_factors(seg, lo, hi, default)
     stature = model_stature(generic, factors)
@@ -398,11 +402,85 @@ def scale_factors(points: np.ndarray, skeleton: str | Skeleton = "HALPE_26",
 
 
 def _neutral_points(generic_model, sk: Skeleton, factors: Mapping[str, float] | None) -> np.ndarray:
-    """(K, 3) the skeleton's markers in the neutral pose, OpenSim ground m, on a copy of
-    ``generic_model`` (unscaled, with the skeleton's markers; not modified) scaled by ``factors``."""
+    """(K, 3) the skeleton's markers in the neutral pose, OpenSim ground m, of ``generic_model``
+    (unscaled, with the skeleton's markers; not modified) scaled by ``factors``: by the compiled
+    kinematic tree scaled in memory (:func:`_neutral_tree`), else on a scaled OpenSim copy."""
+    fk = _neutral_tree(generic_model, sk)
+    if fk is None:
+        return _neutral_points_osim(generic_model, sk, factors)
+    tree, q, rows, translations = fk
+    out = np.full((sk.n_keypoints, 3), np.nan)
+    out[rows] = tree.scaled(dict(factors or {}), translations).evaluate(q)[0]
+    return out
+
+
+def _neutral_points_osim(generic_model, sk: Skeleton, factors: Mapping[str, float] | None) -> np.ndarray:
+    """:func:`_neutral_points` through OpenSim: a copy of the model scaled by ``Model.scale``."""
     model = generic_model.clone()
     state = apply_scale(model, factors) if factors else model.initSystem()
     return marker_points(model, state, sk, neutral_values(model))
+
+
+#: (id of the template model, skeleton) -> (the template, (tree, neutral q, keypoint rows, translations) or None)
+_NEUTRAL_TREES: dict[tuple[int, str], tuple[Any, tuple | None]] = {}
+#: the scaled tree must place every marker within this of OpenSim's scaled model, m
+_NEUTRAL_CHECK_M = 1e-9
+
+
+def _neutral_tree(generic_model, sk: Skeleton) -> tuple | None:
+    """The template model's compiled kinematic tree (:class:`rtkin.kinematics.fastfk.KinematicTree`)
+    over the skeleton's markers, with the neutral pose's ``q`` and the keypoint row of each
+    marker; built once per template and process (a scaled model costs an array copy instead of
+    an OpenSim clone + ``Model.scale``: ~15 ms). Checked once against OpenSim's scaling with
+    uneven factors; None (OpenSim is used) when it does not reproduce it."""
+    key = (id(generic_model), sk.name)
+    hit = _NEUTRAL_TREES.get(key)
+    if hit is not None and hit[0] is generic_model:
+        return hit[1]
+    _NEUTRAL_TREES[key] = (generic_model, None)
+    from rtkin.kinematics.fastfk import KinematicTree, Unsupported
+    from rtkin.kinematics.model import _osim
+
+    osim = _osim()
+    model = generic_model.clone()
+    state = model.initSystem()
+    cs = model.getCoordinateSet()
+    q0 = state.getQ().to_numpy().copy()
+    q_index = {}
+    for i in range(cs.getSize()):  # each coordinate's place in Q (found by perturbation)
+        c = cs.get(i)
+        v = c.getValue(state)
+        c.setValue(state, v + 0.1, False)
+        d = np.flatnonzero(np.abs(state.getQ().to_numpy() - q0) > 1e-9)
+        c.setValue(state, v, False)
+        if d.size != 1:
+            return None
+        q_index[c.getName()] = int(d[0])
+    for n, v in neutral_values(model).items():
+        cs.get(n).setValue(state, float(v), False)
+    model.realizePosition(state)
+    q = state.getQ().to_numpy().copy()
+    ms = model.getMarkerSet()
+    marker_of = dict(sk.markers)  # as marker_points: the keypoints' markers (no derived points)
+    pairs = [(k, marker_of[n]) for k, n in enumerate(sk.keypoints) if n in marker_of and ms.contains(marker_of[n])]
+    bodies, stations = [], []
+    for _, m in pairs:
+        base = osim.PhysicalFrame.safeDownCast(ms.get(m).getParentFrame().findBaseFrame())
+        bodies.append(base.getName())
+        stations.append(ms.get(m).findLocationInFrame(state, base).to_numpy())
+    try:
+        tree = KinematicTree(model, state, bodies, np.array(stations), q_index)
+    except (Unsupported, KeyError):
+        return None
+    rows = np.array([k for k, _ in pairs], dtype=np.intp)
+    test = {b: 0.8 + 0.03 * i for i, b in enumerate(tree.body_names)}  # uneven: every body its own factor
+    want = _neutral_points_osim(generic_model, sk, test)[rows]
+    for translations in ("parent", "child"):
+        got = tree.scaled(test, translations).evaluate(q)[0]
+        if np.abs(got - want).max() <= _NEUTRAL_CHECK_M:
+            _NEUTRAL_TREES[key] = (generic_model, (tree, q, rows, translations))
+            return _NEUTRAL_TREES[key][1]
+    return None
 
 
 def _neutral_lengths(generic_model, sk: Skeleton, factors: Mapping[str, float] | None) -> dict[str, float]:
@@ -411,29 +489,37 @@ def _neutral_lengths(generic_model, sk: Skeleton, factors: Mapping[str, float] |
 
 
 def _ik_ratios(generic: Path, sk: Skeleton, factors: Mapping[str, float], pts: np.ndarray,
-               settings: ScalingSettings) -> dict[str, float]:
+               settings: ScalingSettings, starts: list | None = None) -> tuple[dict[str, float], list]:
     """Per segment, the trimmed mean of data / model landmark distance, the scaled model fitted
-    by IK to each frame of ``pts`` (F, K, 3) world m."""
+    by IK to each frame of ``pts`` (F, K, 3) world m; and the F fitted poses (None: failed).
+
+    ``starts``: the poses of a previous refinement (the same frames, slightly different
+    factors): each frame starts from its own previous fit (a few iterations instead of tracking
+    from one sampled frame to the next)."""
     from rtkin.kinematics.ik import IKError, IKSettings, IKSolver
 
     # the model scale_model would write, built in memory (no file written and read back)
     model = template_model(Path(generic), sk).clone()
     scale_tool_manual(model, factors)
-    ik = IKSolver(IKSettings(skeleton=sk.name, smoothing=0.0, gate_m=math.inf, outlier_m=math.inf,
-                             max_iterations=20, max_marker_rms_m=0.2), model_path=generic, model=model.clone())
+    ik = IKSolver(IKSettings(skeleton=sk.name, smoothing=0.0, gate_m=math.inf, outlier_m=math.inf, max_gap_s=_REFINE_GAP_S,
+                             max_iterations=_REFINE_IK_ITERATIONS, max_marker_rms_m=0.2), model_path=generic, model=model.clone())
     state = model.initSystem()
-    data, fitted = [], []
+    data, fitted, poses = [], [], []
     for f, p in enumerate(pts):
+        if starts is not None:
+            ik.start_from(starts[f])
         try:
-            sol = ik.solve(p, time_s=f * 0.02)
+            sol = ik.solve(p, time_s=f * _REFINE_DT_S)
         except IKError:
             ik.reset()
+            poses.append(None)
             continue
+        poses.append(ik.pose)
         m = marker_points(model, state, sk, dict(zip(ik.coordinate_names, sol.values)))
         data.append(p)
         fitted.append(m @ WORLD_FROM_OSIM.T)
     if not data:
-        return {s: math.nan for s in SEGMENTS}
+        return {s: math.nan for s in SEGMENTS}, poses
     dd = _distances(np.stack(data), sk.keypoints)
     dm = _distances(np.stack(fitted), sk.keypoints)
     out = {}
@@ -441,7 +527,7 @@ def _ik_ratios(generic: Path, sk: Skeleton, factors: Mapping[str, float], pts: n
         r = dd[s] / dm[s]
         r = r[np.isfinite(r)]
         out[s] = _trimmed_mean(r, settings.trim_fraction) if r.size >= min(settings.min_samples, len(data)) else math.nan
-    return out
+    return out, poses
 
 
 # ============================================================================ scaled model
