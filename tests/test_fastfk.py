@@ -113,3 +113,34 @@ def test_a_constraint_is_unsupported():
     assert cs.getSize() > 0
     with pytest.raises(Unsupported, match="constraints"):
         KinematicTree(model, state, [], np.zeros((0, 3)), {})
+
+
+@pytest.mark.parametrize("augmented", [False, True])
+def test_the_compiled_solve_equals_the_python_loop(augmented, monkeypatch):
+    """rtkin.kinematics.lm.lm_solve runs IKSolver's Levenberg-Marquardt loop in one call: on a
+    stream with noise, occlusions and a jump (cold start, warm frames, speed bounds, outlier
+    drops, the posture and pelvis priors, robust weights) it gives the Python loop's angles."""
+    from rtkin.sim import virtual
+
+    truth = virtual.simulate_subject(virtual.MotionSettings(duration_s=1.5, fps=60.0, seed=3))
+    rng = np.random.default_rng(0)
+    pts = truth.keypoints + rng.normal(0.0, 0.01, truth.keypoints.shape)
+    pts[20:26, 9] = np.nan  # a wrist hidden
+    pts[40:43, 15] += 0.4  # an ankle 40 cm off for 3 frames
+    settings = IKSettings(skeleton="HALPE_26")
+    if augmented:
+        settings = augmented_ik_settings(settings)
+    runs = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(IKSolver, "compiled_lm", compiled)
+        s = IKSolver(settings)
+        n, noise = s.n_extra, np.random.default_rng(1)
+        out = []
+        for f in range(len(pts)):
+            x, w = s.markers_from_points(pts[f])
+            if n and s.last_model_markers is not None:  # augmented markers: the last pose's, 2 cm noise
+                x[-n:] = s.last_model_markers[-n:] + noise.normal(0.0, 0.02, (n, 3))
+                w[-n:] = s.weights[-n:]
+            out.append(s.solve_markers(x, w, f / 60.0).values)
+        runs[compiled] = np.array(out)
+    assert np.abs(runs[True] - runs[False]).max() < 1e-7

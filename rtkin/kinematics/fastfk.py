@@ -259,22 +259,28 @@ class KinematicTree:
         state's Q order): ``(3M, nq)``, or ``(3M, len(columns))`` for the q indices ``columns``
         only; rows ``3m..3m+2`` are marker m's."""
         M = self.stations.shape[0]
-        if columns is None:
-            colmap, nc = self._all_columns, self.nq
-        else:
-            key = columns.tobytes()
-            colmap = self._colmaps.get(key)
-            if colmap is None:
-                colmap = np.full(self.nq, -1, dtype=np.int64)
-                colmap[columns] = np.arange(len(columns))
-                self._colmaps[key] = colmap
-            nc = len(columns)
+        colmap = self.column_map(columns)
         P = np.empty((M, 3))
-        J = np.empty((3 * M, nc))
-        _evaluate(np.ascontiguousarray(q, dtype=np.float64), self.parent, self.X_PF, self.X_MB, self.axes,
-                  self.kind, self.qi, self.coef, self.table, self.t_n, self.t_x, self.t_f, self.t_df,
-                  self.desc, self.marker_body, self.stations, colmap, P, J)
+        J = np.empty((3 * M, self.nq if columns is None else len(columns)))
+        _evaluate(np.ascontiguousarray(q, dtype=np.float64), *self.arrays(), colmap, P, J)
         return P, J
+
+    def column_map(self, columns: np.ndarray | None) -> np.ndarray:
+        """``(nq,)`` int64: each q index's column among ``columns`` (-1 = not one; None = all)."""
+        if columns is None:
+            return self._all_columns
+        key = columns.tobytes()
+        colmap = self._colmaps.get(key)
+        if colmap is None:
+            colmap = np.full(self.nq, -1, dtype=np.int64)
+            colmap[columns] = np.arange(len(columns))
+            self._colmaps[key] = colmap
+        return colmap
+
+    def arrays(self) -> tuple:
+        """The tree's arrays in the order the kernel (``_evaluate``) takes them, before ``colmap``."""
+        return (self.parent, self.X_PF, self.X_MB, self.axes, self.kind, self.qi, self.coef, self.table, self.t_n,
+                self.t_x, self.t_f, self.t_df, self.desc, self.marker_body, self.stations)
 
     def check(self, reference, q_lo: np.ndarray, q_hi: np.ndarray, n: int = 6, tol_m: float = 1e-7,
               seed: int = 0) -> float:

@@ -80,9 +80,10 @@ import numpy as np
 from rtkin.core.frames import OSIM_FROM_WORLD
 from rtkin.core.messages import AngleFlag
 from rtkin.core.skeletons import Skeleton, get_skeleton
-from rtkin.kinematics.fastfk import KinematicTree, Unsupported, damped_step
+from rtkin.kinematics.fastfk import KinematicTree, Unsupported
 from rtkin.kinematics.ik_guards import PhysiologicalGuards
 from rtkin.kinematics.ik_settings import METHODS, PELVIS_PITCH, IKSettings, ik_marker_weights
+from rtkin.kinematics.lm import gauss_newton_python, lm_solve
 from rtkin.kinematics.model import _dependencies, _osim, _Topology, model_path_for, template_model
 
 __all__ = ["METHODS", "PELVIS_PITCH", "IKSettings", "IKSolution", "IKError", "IKSolver", "ik_marker_weights"]
@@ -93,6 +94,7 @@ _TREE_OK: dict[tuple, bool] = {}  # the compiled forward kinematics matched Open
 
 
 _MIN_DT_S, _MAX_DT_S = 1e-3, 1.0  # bounds of the frame interval used by the smoothing prior, s
+_EMPTY_Q = np.zeros(0, dtype=np.int64)
 
 
 class IKError(RuntimeError):
@@ -147,6 +149,9 @@ class IKSolver(PhysiologicalGuards):
     _outlier_run: np.ndarray | None = None
     #: a re-acquired pose the published one glides to (None = none)
     _glide_to: np.ndarray | None = None
+    #: the solve runs compiled (:mod:`rtkin.kinematics.lm`) when the kinematics are; False = the
+    #: Python loop (the reference it is tested against)
+    compiled_lm = True
 
     def __init__(self, settings: IKSettings = IKSettings(), model_path: str | Path | None = None, model=None):
         osim = _osim()
@@ -208,6 +213,7 @@ class IKSolver(PhysiologicalGuards):
         self._pitch_w = 0.0  # weight of the anterior pelvis tilt prior
         self._pitch_pos: dict[bytes, np.ndarray] = {}  # positions of the pelvis angles per free set
         self._posture_of: dict[bytes, tuple] = {}  # the posture prior's set-up per free set
+        self._lm_setup: dict[bytes, tuple] = {}  # the compiled solve's set-up per free set
         pel = ("pelvis_tilt", "pelvis_list", "pelvis_rotation")
         self._pel_q = (np.array([self._qidx[self.coordinate_names.index(n)] for n in pel])
                        if all(n in self.coordinate_names for n in pel) else None)
@@ -241,6 +247,10 @@ class IKSolver(PhysiologicalGuards):
         self.tree: KinematicTree | None = self._kinematic_tree(model, topo) if settings.method == "gauss_newton" else None
         if settings.method == "opensim":
             self._setup_opensim(osim)
+        if self.tree is not None:  # the compiled solve loads (or compiles, once) now, not at the first frame
+            self._lm(self._q_default, self.tree.evaluate(self._q_default)[0], np.ones(self.n_markers), self._free,
+                     1, 0.0, None)
+            self.evaluations = 0
 
     # ------------------------------------------------------------------ construction helpers
     def _coordinate_q_indices(self) -> np.ndarray:
@@ -633,83 +643,34 @@ class IKSolver(PhysiologicalGuards):
         return P, self._J.to_numpy()
 
     # ------------------------------------------------------------------ Gauss-Newton
-    def _marker_cost(self, r: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
-        """Robust marker cost of residuals ``r`` (n, 3) m with weights ``w`` (n,), and the IRLS
-        weights ``(n,)``: Cauchy ``w c^2 log(1 + d^2 / c^2)`` (~ ``w d^2`` for ``d << c``), or
-        plain ``w d^2`` when ``robust_scale_m`` is inf."""
-        d2 = np.einsum("ij,ij->i", r, r)
-        c = self.settings.robust_scale_m
-        if not math.isfinite(c):
-            return float(w @ d2), w
-        c2 = c * c
-        return float(w @ (c2 * np.log1p(d2 / c2))), w / (1.0 + d2 / c2)
-
     def _gauss_newton(self, q: np.ndarray, x: np.ndarray, w: np.ndarray, free: np.ndarray,
                       iterations: int, prior: float = 0.0, bounds: tuple[np.ndarray, np.ndarray] | None = None
                       ) -> tuple[np.ndarray, np.ndarray, int]:
         """Levenberg-Marquardt (iteratively reweighted for the robust loss) over the ``free`` q
         indices, minimising ``marker cost + prior |q - q0|^2`` (``q0``: the starting ``q``).
         Returns q, its ``(M, 3)`` model markers and the number of iterations."""
-        use = w > 0
-        xs, wu = x[use], w[use]
-        rows = np.repeat(np.flatnonzero(use) * 3, 3) + np.tile(np.arange(3), int(use.sum()))
+        if self.tree is not None and self.compiled_lm:  # the same loop compiled (rtkin.kinematics.lm)
+            return self._lm(q, x, w, free, iterations, prior, bounds)
+        return gauss_newton_python(self, q, x, w, free, iterations, prior, bounds)
+
+    def _lm(self, q: np.ndarray, x: np.ndarray, w: np.ndarray, free: np.ndarray, iterations: int, prior: float,
+            bounds: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, int]:
+        """:meth:`_gauss_newton` in one call of :func:`rtkin.kinematics.lm.lm_solve`."""
+        key = free.tobytes()
+        setup = self._lm_setup.get(key)
+        if setup is None:
+            pos = self._pitch_positions(free)
+            setup = self._lm_setup[key] = (self._posture_w[free].copy(), self._posture_fade[free].copy(),
+                                           pos, self._pel_q if pos.size else _EMPTY_Q, self.tree.column_map(free))
+        base, fade, pel_pos, pel_q, colmap = setup
         lo, hi = bounds if bounds is not None else (self._lo, self._hi)
-        q = np.clip(q, lo, hi)
-        q0 = q[free].copy()
-        every = bool(use.all())
-        P, J = self._fk(q, free)
-        Jf = J if every else J[rows]
-        ws_base = np.repeat(wu, 3)
-        cost, rho = self._marker_cost(P[use] - xs, wu)
-        pw = self._posture_weights(Jf, ws_base, free, q[free]) if self._posture_on else np.zeros(free.size)
-        cost += float(pw @ q[free] ** 2) + self._pitch_term(q, free)[0]
-        mu = self.settings.damping
-        it = 0
-        di = np.arange(free.size)  # diagonal of the normal matrix
-        for it in range(1, iterations + 1):
-            ws = np.repeat(rho, 3)
-            A = Jf.T @ (Jf * ws[:, None])
-            g = Jf.T @ (ws * (P[use] - xs).ravel())
-            if prior > 0:
-                A[di, di] += prior
-                g += prior * (q[free] - q0)
-            A[di, di] += pw
-            g += pw * q[free]
-            c_p, pos, jp, w_p, th = self._pitch_term(q, free)
-            if c_p > 0:
-                A[np.ix_(pos, pos)] += w_p * np.outer(jp, jp)
-                g[pos] += w_p * th * jp
-            diag = A[di, di] + 1e-9
-            moved = False
-            for _ in range(8):  # raise the damping until the cost decreases
-                try:
-                    dq = damped_step(A, g, mu, diag)
-                except np.linalg.LinAlgError:
-                    mu *= 10.0
-                    continue
-                if np.abs(dq).max() < self.settings.step_tolerance:
-                    return q, P, it  # converged: the next step would be negligible
-                q_new = q.copy()
-                q_new[free] += dq
-                q_new = np.clip(q_new, lo, hi)
-                P_new, J_new = self._fk(q_new, free)
-                cost_new, rho_new = self._marker_cost(P_new[use] - xs, wu)
-                cost_new += prior * float(np.sum((q_new[free] - q0) ** 2)) + float(pw @ q_new[free] ** 2) \
-                    + self._pitch_term(q_new, free)[0]
-                if cost_new <= cost or not math.isfinite(cost):
-                    step = np.abs(q_new - q).max()
-                    q, P, cost, rho = q_new, P_new, cost_new, rho_new
-                    Jf = J_new if every else J_new[rows]
-                    if self._posture_on and pw.any():  # the fade follows the pose
-                        pw_new = self._posture_weights(Jf, ws_base, free, q[free])
-                        cost += float((pw_new - pw) @ q[free] ** 2)
-                        pw = pw_new
-                    mu = max(mu / 3.0, 1e-9)
-                    moved = True
-                    break
-                mu *= 4.0
-            if not moved or step < self.settings.step_tolerance:
-                break
+        c = self.settings.robust_scale_m
+        q, P, it, ev = lm_solve(np.asarray(q, dtype=np.float64), free, lo, hi, np.ascontiguousarray(x, dtype=np.float64),
+                                np.ascontiguousarray(w, dtype=np.float64), int(iterations), float(prior),
+                                c * c if math.isfinite(c) else math.inf, self.settings.damping,
+                                self.settings.step_tolerance, self._posture_on, base, fade, pel_pos, pel_q,
+                                float(self._pitch_w), *self.tree.arrays(), colmap)
+        self.evaluations += ev
         return q, P, it
 
     #: Arm poses tried from a cold start, (arm_flex, arm_add, elbow_flex) rad per side: down,

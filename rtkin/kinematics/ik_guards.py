@@ -214,18 +214,25 @@ class PhysiologicalGuards:
         ground z it is a lateral lean). Faded to nothing at 90 deg (a lying body)."""
         if self._pitch_w <= 0 or not self._posture_on or self._pel_q is None:
             return 0.0, _EMPTY_I, _EMPTY_F, 0.0, 0.0
-        key = free.tobytes()
-        pos = self._pitch_pos.get(key)
-        if pos is None:
-            pos = np.searchsorted(free, self._pel_q)
-            if not (pos < free.size).all() or not (free[np.minimum(pos, free.size - 1)] == self._pel_q).all():
-                pos = _EMPTY_I  # the pelvis is not solved here
-            self._pitch_pos[key] = pos
+        pos = self._pitch_positions(free)
         if not pos.size:
             return 0.0, _EMPTY_I, _EMPTY_F, 0.0, 0.0
         th, jp = _pelvis_pitch_grad(q[self._pel_q])
         w = self._pitch_w * max(0.0, 1.0 - (th / (0.5 * np.pi)) ** 2)
         return w * th * th, pos, jp, w, th
+
+    def _pitch_positions(self, free: np.ndarray) -> np.ndarray:
+        """Positions of the pelvis tilt / list / rotation in ``free`` (empty: not all solved)."""
+        key = free.tobytes()
+        pos = self._pitch_pos.get(key)
+        if pos is None:
+            pos = _EMPTY_I
+            if self._pel_q is not None:
+                pos = np.searchsorted(free, self._pel_q)
+                if not (pos < free.size).all() or not (free[np.minimum(pos, free.size - 1)] == self._pel_q).all():
+                    pos = _EMPTY_I  # the pelvis is not solved here
+            self._pitch_pos[key] = pos
+        return pos
 
     def _posture_weights(self, Jf: np.ndarray, ws: np.ndarray, free: np.ndarray, qf: np.ndarray) -> np.ndarray:
         """``(F,)`` posture prior weights of the ``free`` coordinates at the current pose ``qf``:
