@@ -132,6 +132,7 @@ def lm_solve(q, free, lo, hi, x, w, iterations, prior, c2, damping, step_tol,
     mu = damping
     it = 0
     A, g, diag = np.empty((F, F)), np.empty(F), np.empty(F)
+    nz = np.empty(F, dtype=np.int64)
     P_new, J_new, rho_new = np.empty((M, 3)), np.empty((3 * M, F)), np.empty(M)
     step = 0.0
     for it in range(1, iterations + 1):
@@ -143,14 +144,18 @@ def lm_solve(q, free, lo, hi, x, w, iterations, prior, c2, damping, step_tol,
             for c in range(3):
                 row = 3 * m + c
                 r = rho[m] * (P[m, c] - x[m, c])
-                for a in range(F):
+                n = 0
+                for a in range(F):  # a marker moves with the few coordinates of its chain
+                    if J[row, a] != 0.0:
+                        nz[n] = a
+                        n += 1
+                for i in range(n):
+                    a = nz[i]
                     ja = J[row, a]
-                    if ja == 0.0:
-                        continue
                     g[a] += ja * r
                     s = rho[m] * ja
-                    for b in range(a, F):
-                        A[a, b] += s * J[row, b]
+                    for k in range(i, n):
+                        A[a, nz[k]] += s * J[row, nz[k]]
         for a in range(F):
             for b in range(a + 1, F):
                 A[b, a] = A[a, b]
