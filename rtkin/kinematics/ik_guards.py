@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 _GATE_POWER = 8  # steepness of the innovation gate's weight
 _NEIGHBOUR_M = 0.12  # markers this close on the model move with one segment, m
@@ -49,9 +50,10 @@ def _pelvis_pitch_grad(a: np.ndarray) -> tuple[float, np.ndarray]:
     return math.asin(v), k * np.array([ct * cr - st * sl * sr, ct * cl * sr, -st * sr + ct * sl * cr])
 
 
+@njit(cache=True)
 def _pelvis_rotation(a: np.ndarray) -> np.ndarray:
     """``(3, 3)`` pelvis orientation in ground (y up), ``Rz(tilt) Rx(list) Ry(rotation)``."""
-    t, l, r = a
+    t, l, r = a[0], a[1], a[2]  # noqa: E741 - the model's names (tilt, list, rotation)
     ct, st, cl, sl, cr, sr = math.cos(t), math.sin(t), math.cos(l), math.sin(l), math.cos(r), math.sin(r)
     rz = np.array([[ct, -st, 0.0], [st, ct, 0.0], [0.0, 0.0, 1.0]])
     rx = np.array([[1.0, 0.0, 0.0], [0.0, cl, -sl], [0.0, sl, cl]])
@@ -59,28 +61,48 @@ def _pelvis_rotation(a: np.ndarray) -> np.ndarray:
     return rz @ rx @ ry
 
 
+@njit(cache=True)
 def _zxy_angles(R: np.ndarray) -> np.ndarray:
     """``(tilt, list, rotation)`` of ``R = Rz(tilt) Rx(list) Ry(rotation)``, rad."""
     return np.array([math.atan2(-R[0, 1], R[1, 1]), math.asin(max(-1.0, min(1.0, R[2, 1]))),
                      math.atan2(-R[2, 0], R[2, 2])])
 
 
+@njit(cache=True)
 def _rotvec(R: np.ndarray) -> np.ndarray:
     """Rotation vector (axis x angle, rad) of a rotation matrix (angles below pi)."""
-    c = max(-1.0, min(1.0, (np.trace(R) - 1.0) / 2.0))
+    c = max(-1.0, min(1.0, (R[0, 0] + R[1, 1] + R[2, 2] - 1.0) / 2.0))
     ang = math.acos(c)
     v = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
     return v * (0.5 if ang < 1e-9 else ang / (2.0 * math.sin(ang)))
 
 
+@njit(cache=True)
 def _rotmat(v: np.ndarray) -> np.ndarray:
     """Rotation matrix of a rotation vector (Rodrigues)."""
-    ang = float(np.linalg.norm(v))
+    ang = math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
     if ang < 1e-12:
         return np.eye(3)
     k = v / ang
     K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
     return np.eye(3) + math.sin(ang) * K + (1 - math.cos(ang)) * K @ K
+
+
+@njit(cache=True)
+def _tilt_bound(prev: np.ndarray, cur: np.ndarray, lim: float) -> np.ndarray:
+    """``(3,)`` pelvis (tilt, list, rotation) turned from ``prev`` towards ``cur`` no faster than
+    ``lim`` rad about horizontal axes (empty when ``cur`` is within that): see
+    ``PhysiologicalGuards._pelvis_tilt_bound``."""
+    R0 = _pelvis_rotation(prev)
+    th = _rotvec(_pelvis_rotation(cur) @ R0.T)  # in ground (y up)
+    h = math.hypot(th[0], th[2])
+    if h <= lim * (1 + 1e-6):
+        return np.zeros(0)
+    th[0] *= lim / h
+    th[2] *= lim / h
+    a = _zxy_angles(_rotmat(th) @ R0)
+    a[2] += 2 * np.pi * np.round((cur[2] - a[2]) / (2 * np.pi))  # the heading's turn count
+    return a
 
 
 class PhysiologicalGuards:
@@ -265,13 +287,5 @@ class PhysiologicalGuards:
         keypoint noise tilted the pelvis forward by 7 deg in one frame)."""
         if self._pel_q is None:
             return None
-        R0, R1 = _pelvis_rotation(prev[self._pel_q]), _pelvis_rotation(q[self._pel_q])
-        th = _rotvec(R1 @ R0.T)  # in ground (y up)
-        h = math.hypot(th[0], th[2])
-        lim = self.settings.max_root_speed_rad_s * self._dt
-        if h <= lim * (1 + 1e-6):
-            return None
-        th[[0, 2]] *= lim / h
-        a = _zxy_angles(_rotmat(th) @ R0)
-        a[2] += 2 * np.pi * np.round((q[self._pel_q][2] - a[2]) / (2 * np.pi))  # the heading's turn count
-        return a
+        a = _tilt_bound(prev[self._pel_q], q[self._pel_q], self.settings.max_root_speed_rad_s * self._dt)
+        return a if a.size else None
