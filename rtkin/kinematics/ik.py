@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import collections
 import math
+import statistics
 from pathlib import Path
 from typing import NamedTuple
 
@@ -567,7 +568,7 @@ class IKSolver(PhysiologicalGuards):
             lock[len(lock) - self.n_extra:] = False
         if not cold and lock.any():  # dropped again and again: is the pose what is wrong?
             (q, P, rms), w = self._unlock(x, w, (q, P, rms), lock, w_all)
-        typical = float(np.median(self._recent_rms)) if self._recent_rms else math.inf
+        typical = float(statistics.median(self._recent_rms)) if self._recent_rms else math.inf
         stuck = self.bounded and rms > 2.0 * typical
         if not cold and (rms > self.settings.max_marker_rms_m or stuck):
             # the fit is poor, or the data asks for more than the speed bounds allow and fits
