@@ -50,6 +50,29 @@ def test_live_single_person_accuracy_and_identity(live_single):
     assert np.isfinite(err_mm).mean() > 0.99
 
 
+def _revalidated(sk):
+    """``sk`` rebuilt through the validating constructor (raises on any broken invariant)."""
+    from dataclasses import fields
+
+    from rtkin.core.messages import Skeleton3D
+
+    return Skeleton3D(**{f.name: getattr(sk, f.name) for f in fields(sk)})
+
+
+def test_outputs_built_without_revalidation_still_pass_every_check(live_single):
+    _, _, outs, _ = live_single  # the reconstructor builds them with Skeleton3D.trusted
+    for sk in outs:
+        assert _revalidated(sk) == sk
+        for name in ("person_ids", "points", "scores", "reproj_error_px", "n_views"):
+            assert not getattr(sk, name).flags.writeable
+    with pytest.raises(ValueError):  # the check can fail: a negative reprojection error
+        bad = outs[0]
+        err = bad.reproj_error_px.copy()
+        err[0, 0] = -1.0
+        _revalidated(type(bad).trusted(bad.time_ns, bad.capture_ns, bad.skeleton, bad.person_ids.copy(),
+                                       bad.points.copy(), bad.scores.copy(), err, bad.n_views.copy()))
+
+
 def test_three_people_in_a_ring_keep_their_ids():
     rig = virtual.ring_rig(8)
     people = virtual.orbiting_group(3, duration_s=8.0)
@@ -72,6 +95,8 @@ def test_three_people_in_a_ring_keep_their_ids():
     main = [pid for pid, n in frames_per_id.items() if n > 0.95 * len(outs)]
     assert len(main) == 3  # three ids carry the whole run
     assert np.nanmedian(np.concatenate(errs)) * 1e3 <= 20.0  # measured ~11 mm
+    for sk in outs[::7]:  # several people per message, built without re-validation: still valid
+        assert _revalidated(sk) == sk
 
 
 def test_real_demo_keypoints_through_the_openpose_source(demo_rig, demo_keypoints_dir):

@@ -347,7 +347,8 @@ def _read_header(view: memoryview, limits: DecodeLimits) -> tuple[_Schema, dict[
     header = _unpack_header(view, limits)
     if not isinstance(header, dict):
         raise DecodeError(f"header must be a map, got {type(header).__name__}")
-    _exact_keys("header", header, _HEADER_KEYS)
+    if header.keys() != _HEADER_KEYS:
+        _exact_keys("header", header, _HEADER_KEYS)
     name, version = header["schema"], header["v"]
     if not isinstance(name, str) or name not in _SCHEMAS:
         raise DecodeError(f"unknown schema {name!r}, expected one of {sorted(_SCHEMAS)}")
@@ -370,12 +371,18 @@ def _check_fields(schema: _Schema, value: Any, limits: DecodeLimits) -> dict[str
     where = f"{schema.name}.fields"
     if not isinstance(value, dict):
         raise DecodeError(f"{where} must be a map, got {type(value).__name__}")
-    _exact_keys(where, value, set(schema.field_kinds))
+    if value.keys() != schema.field_kinds.keys():
+        _exact_keys(where, value, set(schema.field_kinds))
     for key, kind in schema.field_kinds.items():
-        _check_scalar(f"{schema.name}.{key}", value[key], kind, limits)
+        v = value[key]
+        if type(v) is not _WIRE_TYPES.get(kind) and not (v is None and kind == _OPT_INT):  # lists, or wrong
+            _check_scalar(f"{schema.name}.{key}", v, kind, limits)
     if schema.cls is FrameSet and len(value["frames"]) != len(value["cameras"]):
         raise DecodeError(f"FrameSet: {len(value['frames'])} frames for {len(value['cameras'])} cameras")
     return value
+
+
+_WIRE_TYPES = {_INT: int, _OPT_INT: int, _FLOAT: float, _STR: str}
 
 
 def _check_scalar(where: str, value: Any, kind: str, limits: DecodeLimits) -> None:
@@ -385,8 +392,7 @@ def _check_scalar(where: str, value: Any, kind: str, limits: DecodeLimits) -> No
     if kind in _LISTS:
         _check_list(where, value, kind, limits)
         return
-    wire_type = {_INT: int, _OPT_INT: int, _FLOAT: float, _STR: str}[kind]
-    if type(value) is not wire_type:
+    if type(value) is not _WIRE_TYPES[kind]:
         raise DecodeError(f"{where} must be {kind}, got {type(value).__name__}")
 
 
@@ -439,6 +445,9 @@ def _check_shape(where: str, shape: list[int], spec: _ArraySpec, limits: DecodeL
             raise DecodeError(f"{where}: axis {axis} = {size} exceeds limit {limit}")
 
 
+_DTYPES = {d: np.dtype(d) for d in ("<f4", "<f8", "<i8", "|u1")}
+
+
 def _read_array(where: str, entry: Any, spec: _ArraySpec, buf: memoryview, limits: DecodeLimits) -> np.ndarray:
     """Check one array entry and its buffer; return a read-only zero-copy view of the buffer."""
     name, dtype, shape = _check_entry(where, entry)
@@ -448,12 +457,13 @@ def _read_array(where: str, entry: Any, spec: _ArraySpec, buf: memoryview, limit
     if dtype != spec.dtype:
         raise DecodeError(f"{where}: dtype {dtype!r:.100}, expected {spec.dtype!r}")
     _check_shape(where, shape, spec, limits)
-    nbytes = np.dtype(spec.dtype).itemsize * math.prod(shape)
+    dt = _DTYPES[spec.dtype]
+    nbytes = dt.itemsize * math.prod(shape)
     if nbytes > limits.max_array_bytes:
         raise DecodeError(f"{where}: {nbytes} bytes exceeds limit {limits.max_array_bytes}")
     if buf.nbytes != nbytes:
         raise DecodeError(f"{where}: buffer is {buf.nbytes} bytes, shape {shape} x {dtype} needs {nbytes}")
-    arr = np.frombuffer(buf, dtype=np.dtype(spec.dtype)).reshape(shape)
+    arr = np.frombuffer(buf, dtype=dt).reshape(shape)
     arr.flags.writeable = False
     return arr
 
@@ -488,7 +498,13 @@ def decode(frames: Sequence[Any], limits: DecodeLimits = DEFAULT_LIMITS) -> Mess
     Raises:
         DecodeError: for any malformed, oversized or invalid input (the only exception raised).
     """
-    views = _frame_views(frames, limits)
+    return _decode_views(_frame_views(frames, limits), limits)
+
+
+def _decode_views(views: list[memoryview], limits: DecodeLimits) -> Message:
+    """:func:`decode` of flat byte views whose count and total size are checked."""
+    if views[0].nbytes > limits.max_topic_bytes:
+        raise DecodeError(f"topic is {views[0].nbytes} bytes, limit {limits.max_topic_bytes}")
     schema, fields_, entries = _read_header(views[1], limits)
     arrays = _read_arrays(schema, entries, schema.specs(fields_), views[2:], limits)
     try:
@@ -535,15 +551,17 @@ def _split_packed(view: memoryview, pos: int, limits: DecodeLimits) -> tuple[lis
     pos += 4
     if not 2 <= count <= limits.max_frames:
         raise DecodeError(f"packed message has {count} frames, expected 2..{limits.max_frames}")
-    frames, total = [], 0
+    frames, total, size = [], 0, view.nbytes
     for i in range(count):
-        n = _read_u32(view, pos, f"length of frame {i}")
+        if pos + 4 > size:
+            _read_u32(view, pos, f"length of frame {i}")  # raises
+        n = _U32.unpack_from(view, pos)[0]
         pos += 4
         total += n
         if total > limits.max_total_bytes:
             raise DecodeError(f"packed message exceeds {limits.max_total_bytes} bytes at frame {i}")
-        if pos + n > view.nbytes:
-            raise DecodeError(f"truncated: frame {i} needs {n} bytes at offset {pos}, only {view.nbytes - pos} left")
+        if pos + n > size:
+            raise DecodeError(f"truncated: frame {i} needs {n} bytes at offset {pos}, only {size - pos} left")
         frames.append(view[pos : pos + n])
         pos += n
     return frames, pos
@@ -562,7 +580,12 @@ def unpack_from(data: Any, offset: int = 0, limits: DecodeLimits = DEFAULT_LIMIT
     if type(offset) is not int or not 0 <= offset <= view.nbytes:
         raise DecodeError(f"offset {offset!r} outside the {view.nbytes}-byte buffer")
     frames, end = _split_packed(view, offset, limits)
-    return decode(frames, limits), end
+    return _decode_views(frames, limits), end  # flat views, count and size checked
+
+
+def _decode_views_at(view: memoryview, limits: DecodeLimits) -> tuple[Message, int]:
+    frames, end = _split_packed(view, 0, limits)
+    return _decode_views(frames, limits), end
 
 
 def unpack_parts(data: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[str, dict, dict[str, np.ndarray]]:
@@ -590,7 +613,7 @@ def unpack(data: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> Message:
         DecodeError: for any malformed, truncated, oversized or invalid input, or trailing bytes.
     """
     view = _as_view(data, 0)
-    msg, end = unpack_from(view, 0, limits)
+    msg, end = _decode_views_at(view, limits)
     if end != view.nbytes:
         raise DecodeError(f"{view.nbytes - end} trailing bytes after the packed message")
     return msg

@@ -73,6 +73,8 @@ def _fail(where: str, problem: str) -> MessageValidationError:
 
 def _int(where: str, value: Any, lo: int = _INT64_MIN, hi: int = _INT64_MAX) -> int:
     """Return ``value`` as a Python int in ``[lo, hi]``; bools are rejected."""
+    if type(value) is int and lo <= value <= hi:  # the common case, fast
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise _fail(where, f"must be an int, got {type(value).__name__}")
     value = int(value)
@@ -90,6 +92,8 @@ def _float(where: str, value: Any) -> float:
 
 def _name(where: str, value: Any) -> str:
     """Return ``value`` as a non-empty str that encodes to UTF-8."""
+    if type(value) is str and value.isascii() and value:  # the common case, fast
+        return value
     if not isinstance(value, str) or not value:
         raise _fail(where, f"must be a non-empty str, got {value!r}")
     try:
@@ -147,6 +151,11 @@ def _cast(where: str, src: np.ndarray, dst: np.dtype) -> np.ndarray:
 
 def _array(where: str, value: Any, dtype: Any, axes: tuple[str | int, ...]) -> np.ndarray:
     """Validate and coerce ``value`` to a read-only C-ordered array of ``dtype`` with ``axes``."""
+    if type(value) is np.ndarray and value.dtype == dtype:  # no conversion (the common case, fast)
+        _check_axes(where, value.shape, axes)
+        out = np.array(value, order="C", copy=True)
+        out.flags.writeable = False
+        return out
     try:
         src = np.asarray(value)
     except (TypeError, ValueError) as e:
@@ -380,6 +389,24 @@ class Skeleton3D(_Message):
         err = self.reproj_error_px
         ok = (np.isfinite(err) & (err >= 0)) | ((self.n_views == 0) & np.isnan(err))
         _require_all("Skeleton3D.reproj_error_px", ok, "must be finite >= 0 (NaN only where n_views is 0)")
+
+    @classmethod
+    def trusted(cls, time_ns: int, capture_ns: int, skeleton: str, person_ids: np.ndarray, points: np.ndarray,
+                scores: np.ndarray, reproj_error_px: np.ndarray, n_views: np.ndarray) -> "Skeleton3D":
+        """A Skeleton3D built by a stage of this process from arrays it made itself, NOT validated
+        (the constructor's checks cost ~25 us per message). The caller guarantees every invariant
+        of the class docstring: int times, C-ordered arrays of the exact dtypes and shapes
+        (int64, float64, float32, float32, uint8), that nothing else references (they are made
+        read-only here), and the value rules. Anything decoded from the wire or a file goes
+        through the validating constructor (the codec does that)."""
+        msg = object.__new__(cls)
+        for name, value in (("time_ns", time_ns), ("capture_ns", capture_ns), ("skeleton", skeleton),
+                            ("person_ids", person_ids), ("points", points), ("scores", scores),
+                            ("reproj_error_px", reproj_error_px), ("n_views", n_views)):
+            if type(value) is np.ndarray:
+                value.flags.writeable = False
+            object.__setattr__(msg, name, value)
+        return msg
 
     @property
     def n_people(self) -> int:

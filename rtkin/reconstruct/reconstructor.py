@@ -110,32 +110,25 @@ class Reconstructor:
         K = self.skeleton.n_keypoints
         t_s = fs.slot_ns * 1e-9
         points = np.empty((keep.size, K, 3))
-        n_views = res.n_views[keep].copy()
+        n_used = res.used.sum(0)  # (G, K) views used per point
+        n_views = n_used[keep].astype(np.uint8)
         err = res.reproj_error_px[keep].astype(np.float32)
         w = np.where(res.used, kp[..., 2], 0.0)  # (C, G, K)
         with np.errstate(invalid="ignore", divide="ignore"):
-            scores = np.nan_to_num(w.sum(0) / res.used.sum(0), nan=0.0)[keep].astype(np.float32)
-        for n, g in enumerate(keep):
+            scores = np.nan_to_num(w.sum(0) / n_used, nan=0.0)[keep].astype(np.float32)
+        for n, g in enumerate(keep.tolist()):
             pid = int(ids[g])
             filt = self._filters.get(pid)
             if filt is None:
                 filt = self._filters[pid] = make_filter(self.settings.filter, K * 3)
-            out = np.asarray(filt(res.points[g].reshape(-1), t_s), dtype=np.float64).reshape(K, 3)
-            bad = ~np.isfinite(out).all(-1)
-            out[bad] = np.nan
-            points[n] = out
-            n_views[n][bad] = 0
-        err[~np.isfinite(points).all(-1)] = np.nan
-        return Skeleton3D(
-            time_ns=fs.slot_ns,
-            capture_ns=fs.capture_ns,
-            skeleton=self.skeleton.name,
-            person_ids=ids[keep].astype(np.int64),
-            points=points,
-            scores=scores,
-            reproj_error_px=err,
-            n_views=n_views,
-        )
+            points[n] = np.asarray(filt(res.points[g].reshape(-1), t_s), dtype=np.float64).reshape(K, 3)
+        bad = ~np.isfinite(points).all(-1)  # (N, K): a point is all-NaN or all-finite
+        points[bad] = np.nan
+        n_views[bad] = 0
+        err[bad] = np.nan
+        # every array is new and made here to the message's rules: no re-validation (~25 us)
+        return Skeleton3D.trusted(fs.slot_ns, fs.capture_ns, self.skeleton.name, ids[keep].astype(np.int64),
+                                  points, scores, err, n_views)
 
 
 def _drop_duplicates(points: np.ndarray, n_views: np.ndarray, min_dist_m: float) -> np.ndarray:

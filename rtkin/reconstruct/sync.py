@@ -164,6 +164,9 @@ class Synchronizer:
         self._last_index_ns = [-(2**62)] * len(self.cameras)  # ... and its capture time
         self._restart = [(-1, 0)] * len(self.cameras)  # (last index, length) of a run counting up again
         self.newest_slot = -1  # highest slot that received a frame
+        #: receive time of the last poll, while nothing changed since (a poll at the same time
+        #: then has nothing to emit: a poll leaves no slot due nor ready at its time)
+        self._polled_ns: int | None = None
         self.clocks.reset()
         #: slot index -> receive time of the last frame that went into its FrameSet (ns), for the
         #: "last camera frame in -> output" latency; the consumer pops the entries it uses.
@@ -175,7 +178,8 @@ class Synchronizer:
     # ------------------------------------------------------------------ input
     def push(self, frame: KeypointFrame, now_ns: int) -> list[FrameSet]:
         """Add one frame received at ``now_ns`` (receive clock, ns); returns FrameSets now due."""
-        out = self.poll(now_ns)
+        out = self.poll(now_ns) if now_ns != self._polled_ns else []  # the pipeline just polled
+        self._polled_ns = None  # the camera's state changes below
         self.counters.frames_in += 1
         c = self._cam_index.get(frame.camera)
         if c is None:
@@ -220,6 +224,7 @@ class Synchronizer:
         c = self._cam_index.get(camera)
         if c is None:
             return []
+        self._polled_ns = None
         self._ended[c] = True
         return self._emit_ready(now_ns)
 
@@ -236,10 +241,12 @@ class Synchronizer:
         due = [s for s, slot in self._pending.items() if now_ns >= slot.first_recv_ns + wait]
         out = self._emit_through(max(due)) if due else []
         out.extend(self._emit_ready(now_ns))
+        self._polled_ns = now_ns
         return out
 
     def flush(self) -> list[FrameSet]:
         """End of stream: emit every pending slot."""
+        self._polled_ns = None
         return self._emit_through(max(self._pending)) if self._pending else []
 
     def next_deadline_ns(self) -> int | None:

@@ -140,7 +140,10 @@ class Tracker:
             cost = mean_distances(points[valid], np.stack([t.points for t in self._tracks]))
             cost = cost + np.array([0.0 if t.confirmed else 1e-3 for t in self._tracks])[None, :]  # ties: confirmed
             gate = np.array([st.max_jump_m * min(2.0 ** t.unseen, 4.0) for t in self._tracks])
-            rows, cols = linear_sum_assignment(np.where(cost < gate[None, :], cost, 1e6))
+            if cost.shape == (1, 1):  # one person, one track (the common case): nothing to assign
+                rows, cols = (0,), (0,)
+            else:
+                rows, cols = linear_sum_assignment(np.where(cost < gate[None, :], cost, 1e6))
             for r, c in zip(rows, cols):
                 if cost[r, c] < gate[c]:
                     matched[c] = valid[r]
