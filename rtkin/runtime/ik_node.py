@@ -57,6 +57,13 @@ def _exit_now(ctx: NodeContext, code: int) -> None:
         flush.join(2.0)
     except Exception:  # noqa: BLE001 - exiting anyway
         pass
+    try:  # unlink the semaphores this process made (the scaling pool's queues): os._exit skips the
+        # finalizers that would, and the resource tracker then warns of leaked semaphores at the end
+        from multiprocessing import util
+
+        util._run_finalizers(0)
+    except Exception:  # noqa: BLE001 - exiting anyway
+        pass
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
