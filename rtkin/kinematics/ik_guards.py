@@ -24,6 +24,8 @@ import math
 import numpy as np
 from numba import njit
 
+from rtkin.kinematics.lm import pelvis_pitch_grad
+
 _GATE_POWER = 8  # steepness of the innovation gate's weight
 _NEIGHBOUR_M = 0.12  # markers this close on the model move with one segment, m
 _REACQUIRE_RATIO = 0.5  # a locked marker's re-acquisition must halve the fit's RMS error
@@ -39,15 +41,9 @@ def _pelvis_pitch(a: np.ndarray) -> float:
 
 
 def _pelvis_pitch_grad(a: np.ndarray) -> tuple[float, np.ndarray]:
-    """:func:`_pelvis_pitch` and its gradient ``(3,)`` over ``a``."""
-    t, l, r = (float(v) for v in a)
-    st, ct, sl, cl, sr, cr = math.sin(t), math.cos(t), math.sin(l), math.cos(l), math.sin(r), math.cos(r)
-    # y component of Rz(t) Rx(l) Ry(r) e_x
-    v = st * cr + ct * sl * sr
-    if abs(v) >= 1.0:
-        return math.copysign(0.5 * math.pi, v), np.zeros(3)
-    k = 1.0 / math.sqrt(1.0 - v * v)
-    return math.asin(v), k * np.array([ct * cr - st * sl * sr, ct * cl * sr, -st * sr + ct * sl * cr])
+    """:func:`_pelvis_pitch` and its gradient ``(3,)`` over ``a`` (the compiled solve's own,
+    :func:`rtkin.kinematics.lm.pelvis_pitch_grad`)."""
+    return pelvis_pitch_grad(float(a[0]), float(a[1]), float(a[2]))
 
 
 @njit(cache=True)
