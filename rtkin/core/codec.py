@@ -583,11 +583,6 @@ def unpack_from(data: Any, offset: int = 0, limits: DecodeLimits = DEFAULT_LIMIT
     return _decode_views(frames, limits), end  # flat views, count and size checked
 
 
-def _decode_views_at(view: memoryview, limits: DecodeLimits) -> tuple[Message, int]:
-    frames, end = _split_packed(view, 0, limits)
-    return _decode_views(frames, limits), end
-
-
 def unpack_parts(data: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[str, dict, dict[str, np.ndarray]]:
     """One packed message's schema name, scalar fields and arrays, every size and type checked
     as :func:`unpack` does, but not built into a validated message (values not checked: finite,
@@ -613,7 +608,7 @@ def unpack(data: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> Message:
         DecodeError: for any malformed, truncated, oversized or invalid input, or trailing bytes.
     """
     view = _as_view(data, 0)
-    msg, end = _decode_views_at(view, limits)
+    msg, end = unpack_from(view, 0, limits)
     if end != view.nbytes:
         raise DecodeError(f"{view.nbytes - end} trailing bytes after the packed message")
     return msg
