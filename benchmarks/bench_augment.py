@@ -315,8 +315,9 @@ def _e2e(seconds: float, augment: bool) -> tuple[float, float, int, float]:
         return float("nan"), float("nan"), 0, float("nan")
     exact = [v["e2e_ms"] for k, v in res.reports.items() if k.startswith("ik:") and v.get("e2e_ms", {}).get("n")]
     if len(exact) == 1 and exact[0]["n"] == hist["n"]:  # one worker kept every sample: exact percentiles
-        return float(exact[0]["p50"]), float(exact[0]["p99"]), int(hist["n"]), float(ik[0]) if ik else float("nan")
-    p50, p99 = histogram_percentiles(hist, (50, 99), scale=1e3)  # several workers: their histograms (6 % bins)
+        p50, p99 = exact[0]["p50"], exact[0]["p99"]
+    else:  # several workers: their histograms (6 % bins)
+        p50, p99 = histogram_percentiles(hist, (50, 99), scale=1e3)
     return float(p50), float(p99), int(hist["n"]), float(ik[0]) if ik else float("nan")
 
 
