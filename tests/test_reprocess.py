@@ -72,6 +72,15 @@ def test_reprocess_writes_every_output_on_one_time_axis(reprocessed, scene):
     assert np.nanmedian(np.linalg.norm(pts[:, :26] - tr, axis=-1)) < 0.008
 
 
+def test_ik_stride_takes_a_rate_a_hair_under_a_multiple_as_that_multiple():
+    from rtkin.offline.reprocess import ReprocessSettings
+
+    st = ReprocessSettings()  # 20 Hz
+    # a 16666667 ns period (59.9999988 Hz) or NTSC's 59.94 Hz solve every 3rd frame, as 60 Hz does
+    assert [st.ik_stride(f) for f in (60.0, 1e9 / 16666667, 59.94, 30.0, 29.97, 50.0, 120.0)] == [3, 3, 3, 1, 1, 2, 6]
+    assert ReprocessSettings(ik_rate_hz=0).ik_stride(60.0) == 1
+
+
 def test_outputs_load_upright_in_opensim(reprocessed):
     import opensim as osim
 

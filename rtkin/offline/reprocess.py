@@ -37,6 +37,7 @@ whose tables are those of the run configuration (``[ik.solver]``, ``[reconstruct
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,9 @@ __all__ = ["ReprocessSettings", "ReprocessError", "ReprocessResult", "PersonResu
 
 Progress = Callable[[str, int, int], None]
 
+#: a frame rate this fraction under a multiple of ``ik_rate_hz`` counts as that multiple
+_STRIDE_SLACK = 0.01
+
 
 class ReprocessError(ValueError):
     """A recording or settings problem that stops a reprocess (one-line message)."""
@@ -74,8 +78,10 @@ class ReprocessSettings:
         scaling_frames: how many of the session's best frames scaling uses: highest mean point
             confidence (score, views, reprojection) among the frames that pass the scaling's
             pose filter (hips and knees nearly straight).
-        ik_rate_hz: IK solves every n-th frame, n = max(1, frame rate // ik_rate_hz) (60 Hz: every
-            3rd frame; 30 Hz: every frame) and interpolates between, Hz; 0 = every frame.
+        ik_rate_hz: IK solves every n-th frame, n = max(1, floor(frame rate / ik_rate_hz)), a
+            frame rate up to 1 % under a multiple counting as that multiple (60 Hz, 59.94 Hz or
+            59.9999988 Hz from a 16666667 ns period: every 3rd frame; 30 Hz: every frame), and
+            interpolates between, Hz; 0 = every frame.
         backward_pass: also solve from the last frame back and keep, per frame, the solution
             with the lower marker RMS error (doubles the IK time).
         augment: marker augmentation before IK (issue 17; see :func:`_augment`).
@@ -101,8 +107,9 @@ class ReprocessSettings:
             raise ValueError("reprocess: scaling_frames >= 10, ik_rate_hz >= 0 and max_people >= 0 are required")
 
     def ik_stride(self, fps: float) -> int:
-        """Frames per IK solve at ``fps`` Hz."""
-        return 1 if not self.ik_rate_hz else max(1, int(fps // self.ik_rate_hz))
+        """Frames per IK solve at ``fps`` Hz (a rate a hair under a multiple of ``ik_rate_hz``,
+        as a period rounded to whole ns or NTSC's 59.94 Hz gives, counts as that multiple)."""
+        return 1 if not self.ik_rate_hz else max(1, math.floor(fps / self.ik_rate_hz * (1 + _STRIDE_SLACK)))
 
 
 @dataclass
