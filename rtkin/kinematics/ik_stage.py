@@ -25,6 +25,9 @@ class IKStage:
     Args:
         settings: IK settings; ``settings.skeleton`` must match the incoming messages.
         model_path: model file overriding ``settings.model``.
+        spare: build the first person's solver now (a live stage: the compiled kinematics load
+            and are checked before the first frame); False when every person gets a scaled model
+            through :meth:`use_model` before their first frame (an offline pass).
 
     Attributes:
         counters: ``frames`` (messages), ``people`` (person-frames seen), ``outputs``,
@@ -33,7 +36,8 @@ class IKStage:
         timing: seconds per solved person-frame (:class:`rtkin.core.stats.Window`).
     """
 
-    def __init__(self, settings: IKSettings = IKSettings(), model_path: str | Path | None = None):
+    def __init__(self, settings: IKSettings = IKSettings(), model_path: str | Path | None = None, *,
+                 spare: bool = True):
         self.settings = settings
         self.model_path = model_path
         self.skeleton = get_skeleton(settings.skeleton)
@@ -42,7 +46,7 @@ class IKStage:
         template_model(path, self.skeleton, settings.extra_marker_set)  # load (and fail) now, not at the first person
         # the first person's solver now: its compiled kinematics load (or, on a first run, compile)
         # and are checked against OpenSim here, not at the first frame
-        self._spare: IKSolver | None = IKSolver(settings, model_path)
+        self._spare: IKSolver | None = IKSolver(settings, model_path) if spare else None
         self.counters = {"frames": 0, "people": 0, "outputs": 0, "no_markers": 0, "failed": 0,
                          "solvers_created": 0, "forgotten": 0}
         self.timing = Window()

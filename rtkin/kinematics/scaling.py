@@ -58,6 +58,8 @@ __all__ = [
     "model_segment_lengths",
     "scale_factors",
     "scale_model",
+    "scaled_model",
+    "write_model",
     "OnlineScaler",
     "background_executor",
     "model_stature",
@@ -502,20 +504,23 @@ def _ik_ratios(generic: Path, sk: Skeleton, factors: Mapping[str, float], pts: n
     model = template_model(Path(generic), sk).clone()
     scale_tool_manual(model, factors)
     ik = IKSolver(IKSettings(skeleton=sk.name, smoothing=0.0, gate_m=math.inf, outlier_m=math.inf, max_gap_s=_REFINE_GAP_S,
-                             max_iterations=_REFINE_IK_ITERATIONS, max_marker_rms_m=0.2), model_path=generic, model=model.clone())
-    state = model.initSystem()
+                             max_iterations=_REFINE_IK_ITERATIONS, max_marker_rms_m=0.2), model_path=generic, model=model)
+    # the fitted keypoints are the solution's model markers (marker_points' rows, without OpenSim)
+    own = ik.marker_points[:len(sk.markers)]
+    rows = np.flatnonzero(own < sk.n_keypoints)
     data, fitted, poses = [], [], []
     for f, p in enumerate(pts):
         if starts is not None:
             ik.start_from(starts[f])
         try:
-            sol = ik.solve(p, time_s=f * _REFINE_DT_S)
+            ik.solve(p, time_s=f * _REFINE_DT_S)
         except IKError:
             ik.reset()
             poses.append(None)
             continue
         poses.append(ik.pose)
-        m = marker_points(model, state, sk, dict(zip(ik.coordinate_names, sol.values)))
+        m = np.full((sk.n_keypoints, 3), np.nan)
+        m[own[rows]] = ik.last_model_markers[rows]
         data.append(p)
         fitted.append(m @ WORLD_FROM_OSIM.T)
     if not data:
@@ -542,12 +547,22 @@ def scale_model(generic_path: str | Path | None, factors: Mapping[str, float], o
     Bodies not in ``factors`` keep factor 1; names the model lacks are ignored. ``mass_kg``: the
     total mass, distribution preserved; None = masses scale with the body volumes (OpenSim).
     """
-    sk = _skeleton(skeleton)
-    model = template_model(Path(generic_path or assets.model_path()), sk).clone()
+    return write_model(scaled_model(generic_path, factors, mass_kg, skeleton), out_path)
+
+
+def scaled_model(generic_path: str | Path | None, factors: Mapping[str, float], mass_kg: float | None = None,
+                 skeleton: str = "HALPE_26"):
+    """The model :func:`scale_model` writes, in memory (an ``opensim.Model`` the caller owns)."""
+    model = template_model(Path(generic_path or assets.model_path()), _skeleton(skeleton)).clone()
     scale_tool_manual(model, factors, mass_kg)
+    model.setName(f"{model.getName()}_scaled")
+    return model
+
+
+def write_model(model, out_path: str | Path) -> Path:
+    """Write ``model`` (from :func:`scaled_model`) to ``out_path`` (.osim), creating its folder."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model.setName(f"{model.getName()}_scaled")
     if not model.printToXML(str(out)):
         raise RuntimeError(f"could not write {out}")
     return out

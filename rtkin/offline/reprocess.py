@@ -306,15 +306,16 @@ def _best_frames(w: np.ndarray, smoothed: np.ndarray, n: int, skeleton: str) -> 
     return mask
 
 
-def _scale(points: np.ndarray, mask: np.ndarray, cfg, out_path: Path) -> tuple[Path, dict, list[str]]:
-    from rtkin.kinematics.scaling import ScalingSettings, scale_factors, scale_model
+def _scale(points: np.ndarray, mask: np.ndarray, cfg, out_path: Path) -> tuple[Path, dict, list[str], Any]:
+    """Scale factors from the ``mask`` frames of ``points``; writes the scaled model to
+    ``out_path`` and returns (its path, the factors, warnings, the same model in memory)."""
+    from rtkin.kinematics.scaling import ScalingSettings, scale_factors, scaled_model, write_model
 
     st = ScalingSettings(skeleton=cfg.rig.skeleton, model=cfg.ik.solver.model, height_m=cfg.ik.height_m,
                          mass_kg=cfg.ik.mass_kg)
     res = scale_factors(points, cfg.rig.skeleton, st, mask=mask)
-    path = scale_model(cfg.ik.solver.model or None, res.factors, out_path, mass_kg=cfg.ik.mass_kg or None,
-                       skeleton=cfg.rig.skeleton)
-    return path, dict(res.factors), list(res.warnings)
+    model = scaled_model(cfg.ik.solver.model or None, res.factors, cfg.ik.mass_kg or None, cfg.rig.skeleton)
+    return write_model(model, out_path), dict(res.factors), list(res.warnings), model
 
 
 def _augment(points: np.ndarray, cfg, fps: float):
@@ -381,10 +382,13 @@ def _interpolate(values: np.ndarray, solved: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ik(cfg, settings: ReprocessSettings, model_path: Path | None, pid: int, arr: dict, X: np.ndarray,
-        slot_ns: np.ndarray, progress: Progress | None, aug=None):
-    """Joint angles of one person: (names, values (T, Q), quality (T, Q), solved (T,) bool, backward kept)."""
+def _ik(cfg, settings: ReprocessSettings, model_path: Path | None, model, factors: dict, pid: int, arr: dict,
+        X: np.ndarray, slot_ns: np.ndarray, progress: Progress | None, aug=None):
+    """Joint angles of one person: (names, values (T, Q), quality (T, Q), solved (T,) bool, backward kept).
+    ``model_path``: the scaled model :func:`_scale` wrote by ``factors`` and ``model`` the same in
+    memory (None, None: the generic model)."""
     from rtkin.kinematics.ik_stage import IKStage
+    from rtkin.kinematics.model import model_path_for, scale_tool_manual, template_model
 
     T = X.shape[0]
     finite = np.isfinite(X).all(-1)
@@ -402,10 +406,17 @@ def _ik(cfg, settings: ReprocessSettings, model_path: Path | None, pid: int, arr
 
         solver = augmented_ik_settings(solver, aug.names)
 
+    if model is not None and solver.extra_marker_set:
+        # the augmented markers too, scaled with their bodies (as a live switch scales them):
+        # the same scaling of the template with the IK's own markers
+        model = template_model(model_path_for(solver), get_skeleton(solver.skeleton), solver.extra_marker_set).clone()
+        scale_tool_manual(model, factors, cfg.ik.mass_kg or None)
+    # (no ~40 ms load of the written .osim: the model in memory is the one written)
+
     def stage():
-        s = IKStage(solver)
-        if model_path is not None:
-            s.use_model(pid, model_path)
+        s = IKStage(solver, spare=model is None)
+        if model is not None:
+            s.use_model(pid, model_path, model=model.clone(), factors=factors)
         return s
 
     fwd = _ik_pass(stage(), pid, frames, X, scores, views, reproj, slot_ns, cfg.rig.skeleton, False, progress, "IK",
@@ -557,14 +568,14 @@ def _person(track: Track, sess: _Session, cfg, st: ReprocessSettings, skel, slot
     my_ns = slot_ns[first:first + T]
     time_s = (my_ns - sess.t0_ns) * 1e-9
     pr = PersonResult(pid, first, first + T - 1, int(arr["present"].sum()), 0, live_ids=sorted(track.sources))
-    model_path = None
+    model_path = model = None
     if st.scaling:
         t = timings.now()
         if progress is not None:
             progress(f"scaling person {pid}", 0, 1)
         best = _best_frames(w, X, st.scaling_frames, cfg.rig.skeleton)
         try:
-            model_path, pr.factors, warn = _scale(X, best, cfg, out / f"{name}_person{pid}_scaled.osim")
+            model_path, pr.factors, warn, model = _scale(X, best, cfg, out / f"{name}_person{pid}_scaled.osim")
             warnings += [f"person {pid} scaling: {x}" for x in warn]
             pr.model = str(model_path)
             pr.files.append(model_path)
@@ -574,7 +585,7 @@ def _person(track: Track, sess: _Session, cfg, st: ReprocessSettings, skel, slot
         if progress is not None:
             progress(f"scaling person {pid}", 1, 1)
     t = timings.now()
-    ik = _ik(cfg, st, model_path, pid, arr, X, my_ns, progress, aug)
+    ik = _ik(cfg, st, model_path, model, pr.factors, pid, arr, X, my_ns, progress, aug)
     timings.add("ik", t)
     t = timings.now()
     rows = np.isfinite(X).all(-1).any(-1)
