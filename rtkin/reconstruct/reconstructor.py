@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from rtkin.reconstruct.association import AssociationSettings, Associator
 from rtkin.core.calibration import Rig
@@ -110,25 +111,50 @@ class Reconstructor:
         K = self.skeleton.n_keypoints
         t_s = fs.slot_ns * 1e-9
         points = np.empty((keep.size, K, 3))
-        n_used = res.used.sum(0)  # (G, K) views used per point
-        n_views = n_used[keep].astype(np.uint8)
-        err = res.reproj_error_px[keep].astype(np.float32)
-        w = np.where(res.used, kp[..., 2], 0.0)  # (C, G, K)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scores = np.nan_to_num(w.sum(0) / n_used, nan=0.0)[keep].astype(np.float32)
+        filtering = self.settings.filter.kind != "none"
         for n, g in enumerate(keep.tolist()):
+            if not filtering:
+                points[n] = res.points[g]
+                continue
             pid = int(ids[g])
             filt = self._filters.get(pid)
             if filt is None:
                 filt = self._filters[pid] = make_filter(self.settings.filter, K * 3)
             points[n] = np.asarray(filt(res.points[g].reshape(-1), t_s), dtype=np.float64).reshape(K, 3)
-        bad = ~np.isfinite(points).all(-1)  # (N, K): a point is all-NaN or all-finite
-        points[bad] = np.nan
-        n_views[bad] = 0
-        err[bad] = np.nan
+        scores = np.empty((keep.size, K), dtype=np.float32)
+        err = np.empty((keep.size, K), dtype=np.float32)
+        n_views = np.empty((keep.size, K), dtype=np.uint8)
+        _person_arrays(res.used, kp, res.reproj_error_px, keep, points, scores, err, n_views)
         # every array is new and made here to the message's rules: no re-validation (~25 us)
         return Skeleton3D.trusted(fs.slot_ns, fs.capture_ns, self.skeleton.name, ids[keep].astype(np.int64),
                                   points, scores, err, n_views)
+
+
+@njit(cache=True)
+def _person_arrays(used, kp, reproj, keep, points, scores, err, n_views):  # pragma: no cover - compiled
+    """The output arrays of the kept groups ``keep`` (N,): from ``used`` (C, G, K) views used,
+    ``kp`` (C, G, K, 3) the detections (score last) and ``reproj`` (G, K) px, write ``scores``
+    (N, K) the mean score over the views used (0 without one), ``err`` (N, K) and ``n_views``
+    (N, K); a point of ``points`` (N, K, 3) with a non-finite coordinate becomes all-NaN, with
+    0 views and a NaN error (a point is all-NaN or all-finite)."""
+    C = used.shape[0]
+    for n in range(keep.shape[0]):
+        g = keep[n]
+        for k in range(points.shape[1]):
+            cnt = 0
+            w = 0.0
+            for c in range(C):  # in camera order, as numpy's sum over the first axis
+                if used[c, g, k]:
+                    cnt += 1
+                    w += kp[c, g, k, 2]
+            s = w / cnt if cnt > 0 else 0.0
+            scores[n, k] = s if np.isfinite(s) else 0.0
+            n_views[n, k] = cnt
+            err[n, k] = reproj[g, k]
+            if not (np.isfinite(points[n, k, 0]) and np.isfinite(points[n, k, 1]) and np.isfinite(points[n, k, 2])):
+                points[n, k, 0] = points[n, k, 1] = points[n, k, 2] = np.nan
+                n_views[n, k] = 0
+                err[n, k] = np.nan
 
 
 def _drop_duplicates(points: np.ndarray, n_views: np.ndarray, min_dist_m: float) -> np.ndarray:
