@@ -170,32 +170,33 @@ class Associator:
         C = len(self.rig)
         if len(views) != C:
             raise ValueError(f"expected {C} views (rig order), got {len(views)}")
-        pairs = self._pairs(views)
+        pairs, dets, row_of = self._pairs(views)
         groups = self._group(pairs)
         if self.settings.mode == "multi":
             return [g for g, _ in groups if len(g) >= 2]
-        return self._pick_subject(groups, views, prior)
+        return self._pick_subject(groups, dets, row_of, prior)
 
     # ------------------------------------------------------------------ steps
-    def _pairs(self, views) -> list[tuple[float, int, int, int, int]]:
+    def _pairs(self, views) -> tuple[list[tuple[float, int, int, int, int]], np.ndarray | None, dict]:
         """All (distance, view a, det i, view b, det j) under the threshold, best first: every
-        view's detections undistorted and compared pairwise in one kernel call."""
+        view's detections undistorted and compared pairwise in one kernel call. Also the
+        detections as rows ``(R, K, 3)`` float64 and the row of each (view, det)."""
         s = self.settings
         present = [(c, v) for c, v in enumerate(views) if v is not None and len(v)]
         if len(present) < 2:
-            return []
+            return [], None, {}
         dets = np.ascontiguousarray(np.concatenate([v for _, v in present]), dtype=np.float64)  # (R, K, 3)
-        cam_of = np.concatenate([np.full(len(v), c, np.int64) for c, v in present])
-        det_of = np.concatenate([np.arange(len(v)) for _, v in present]).tolist()
+        cams = [c for c, v in present for _ in range(len(v))]
+        det_of = [i for _, v in present for i in range(len(v))]
+        cam_of = np.array(cams, np.int64)
         R, K = dets.shape[:2]
         und, w, d = np.empty((R, K, 2)), np.empty((R, K)), np.empty((R, R))
         _all_pairs_kernel(dets, cam_of, self._cams[2], self._cams[3], self._F, float(s.min_score),
                           int(s.min_common_keypoints), UNDISTORT_ITERATIONS, und, w, d)
-        cams = cam_of.tolist()
         out = [(float(d[r, q]), cams[r], det_of[r], cams[q], det_of[q])
                for r, q in zip(*np.nonzero(d < s.max_epipolar_px))]
         out.sort()
-        return out
+        return out, dets, {(c, i): r for r, (c, i) in enumerate(zip(cams, det_of))}
 
     def _group(self, pairs) -> list[tuple[dict[int, int], float]]:
         """Greedy merging of pairs into groups; returns (group, mean pair distance), best first."""
@@ -231,24 +232,25 @@ class Associator:
         scored.sort(key=lambda t: (-len(t[0]), t[1]))
         return scored
 
-    def _pick_subject(self, groups, views, prior) -> list[dict[int, int]]:
+    def _pick_subject(self, groups, dets, row_of, prior) -> list[dict[int, int]]:
         if not groups:
             return []
         if prior is not None and len(prior) and np.isfinite(prior[0]).any():
-            d = self._prior_distances(groups, views, prior[0])
+            d = self._prior_distances(groups, dets, row_of, prior[0])
             best = int(np.argmin(d))
             if d[best] < self.settings.prior_gate_px:
                 return [groups[best][0]]
         g = groups[0][0]
         return [g] if len(g) >= 2 else []
 
-    def _prior_distances(self, groups, views, points: np.ndarray) -> np.ndarray:
-        """(G,) median px distance between each group's detections and the reprojection of the
-        tracked subject's last 3D pose ``points`` (K, 3) (inf when nothing is comparable)."""
-        rows = [(n, c, i) for n, (g, _) in enumerate(groups) for c, i in g.items()]
-        dets = np.ascontiguousarray(np.stack([views[c][i] for _, c, i in rows]), dtype=np.float64)  # (R, K, 3)
+    def _prior_distances(self, groups, dets: np.ndarray, row_of: dict, points: np.ndarray) -> np.ndarray:
+        """(G,) median px distance between each group's detections (rows ``row_of[(view, det)]``
+        of ``dets``, from :meth:`_pairs`) and the reprojection of the tracked subject's last 3D
+        pose ``points`` (K, 3) (inf when nothing is comparable)."""
+        rows = [(n, c, row_of[(c, i)]) for n, (g, _) in enumerate(groups) for c, i in g.items()]
         out = np.empty(len(groups))
-        _prior_kernel(np.ascontiguousarray(points, dtype=np.float64), *self._cams, dets,
+        _prior_kernel(np.ascontiguousarray(points, dtype=np.float64), *self._cams,
+                      dets[np.array([r for _, _, r in rows], np.intp)],
                       np.array([c for _, c, _ in rows], np.int64), np.array([n for n, _, _ in rows], np.int64),
                       float(self.settings.min_score), out)
         return out

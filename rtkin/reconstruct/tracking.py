@@ -122,6 +122,8 @@ class Tracker:
 
     def last_points(self) -> np.ndarray:
         """(N_tracks, K, 3) last positions of the tracks, confirmed and most recently seen first."""
+        if len(self._tracks) == 1:
+            return self._tracks[0].points[None].copy()
         tracks = sorted(self._tracks, key=lambda t: (not t.confirmed, t.unseen))
         if not tracks:
             return np.zeros((0, 0, 3))
@@ -134,10 +136,11 @@ class Tracker:
         self._frame += 1
         n = points.shape[0]
         ids = np.full(n, -1, dtype=np.int64)
-        valid = [i for i in range(n) if np.isfinite(points[i]).all(-1).sum() >= st.min_keypoints]
+        valid = np.flatnonzero(np.isfinite(points).all(-1).sum(-1) >= st.min_keypoints).tolist()
         matched: dict[int, int] = {}  # track index -> candidate
         if valid and self._tracks:
-            cost = mean_distances(points[valid], np.stack([t.points for t in self._tracks]))
+            tracked = self._tracks[0].points[None] if len(self._tracks) == 1 else np.stack([t.points for t in self._tracks])
+            cost = mean_distances(points[valid], tracked)
             cost = cost + np.array([0.0 if t.confirmed else 1e-3 for t in self._tracks])[None, :]  # ties: confirmed
             gate = np.array([st.max_jump_m * min(2.0 ** t.unseen, 4.0) for t in self._tracks])
             if cost.shape == (1, 1):  # one person, one track (the common case): nothing to assign
@@ -190,8 +193,7 @@ class Tracker:
                 self.counters["confirmed"] += 1
 
     def _merge(self, track: _Track, pts: np.ndarray) -> None:
-        ok = np.isfinite(pts).all(-1)
-        track.points[ok] = pts[ok]
+        np.copyto(track.points, pts, where=np.isfinite(pts).all(-1)[:, None])
         track.unseen = 0
         track.hits += 1
 
