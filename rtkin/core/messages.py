@@ -488,6 +488,26 @@ class JointAngles(_Message):
         _require_all(f"{w}.quality", (self.quality >= 0) & (self.quality <= 1), "must be in [0, 1]")
         _require_all(f"{w}.flags", (self.flags & ~np.uint8(_ANGLE_FLAG_MASK)) == 0, "has bits outside AngleFlag")
 
+    @classmethod
+    def trusted(cls, time_ns: int, capture_ns: int, person_id: int, names: tuple[str, ...], values: np.ndarray,
+                marker_rms_m: float, quality: np.ndarray, flags: np.ndarray) -> "JointAngles":
+        """A JointAngles built by a stage of this process (the IK stage) from arrays it made
+        itself, NOT validated (the constructor's checks, mostly of the names, cost ~40 us per
+        message). The caller guarantees every invariant of the class docstring: int ids and
+        times, ``names`` a tuple already validated (e.g. by a message built from the same solver
+        before, or by the solver's model), new C-ordered ``values`` float64 (finite),
+        ``quality`` float32 in [0, 1] and ``flags`` uint8 of AngleFlag bits, one per name, that
+        nothing else references (made read-only here), a float ``marker_rms_m`` >= 0 or NaN.
+        Anything decoded from the wire or a file goes through the validating constructor."""
+        msg = object.__new__(cls)
+        for name, value in (("time_ns", time_ns), ("capture_ns", capture_ns), ("person_id", person_id),
+                            ("names", names), ("values", values), ("marker_rms_m", marker_rms_m),
+                            ("quality", quality), ("flags", flags)):
+            if type(value) is np.ndarray:
+                value.flags.writeable = False
+            object.__setattr__(msg, name, value)
+        return msg
+
     @property
     def n_coordinates(self) -> int:
         """Q, the number of coordinates."""
