@@ -260,6 +260,22 @@ def test_stage_people_have_their_own_solvers(truth):
     assert stage.person_ids == ()
 
 
+def test_stage_outputs_built_without_revalidation_still_pass_every_check(truth):
+    from dataclasses import fields
+
+    from rtkin.core.messages import JointAngles
+
+    stage = IKStage()
+    outs = [stage(_sk3d(truth.keypoints[None, f], ids=(4,), time_ns=int(f / FPS * 1e9)))[0] for f in range(0, 12, 3)]
+    for ja in outs:  # the first is validated, the others are built with JointAngles.trusted
+        assert JointAngles(**{f.name: getattr(ja, f.name) for f in fields(ja)}) == ja
+        assert not (ja.values.flags.writeable or ja.quality.flags.writeable or ja.flags.flags.writeable)
+    bad = outs[-1]
+    with pytest.raises(ValueError, match="quality"):  # the check can fail
+        JointAngles(bad.time_ns, bad.capture_ns, bad.person_id, bad.names, bad.values, bad.marker_rms_m,
+                    np.full(len(bad.names), 2.0, np.float32), bad.flags)
+
+
 # ----------------------------------------------------------------------------- conventions
 
 
