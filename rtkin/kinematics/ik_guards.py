@@ -210,7 +210,8 @@ class PhysiologicalGuards:
             return w
         if self._obs_prev2 is not None:
             pred = pred + (pred - self._obs_prev2) * (self._dt / self._dt_prev)
-        d = np.nan_to_num(np.linalg.norm(pred - x, axis=-1), nan=0.0)
+        r = pred - x
+        d = np.fmax(np.sqrt(np.add.reduce(r * r, axis=-1)), 0.0)  # |r| (np.linalg.norm's sum), NaN -> 0
         gate = st.gate_m + 0.5 * st.gate_accel_mps2 * self._dt ** 2
         factor = 1.0 / (1.0 + (d / gate) ** _GATE_POWER)
         far = use & (factor < 0.5)
