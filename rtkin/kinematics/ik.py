@@ -718,12 +718,20 @@ class IKSolver(PhysiologicalGuards):
 
     def _cold_solve(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """Best of the solves from every initial guess (stops at the first one that fits to
-        ``cold_accept_m``)."""
+        ``cold_accept_m``). With extra (augmented) markers, which are made from the keypoints,
+        the guesses are compared on the keypoints' own markers (a third of the markers: each
+        start costs a third) and the best one is then solved on all of them."""
+        search = w
+        if self.n_extra:
+            key = w.copy()
+            key[len(w) - self.n_extra:] = 0.0
+            if np.count_nonzero(key > 0) >= self.settings.min_markers:
+                search = key
         best: tuple[np.ndarray, np.ndarray, float] | None = None
         self._posture_on = False  # the global fit first: the prior must not hold a lying body up
         try:
-            for q in self._initial_guesses(x, w):
-                sol = self._solve_from(q, x, w, True)
+            for q in self._initial_guesses(x, search):
+                sol = self._solve_from(q, x, search, True)
                 if best is None or sol[2] < best[2]:
                     best = sol
                 if best[2] <= self.settings.cold_accept_m:
@@ -735,6 +743,12 @@ class IKSolver(PhysiologicalGuards):
             q, P, self.iterations = self._gauss_newton(best[0], x, w, self._free, self.settings.first_iterations)
             use = (w > 0) & ~self._gated
             best = (q, P, float(np.sqrt(np.mean(np.sum((P[use] - x[use]) ** 2, axis=-1)))))
+        elif search is not w:  # every marker, from the best start
+            self._posture_on = False
+            try:
+                best = self._solve_from(best[0], x, w, True)
+            finally:
+                self._posture_on = True
         return best
 
     def _near_root(self, body: str) -> bool:
