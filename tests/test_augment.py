@@ -80,6 +80,13 @@ def test_step_wise_lstm_equals_onnxruntime_and_chunks_continue(model):
     both = np.concatenate([net.run(X[:67], st), net.run(X[67:], st)])
     assert np.abs(both - out).max() < 1e-6
     assert np.abs(net.run(X[67:]) - out[67:]).max() > 1e-3  # a fresh state differs: it is state
+    st = net.new_state()  # the recurrent part prepared ahead (a live loop's idle time): the same
+    ahead = []
+    for x in X:
+        net.prepare(st)
+        net.prepare(st)  # idempotent
+        ahead.append(net.step(x, st))
+    assert np.array_equal(np.stack(ahead), out)
 
 
 def test_a_graph_that_is_not_a_keras_lstm_is_refused(tmp_path):
@@ -129,8 +136,11 @@ def test_offline_sequence_is_the_same_code_and_estimates_the_height_once(subject
     seq = A.augment_sequence(pts, "HALPE_26", FPS)
     assert seq.height_m == pytest.approx(h)
     stage = A.MarkerAugmenter("HALPE_26", A.AugmentSettings(height_m=h))
-    live = np.stack([stage(m).points[0] for m in _messages(pts, "HALPE_26")])
-    assert np.abs(live - seq.markers).max() < 1e-9
+    live = []
+    for m in _messages(pts, "HALPE_26"):
+        live.append(stage(m).points[0])
+        stage.prepare()  # as the live loop does after each frame: no change
+    assert np.abs(np.stack(live) - seq.markers).max() < 1e-9
     assert seq.names == A.AUGMENTED_MARKERS and seq.confidence.shape == seq.markers.shape[:2]
 
 

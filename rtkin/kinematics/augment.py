@@ -340,6 +340,13 @@ class PersonAugmenter:
         self._conf = np.minimum(conf_now, self._conf + dt / self.settings.recovery_s)
         return out, self._conf.copy()
 
+    def prepare(self) -> None:
+        """The part of the next step that depends on the past only (the LSTMs' recurrent
+        products): call in idle time, e.g. after a frame was published. Optional: :meth:`step`
+        does it otherwise, with the same result."""
+        for model, state in zip(self._models, self._states):
+            model.net.prepare(state)
+
     def _run_models(self, rel: np.ndarray, finite: np.ndarray, h: float) -> np.ndarray | None:
         """Features -> one step of each LSTM -> ``(E, 3)`` offsets from the hip (OpenSim axes,
         m); None before every input has been seen once (a missing input: its last offset)."""
@@ -476,6 +483,11 @@ class MarkerAugmenter:
         """Forget one person (their next frame starts a fresh LSTM state)."""
         self._people.pop(int(person_id), None)
         self._seen_ns.pop(int(person_id), None)
+
+    def prepare(self) -> None:
+        """:meth:`PersonAugmenter.prepare` for every person (idle time: after a frame's output)."""
+        for p in self._people.values():
+            p.prepare()
 
     def person(self, person_id: int) -> PersonAugmenter:
         """The state of ``person_id``, created on first use."""

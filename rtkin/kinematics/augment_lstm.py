@@ -68,22 +68,28 @@ class LSTMWeights:
 
 class LSTMState:
     """Per-sequence state of an :class:`LSTMNet`: ``h`` and ``c`` per layer, ``(L, H)`` float32,
-    zeros at the start (as the ONNX graphs start)."""
+    zeros at the start (as the ONNX graphs start); ``r`` ``(L, 4H)`` the recurrent part of the
+    next step's pre-activations, ``h @ U + b``, valid while ``prepared``."""
 
-    __slots__ = ("h", "c")
+    __slots__ = ("h", "c", "r", "prepared")
 
     def __init__(self, n_layers: int, units: int):
         self.h = np.zeros((n_layers, units), dtype=np.float32)
         self.c = np.zeros((n_layers, units), dtype=np.float32)
+        self.r = np.zeros((n_layers, 4 * units), dtype=np.float32)
+        self.prepared = False
 
     def reset(self) -> None:
         self.h[:] = 0.0
         self.c[:] = 0.0
+        self.prepared = False
 
     def copy(self) -> "LSTMState":
         out = LSTMState(*self.h.shape)
         out.h[:] = self.h
         out.c[:] = self.c
+        out.r[:] = self.r
+        out.prepared = self.prepared
         return out
 
 
@@ -93,10 +99,11 @@ class LSTMNet:
     Args:
         weights: from :func:`load_lstm`.
 
-    Each layer's input and recurrent kernels are stacked, ``[W; U]`` (F + H, 4H), so a step is
-    one matrix-vector product per layer. The gates are reordered to i, f, o, g and the sigmoid
-    gates' columns halved (exact in binary), so one ``tanh`` serves all four:
-    ``sigmoid(x) = (tanh(x / 2) + 1) / 2``.
+    A step is, per layer, ``x @ W`` plus the recurrent part ``h @ U + b``, which depends on the
+    previous step only: :meth:`prepare` computes it ahead (a live loop calls it in the gap after
+    a frame, so the next frame waits for half the weights), else :meth:`step` does, the same
+    arithmetic either way. The gates are reordered to i, f, o, g and the sigmoid gates' columns
+    halved (exact in binary), so one ``tanh`` serves all four: ``sigmoid(x) = (tanh(x / 2) + 1) / 2``.
     """
 
     def __init__(self, weights: LSTMWeights):
@@ -109,20 +116,27 @@ class LSTMNet:
         self.n_outputs = weights.n_outputs
         order = np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]  # i, f, o, g
         half = np.r_[np.full(3 * H, 0.5), np.ones(H)].astype(np.float32)
-        self._wu = [np.ascontiguousarray(np.concatenate([la.kernel, la.recurrent], axis=0)[:, order] * half,
-                                         dtype=np.float32) for la in weights.layers]
+        self._w = [np.ascontiguousarray(la.kernel[:, order] * half, dtype=np.float32) for la in weights.layers]
+        self._u = [np.ascontiguousarray(la.recurrent[:, order] * half, dtype=np.float32) for la in weights.layers]
         self._b = [np.ascontiguousarray(la.bias[order] * half, dtype=np.float32) for la in weights.layers]
         self._n_in = [la.kernel.shape[0] for la in weights.layers]
         self._dense = np.ascontiguousarray(weights.dense, dtype=np.float32)
         self._dense_b = np.ascontiguousarray(weights.dense_bias, dtype=np.float32)
-        self._xh = [np.zeros(n + H, dtype=np.float32) for n in self._n_in]  # scratch: [x, h] per layer
         self._z = np.zeros(4 * H, dtype=np.float32)
         self._tmp = np.zeros(H, dtype=np.float32)
         self._out = np.zeros(self.n_outputs, dtype=np.float32)
 
     def new_state(self) -> LSTMState:
         """A zero state (the start of a sequence)."""
-        return LSTMState(len(self._wu), self.units)
+        return LSTMState(len(self._w), self.units)
+
+    def prepare(self, state: LSTMState) -> None:
+        """The recurrent part of ``state``'s next step, ``h @ U + b`` per layer (idempotent)."""
+        if not state.prepared:
+            for k, (u, b) in enumerate(zip(self._u, self._b)):
+                np.matmul(state.h[k], u, out=state.r[k])
+                state.r[k] += b
+            state.prepared = True
 
     def step(self, x: np.ndarray, state: LSTMState) -> np.ndarray:
         """One time step: ``x`` (F,) normalised input -> ``(O,)`` float32 output (a new array);
@@ -130,12 +144,12 @@ class LSTMNet:
         H = self.units
         z, tmp = self._z, self._tmp
         sig, i, f, o, g = z[:3 * H], z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
-        self._xh[0][:self._n_in[0]] = x
-        for k, (wu, b, xh) in enumerate(zip(self._wu, self._b, self._xh)):
-            n_in = self._n_in[k]
-            xh[n_in:] = state.h[k]
-            np.matmul(xh, wu, out=z)
-            z += b
+        self.prepare(state)
+        state.prepared = False
+        inp = np.asarray(x, dtype=np.float32)
+        for k, w in enumerate(self._w):
+            np.matmul(inp, w, out=z)
+            z += state.r[k]
             np.tanh(z, out=z)
             sig *= 0.5
             sig += 0.5
@@ -146,8 +160,7 @@ class LSTMNet:
             h = state.h[k]
             np.tanh(c, out=h)
             h *= o
-            if k + 1 < len(self._xh):
-                self._xh[k + 1][:H] = h
+            inp = h  # the next layer's input
         out = state.h[-1] @ self._dense
         out += self._dense_b
         return out

@@ -274,6 +274,12 @@ class LiveKinematics:
         person.switch_to = nxt
         person.switch = self.ik.switch_model(pid, self._model_name(pid), nxt, self.settings.mass_kg or None, flag)
 
+    def prepare(self) -> None:
+        """Idle-time work for the next frame (the augmenter's recurrent products): a live loop
+        calls it after publishing a frame's angles; the results do not depend on it."""
+        if self.augmenter is not None:
+            self.augmenter.prepare()
+
     @property
     def pending(self) -> bool:
         """A model switch is in progress (call :meth:`step`)."""

@@ -146,6 +146,8 @@ class _IKNode:
         self._handle(batch)
         if self.stage.pending:
             self.stage.step()
+        if batch:
+            self.stage.prepare()  # the augmenter's share of the next frame that needs no new data
         if self.person is not None and self.stream_ns - self.last_seen_ns > self.cfg.ik.release_after_s * 1e9:
             self._release(f"not seen for {self.cfg.ik.release_after_s:g} s of stream")
         return True
