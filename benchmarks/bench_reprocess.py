@@ -274,8 +274,9 @@ def main() -> None:
                     help="speed only: one scene, rtkin reprocess and Pose2Sim's pipeline on the same input, "
                          "no accuracy scoring")
     ap.add_argument("--quick", action="store_true", help="speed iteration: --speed without Pose2Sim")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="run the default reprocess this many times and keep the fastest (CPU) for the speed figures")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="run the default reprocess this many times and keep the fastest (CPU) for the speed figures "
+                         "(the first run in a fresh checkout also compiles and caches the Numba kernels)")
     ap.add_argument("--keep", default="", help="keep the work folder here")
     ap.add_argument("--tune-smoothing", action="store_true", help="RTS parameter sweep on the tuning scenes, then stop")
     args = ap.parse_args()
