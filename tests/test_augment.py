@@ -211,6 +211,23 @@ def test_state_resets_when_the_track_is_forgotten_or_gone_too_long(subject):
     assert stage.counters["resets"] == 1
 
 
+def test_one_bad_hip_keypoint_does_not_move_every_marker(subject):
+    sk = get_skeleton("HALPE_26")
+    pts = subject.keypoints_for("HALPE_26")[:90]
+    clean = [m.points[0] for m in map(A.MarkerAugmenter("HALPE_26", A.AugmentSettings(height_m=1.8)), _messages(pts, "HALPE_26"))]
+    hip, rhip = sk.keypoints.index("Hip"), sk.keypoints.index("RHip")
+    for k, off, replaced in ((hip, 0.4, 1), (rhip, 0.4, 0)):  # a bad Hip; a bad RHip (the Hip is right)
+        bad = pts.copy()
+        bad[60, k] += np.array([off, 0.0, 0.0])
+        stage = A.MarkerAugmenter("HALPE_26", A.AugmentSettings(height_m=1.8))
+        got = [m.points[0] for m in map(stage, _messages(bad, "HALPE_26"))]
+        assert stage.counters["origin_replaced"] == replaced
+        err = np.linalg.norm(got[60] - clean[60], axis=-1)  # (43,) m
+        # one feature off moves the markers it feeds (a few), never all of them by the outlier
+        assert np.median(err) < 0.03, (k, np.median(err))
+        assert np.abs(np.stack(got[:60]) - np.stack(clean[:60])).max() < 1e-9  # nothing before it changes
+
+
 def test_confidence_follows_the_anchor_keypoints_and_recovers(subject):
     sk = get_skeleton("HALPE_26")
     pts = subject.keypoints_for("HALPE_26")[:150].copy()

@@ -207,6 +207,9 @@ def _masked_min(mask, values, fill, sign):  # pragma: no cover - compiled
     return out
 
 
+#: the Hip keypoint and the mid-point of RHip and LHip agree to this (m; a few mm to ~2 cm on
+#: the virtual subject, p99 of good frames); beyond it, the one nearer the last origin is used
+_ORIGIN_AGREE_M = 0.1
 _ENVELOPE = (0.7, 0.9)  # anchor distance from the hip / height: full trust, none
 _SEGMENT = (math.log(1.25), math.log(1.6))  # |log(segment ratio / standard ratio)|: full trust, none
 _HEIGHT_RANGE = ((1.45, 2.0), (1.2, 2.3))  # m: full trust, none
@@ -242,6 +245,8 @@ class PersonAugmenter:
         self._fixed_height = float(height_m or settings.height_m)
         self.mass_kg = float(settings.mass_kg or _DEFAULT_MASS_KG)
         self._mass_conf = _range_conf(self.mass_kg, *_MASS_RANGE) if settings.mass_kg else 1.0
+        #: frames whose origin was the RHip/LHip mid-point instead of a bad Hip keypoint
+        self.origin_replaced = 0
         self.reset()
 
     def _tables(self, sk: Skeleton) -> None:
@@ -249,6 +254,7 @@ class PersonAugmenter:
         ``_f[k]:_f[k+1]`` of the gathered (F, 3) offsets, its inputs ``3 F_k + 2`` values."""
         idx = {n: i for i, n in enumerate(sk.points)}
         self._origin = idx[_ORIGIN]
+        self._hips = np.array([idx["RHip"], idx["LHip"]], dtype=np.intp) if {"RHip", "LHip"} <= set(idx) else None
         feats = [f for m in self._models for f in m.features]
         self._feat = np.array([idx[f] for f in feats], dtype=np.intp)  # (F,) point index per feature
         self._f = np.cumsum([0] + [len(m.features) for m in self._models])
@@ -280,6 +286,7 @@ class PersonAugmenter:
         self._held: np.ndarray | None = None  # (F, 3) last normalised offsets
         self._conf = np.zeros(len(self.marker_names))
         self._last_t: float | None = None
+        self._last_origin: np.ndarray | None = None
         self._heights: list[float] = []
         self._t0: float | None = None
         self.height_m = self._fixed_height if self._fixed_height else math.nan
@@ -330,7 +337,7 @@ class PersonAugmenter:
         self._last_t = float(time_s)
         if finite[self._origin]:
             h = self._update_height(pts, float(time_s))
-            hip = pts[self._origin]
+            hip = self._origin_point(pts, finite)
             rel = (pts - hip) @ OSIM_FROM_WORLD.T  # (K + D, 3) offsets in OpenSim axes (y up), m
             y = self._run_models(rel, finite, h)
             if y is not None:
@@ -339,6 +346,21 @@ class PersonAugmenter:
         # confidence drops at once, recovers at most dt / recovery_s per frame
         self._conf = np.minimum(conf_now, self._conf + dt / self.settings.recovery_s)
         return out, self._conf.copy()
+
+    def _origin_point(self, pts: np.ndarray, finite: np.ndarray) -> np.ndarray:
+        """The origin of every input and output (``(3,)`` m): the Hip keypoint, unless it
+        disagrees with the mid-point of RHip and LHip by more than :data:`_ORIGIN_AGREE_M` and
+        that mid-point is nearer the previous frame's origin (one bad Hip would otherwise move
+        all 43 markers at once, and stay in the LSTMs' state for a few frames)."""
+        hip = pts[self._origin]
+        if self._hips is not None and self._last_origin is not None and finite[self._hips].all():
+            mid = 0.5 * (pts[self._hips[0]] + pts[self._hips[1]])
+            if (np.linalg.norm(hip - mid) > _ORIGIN_AGREE_M
+                    and np.linalg.norm(mid - self._last_origin) < np.linalg.norm(hip - self._last_origin)):
+                hip = mid
+                self.origin_replaced += 1
+        self._last_origin = hip
+        return hip
 
     def prepare(self) -> None:
         """The part of the next step that depends on the past only (the LSTMs' recurrent
@@ -449,7 +471,8 @@ class MarkerAugmenter:
         models: the models run (a skeleton without heels and toes, COCO_17, gets ``("upper",)``).
         marker_names: ``(E,)`` output marker names; ``output_skeleton``: their skeleton name
             (:func:`augmented_marker_names` maps it back).
-        counters: ``frames``, ``people`` (person-frames), ``resets`` (fresh states after a gap).
+        counters: ``frames``, ``people`` (person-frames), ``resets`` (fresh states after a gap),
+            ``origin_replaced`` (person-frames whose bad Hip keypoint gave way to the hips' mid-point).
     """
 
     def __init__(self, skeleton: str, settings: AugmentSettings = AugmentSettings()):
@@ -463,7 +486,7 @@ class MarkerAugmenter:
         self.marker_names = augmented_marker_names(self.output_skeleton)
         self._people: dict[int, PersonAugmenter] = {}
         self._seen_ns: dict[int, int] = {}
-        self.counters = {"frames": 0, "people": 0, "resets": 0}
+        self.counters = {"frames": 0, "people": 0, "resets": 0, "origin_replaced": 0}
         self._anchor = self._anchor_indices()
 
     def _anchor_indices(self) -> np.ndarray:
@@ -519,7 +542,10 @@ class MarkerAugmenter:
                 self.forget(pid)
                 self.counters["resets"] += 1
             self._seen_ns[pid] = sk.time_ns
-            y, c = self.person(pid).step(sk.points[j], sk.time_ns * 1e-9, sk.n_views[j] > 0)
+            person = self.person(pid)
+            replaced = person.origin_replaced
+            y, c = person.step(sk.points[j], sk.time_ns * 1e-9, sk.n_views[j] > 0)
+            self.counters["origin_replaced"] += person.origin_replaced - replaced
             ok = np.isfinite(y[:, 0])
             pts[j, ok] = y[ok]
             conf[j] = np.where(ok, c, 0.0)
