@@ -204,6 +204,25 @@ def butterworth_zero_phase(x: np.ndarray, fs_hz: float, cutoff_hz: float = 6.0, 
 
 
 @njit(cache=True)
+def _inv3(a, out):  # pragma: no cover - compiled
+    """``out`` = the inverse of the 3x3 matrix ``a`` (adjugate / determinant; the RTS gain's
+    predicted covariances are symmetric positive definite)."""
+    c00 = a[1, 1] * a[2, 2] - a[1, 2] * a[2, 1]
+    c01 = a[1, 2] * a[2, 0] - a[1, 0] * a[2, 2]
+    c02 = a[1, 0] * a[2, 1] - a[1, 1] * a[2, 0]
+    inv_det = 1.0 / (a[0, 0] * c00 + a[0, 1] * c01 + a[0, 2] * c02)
+    out[0, 0] = c00 * inv_det
+    out[1, 0] = c01 * inv_det
+    out[2, 0] = c02 * inv_det
+    out[0, 1] = (a[0, 2] * a[2, 1] - a[0, 1] * a[2, 2]) * inv_det
+    out[1, 1] = (a[0, 0] * a[2, 2] - a[0, 2] * a[2, 0]) * inv_det
+    out[2, 1] = (a[0, 1] * a[2, 0] - a[0, 0] * a[2, 1]) * inv_det
+    out[0, 2] = (a[0, 1] * a[1, 2] - a[0, 2] * a[1, 1]) * inv_det
+    out[1, 2] = (a[0, 2] * a[1, 0] - a[0, 0] * a[1, 2]) * inv_det
+    out[2, 2] = (a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]) * inv_det
+
+
+@njit(cache=True)
 def _rts_point(z, r, dt, q, max_gap, out):  # pragma: no cover - compiled
     """One keypoint: z (T, 3) measurements (m), r (T,) their variance (m^2; inf = missing); the
     three axes share the covariance. Constant-acceleration model, jerk PSD q. Writes the smoothed
@@ -225,6 +244,7 @@ def _rts_point(z, r, dt, q, max_gap, out):  # pragma: no cover - compiled
     C = np.zeros((3, 3))
     xs = np.zeros((3, 3))
     tmp = np.zeros((3, 3))
+    inv = np.zeros((3, 3))
     Kg = np.zeros(3)
     i = 0
     while i < T:
@@ -272,10 +292,12 @@ def _rts_point(z, r, dt, q, max_gap, out):  # pragma: no cover - compiled
                     innov = z[k, a] - x[0, a]
                     for m in range(3):
                         x[m, a] += Kg[m] * innov
-                p0 = P[0].copy()
+                p00, p01, p02 = P[0, 0], P[0, 1], P[0, 2]
                 for m in range(3):
-                    for n in range(3):
-                        P[m, n] -= Kg[m] * p0[n]
+                    km = Kg[m]
+                    P[m, 0] -= km * p00
+                    P[m, 1] -= km * p01
+                    P[m, 2] -= km * p02
             xf[k] = x
             Pf[k] = P
         # backward RTS pass (positions only: the smoothed covariance is not needed)
@@ -283,7 +305,7 @@ def _rts_point(z, r, dt, q, max_gap, out):  # pragma: no cover - compiled
         for a in range(3):
             out[stop - 1, a] = xs[0, a]
         for k in range(stop - 2, start - 1, -1):
-            inv = np.linalg.inv(Pp[k + 1])
+            _inv3(Pp[k + 1], inv)
             for m in range(3):  # tmp = Pf[k] F'
                 for n in range(3):
                     tmp[m, n] = Pf[k, m, 0] * F[n, 0] + Pf[k, m, 1] * F[n, 1] + Pf[k, m, 2] * F[n, 2]
