@@ -192,6 +192,17 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _unchecked(cls, **values: Any):
+    """A message of ``cls`` with these field values as they are, not validated (the ``trusted``
+    constructors); arrays are made read-only."""
+    msg = object.__new__(cls)
+    for name, value in values.items():
+        if type(value) is np.ndarray:
+            value.flags.writeable = False
+        object.__setattr__(msg, name, value)
+    return msg
+
+
 class _Message:
     """Shared behaviour: exact field-wise ``==``, no hashing, validated frozen fields."""
 
@@ -399,14 +410,8 @@ class Skeleton3D(_Message):
         (int64, float64, float32, float32, uint8), that nothing else references (they are made
         read-only here), and the value rules. Anything decoded from the wire or a file goes
         through the validating constructor (the codec does that)."""
-        msg = object.__new__(cls)
-        for name, value in (("time_ns", time_ns), ("capture_ns", capture_ns), ("skeleton", skeleton),
-                            ("person_ids", person_ids), ("points", points), ("scores", scores),
-                            ("reproj_error_px", reproj_error_px), ("n_views", n_views)):
-            if type(value) is np.ndarray:
-                value.flags.writeable = False
-            object.__setattr__(msg, name, value)
-        return msg
+        return _unchecked(cls, time_ns=time_ns, capture_ns=capture_ns, skeleton=skeleton, person_ids=person_ids,
+                          points=points, scores=scores, reproj_error_px=reproj_error_px, n_views=n_views)
 
     @property
     def n_people(self) -> int:
@@ -499,14 +504,8 @@ class JointAngles(_Message):
         ``quality`` float32 in [0, 1] and ``flags`` uint8 of AngleFlag bits, one per name, that
         nothing else references (made read-only here), a float ``marker_rms_m`` >= 0 or NaN.
         Anything decoded from the wire or a file goes through the validating constructor."""
-        msg = object.__new__(cls)
-        for name, value in (("time_ns", time_ns), ("capture_ns", capture_ns), ("person_id", person_id),
-                            ("names", names), ("values", values), ("marker_rms_m", marker_rms_m),
-                            ("quality", quality), ("flags", flags)):
-            if type(value) is np.ndarray:
-                value.flags.writeable = False
-            object.__setattr__(msg, name, value)
-        return msg
+        return _unchecked(cls, time_ns=time_ns, capture_ns=capture_ns, person_id=person_id, names=names,
+                          values=values, marker_rms_m=marker_rms_m, quality=quality, flags=flags)
 
     @property
     def n_coordinates(self) -> int:
