@@ -85,7 +85,8 @@ from rtkin.kinematics.fastfk import KinematicTree, Unsupported
 from rtkin.kinematics.ik_guards import PhysiologicalGuards
 from rtkin.kinematics.ik_settings import METHODS, PELVIS_PITCH, IKSettings, ik_marker_weights
 from rtkin.kinematics.lm import gauss_newton_python, lm_solve
-from rtkin.kinematics.model import _dependencies, _osim, _Topology, model_path_for, template_model
+from rtkin.kinematics.model import (_dependencies, _osim, _Topology, coordinate_q_indices, model_path_for,
+                                   template_model)
 
 __all__ = ["METHODS", "PELVIS_PITCH", "IKSettings", "IKSolution", "IKError", "IKSolver", "ik_marker_weights"]
 
@@ -176,7 +177,7 @@ class IKSolver(PhysiologicalGuards):
         self._coords = [cs.get(i) for i in range(cs.getSize())]
         self.coordinate_names: tuple[str, ...] = tuple(c.getName() for c in self._coords)
         self._rotational = np.array([c.getMotionType() == 1 for c in self._coords])
-        self._qidx = self._coordinate_q_indices()
+        self._qidx = coordinate_q_indices(self._coords, self.state)
         self._setup_markers(model)
         topo = self._topology(model)
         self.dependencies, observable = _dependencies(topo, self.coordinate_names)
@@ -254,22 +255,6 @@ class IKSolver(PhysiologicalGuards):
             self.evaluations = 0
 
     # ------------------------------------------------------------------ construction helpers
-    def _coordinate_q_indices(self) -> np.ndarray:
-        """``(Q,)`` index of each coordinate in the State's Q vector (found by perturbation)."""
-        q0 = self.state.getQ().to_numpy().copy()
-        out = np.empty(len(self._coords), dtype=np.intp)
-        for i, c in enumerate(self._coords):
-            v = c.getValue(self.state)
-            c.setValue(self.state, v + 0.1, False)
-            d = self.state.getQ().to_numpy() - q0
-            c.setValue(self.state, v, False)
-            hit = np.flatnonzero(np.abs(d) > 1e-9)
-            if hit.size != 1 or abs(d[hit[0]] - 0.1) > 1e-9:
-                raise ValueError(f"coordinate {c.getName()} is not a single generalized coordinate q")
-            out[i] = hit[0]
-        self.state.setQ(_osim().Vector.createFromMat(q0))
-        return out
-
     def _setup_markers(self, model) -> None:
         osim = _osim()
         sk = self.skeleton

@@ -170,6 +170,25 @@ def _dependencies(topo: _Topology, coordinates: tuple[str, ...]) -> tuple[list[n
 # ============================================================================ scaling in memory
 
 
+def coordinate_q_indices(coords, state) -> np.ndarray:
+    """``(Q,)`` index of each coordinate of ``coords`` (OpenSim ``Coordinate`` s) in ``state``'s Q
+    vector, found by perturbation (the state's Q is left as it was). Raises ValueError for a
+    coordinate that is not one generalized coordinate."""
+    q0 = state.getQ().to_numpy().copy()
+    out = np.empty(len(coords), dtype=np.intp)
+    for i, c in enumerate(coords):
+        v = c.getValue(state)
+        c.setValue(state, v + 0.1, False)
+        d = state.getQ().to_numpy() - q0
+        c.setValue(state, v, False)
+        hit = np.flatnonzero(np.abs(d) > 1e-9)
+        if hit.size != 1 or abs(d[hit[0]] - 0.1) > 1e-9:
+            raise ValueError(f"coordinate {c.getName()} is not a single generalized coordinate q")
+        out[i] = hit[0]
+    state.setQ(_osim().Vector.createFromMat(q0))
+    return out
+
+
 def neutral_values(model) -> dict[str, float]:
     """Neutral pose: observable coordinates 0 (arms down), the others at the model default."""
     cs = model.getCoordinateSet()

@@ -44,7 +44,8 @@ import numpy as np
 
 from rtkin.core import assets
 from rtkin.core.frames import WORLD_FROM_OSIM
-from rtkin.kinematics.model import apply_scale, marker_points, neutral_values, scale_tool_manual, template_model
+from rtkin.kinematics.model import (apply_scale, coordinate_q_indices, marker_points, neutral_values,
+                                   scale_tool_manual, template_model)
 from rtkin.core.messages import Skeleton3D
 from rtkin.core.skeletons import Skeleton, get_skeleton
 
@@ -447,17 +448,11 @@ def _neutral_tree(generic_model, sk: Skeleton) -> tuple | None:
     model = generic_model.clone()
     state = model.initSystem()
     cs = model.getCoordinateSet()
-    q0 = state.getQ().to_numpy().copy()
-    q_index = {}
-    for i in range(cs.getSize()):  # each coordinate's place in Q (found by perturbation)
-        c = cs.get(i)
-        v = c.getValue(state)
-        c.setValue(state, v + 0.1, False)
-        d = np.flatnonzero(np.abs(state.getQ().to_numpy() - q0) > 1e-9)
-        c.setValue(state, v, False)
-        if d.size != 1:
-            return None
-        q_index[c.getName()] = int(d[0])
+    coords = [cs.get(i) for i in range(cs.getSize())]
+    try:
+        q_index = {c.getName(): int(i) for c, i in zip(coords, coordinate_q_indices(coords, state))}
+    except ValueError:
+        return None
     for n, v in neutral_values(model).items():
         cs.get(n).setValue(state, float(v), False)
     model.realizePosition(state)
