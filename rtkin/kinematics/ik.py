@@ -82,7 +82,7 @@ from rtkin.core.frames import OSIM_FROM_WORLD
 from rtkin.core.messages import AngleFlag
 from rtkin.core.skeletons import Skeleton, get_skeleton
 from rtkin.kinematics.fastfk import KinematicTree, Unsupported
-from rtkin.kinematics.ik_guards import PhysiologicalGuards
+from rtkin.kinematics.ik_guards import PhysiologicalGuards, marker_rms
 from rtkin.kinematics.ik_settings import METHODS, PELVIS_PITCH, IKSettings, ik_marker_weights
 from rtkin.kinematics.lm import gauss_newton_python, lm_solve
 from rtkin.kinematics.model import (_dependencies, _osim, _Topology, coordinate_q_indices, model_path_for,
@@ -726,8 +726,7 @@ class IKSolver(PhysiologicalGuards):
         assert best is not None
         if (self._posture_w.any() or self._pitch_w > 0) and self.settings.method == "gauss_newton":  # then the prior
             q, P, self.iterations = self._gauss_newton(best[0], x, w, self._free, self.settings.first_iterations)
-            use = (w > 0) & ~self._gated
-            best = (q, P, float(np.sqrt(np.mean(np.sum((P[use] - x[use]) ** 2, axis=-1)))))
+            best = (q, P, marker_rms(P, x, (w > 0) & ~self._gated))
         elif search is not w:  # every marker, from the best start
             self._posture_on = False
             try:
@@ -782,10 +781,7 @@ class IKSolver(PhysiologicalGuards):
                     | (np.abs(q - bounds[1]) < 1e-9) & (bounds[1] < self._hi)
                 self.bounded = bool(at[self._free].any())
                 self.bounded_q = np.flatnonzero(at)
-        use = (w > 0) & ~self._gated  # the markers the solution stands on (not gated off)
-        d2 = np.sum((P[use] - x[use]) ** 2, axis=-1)
-        rms = float(np.sqrt(d2.mean())) if d2.size else math.nan
-        return q, P, rms
+        return q, P, marker_rms(P, x, (w > 0) & ~self._gated)  # over the markers it stands on (not gated off)
 
     # ------------------------------------------------------------------ OpenSim IK solver
     def _assemble(self, q: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -101,6 +101,13 @@ def _tilt_bound(prev: np.ndarray, cur: np.ndarray, lim: float) -> np.ndarray:
     return a
 
 
+def marker_rms(P: np.ndarray, x: np.ndarray, use: np.ndarray) -> float:
+    """RMS distance between the model markers ``P`` and the observed ``x`` ``(M, 3)`` over the
+    markers ``use`` ``(M,)`` bool, m (NaN when none)."""
+    d2 = np.sum((P[use] - x[use]) ** 2, axis=-1)
+    return float(np.sqrt(d2.mean())) if d2.size else math.nan
+
+
 class PhysiologicalGuards:
     """Mixin of :class:`rtkin.kinematics.ik.IKSolver`: its guards (see the module doc)."""
 
@@ -129,7 +136,7 @@ class PhysiologicalGuards:
             if fits.all() or not fits.any():
                 break
             cand[np.flatnonzero(cand)[~fits]] = False
-        rms_other = float(np.sqrt(np.mean(np.sum((P2[use] - x[use]) ** 2, axis=-1))))
+        rms_other = marker_rms(P2, x, use)
         if fits.all() and rms_other <= 1.1 * rms:
             glide = self._solve_from(q2, x, w, False, anchor=self._q)
             if glide[2] <= 1.1 * rms:
@@ -147,13 +154,8 @@ class PhysiologicalGuards:
             # markers all dropped): the initial poses are tried with the locked markers back
             back = np.where(lock, w_lock, w)
             retry = self._cold_solve(x, back)
-            use_b = (back > 0) & ~self._gated
             fits = np.linalg.norm(retry[1][lock] - x[lock], axis=-1) <= self.settings.outlier_m
-
-            def rms_b(P_: np.ndarray) -> float:
-                return float(np.sqrt(np.mean(np.sum((P_[use_b] - x[use_b]) ** 2, axis=-1))))
-
-            if fits.all() and retry[2] < _REACQUIRE_RATIO * rms_b(P):
+            if fits.all() and retry[2] < _REACQUIRE_RATIO * marker_rms(P, x, (back > 0) & ~self._gated):
                 # the published pose glides there at the joints' speed limit over the next frames
                 # while that pose is tracked on its own (:meth:`_glide`): a speed-bounded solve
                 # from this far falls back into the old basin (the locked markers' robust weights
