@@ -119,12 +119,10 @@ class LSTMNet:
         self._w = [np.ascontiguousarray(la.kernel[:, order] * half, dtype=np.float32) for la in weights.layers]
         self._u = [np.ascontiguousarray(la.recurrent[:, order] * half, dtype=np.float32) for la in weights.layers]
         self._b = [np.ascontiguousarray(la.bias[order] * half, dtype=np.float32) for la in weights.layers]
-        self._n_in = [la.kernel.shape[0] for la in weights.layers]
         self._dense = np.ascontiguousarray(weights.dense, dtype=np.float32)
         self._dense_b = np.ascontiguousarray(weights.dense_bias, dtype=np.float32)
         self._z = np.zeros(4 * H, dtype=np.float32)
         self._tmp = np.zeros(H, dtype=np.float32)
-        self._out = np.zeros(self.n_outputs, dtype=np.float32)
 
     def new_state(self) -> LSTMState:
         """A zero state (the start of a sequence)."""
