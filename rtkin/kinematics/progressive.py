@@ -97,7 +97,7 @@ class ProgressiveScalingSettings:
     max_reproj_px: float = 15.0
     min_score: float = 0.3
     max_residual_m: float = 0.25
-    refine_at_s: tuple[float, ...] = (1.0, 3.0, 10.0)
+    refine_at_s: tuple[float, ...] = (0.25, 0.5, 1.0, 3.0, 10.0)
     every_s: float = 5.0
     converged_change: float = 0.004
     min_segment_s: float = 0.1
