@@ -572,8 +572,9 @@ def demo_report(data: Path) -> list[tuple[str, bool, str]]:
     names = jas[fr[0]].names
     seen = [i for i, n in enumerate(names) if not jas[fr[-1]].flags[i] & AngleFlag.UNOBSERVABLE
             and n not in TRANSLATIONS]
+    one = run(0, scaling=False)  # one model: the generic one
     for scaling in (False, True):
-        ref = base if scaling else run(0, scaling=False)
+        ref = base if scaling else one
         rp = max(ref, key=lambda p: len(ref[p]))
         worst = []
         for start in (1, 5, 30):
@@ -592,7 +593,6 @@ def demo_report(data: Path) -> list[tuple[str, bool, str]]:
     from rtkin.kinematics.progressive import PARAMETERS
     from rtkin.kinematics.scaling import scale_model
 
-    one = run(0, scaling=False)
     op = max(one, key=lambda p: len(one[p]))
     with tempfile.TemporaryDirectory() as tmp:
         for k in (1.001, 1.002):
