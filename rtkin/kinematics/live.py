@@ -250,7 +250,7 @@ class LiveKinematics:
         person.refined_at = time.monotonic()
         person.refinements.append((sc.usable_s, dict(est.params)))
         state = "SCALED" if est.flag == 0 else "PARTIAL"
-        self.log(f"rtkin: person {pid} scaling at {sc.usable_s:.1f} s of usable data: {state}, "
+        self.log(f"rtkin: person {pid} scaling at {round(sc.usable_s, 2):g} s of usable data: {state}, "
                  f"stature {est.stature_m:.2f} m, " + ", ".join(f"{k} {v:.3f}" for k, v in est.params.items()))
         # the first estimate on a second of data or more: worth checking the height against, and
         # writing (the earlier ones are soon replaced)
@@ -314,7 +314,7 @@ class LiveKinematics:
             return
         dt = time.monotonic() - person.refined_at
         person.landed.append((person.target.usable_s, dt))
-        self.log(f"rtkin: person {pid} model of {person.target.usable_s:.1f} s of usable data in use "
+        self.log(f"rtkin: person {pid} model of {round(person.target.usable_s, 2):g} s of usable data in use "
                  f"{dt * 1e3:.0f} ms after its data")
 
     # ------------------------------------------------------------------ writing the .osim
