@@ -17,6 +17,8 @@ from rtkin.sim import virtual
 from rtkin.sim.scaled import simulate_scaled_subject
 from rtkin.sim.scenes import body_factors
 
+from osim_checks import pelvis_factor_in
+
 FPS = 30.0
 #: a 1.90 m subject with long legs and short arms (not the generic proportions)
 TRUE = body_factors(1.90, {"femur": 1.06, "tibia": 1.05, "humerus": 0.95, "forearm": 0.96, "pelvis": 0.97})
@@ -179,3 +181,62 @@ def test_progressive_scaler_schedule_and_settings():
 
     sc = ProgressiveScaler(ProgressiveScalingSettings(), "HALPE_26", assets.model_path())
     assert not sc.due() and sc.refine() is None and sc.status()["state"] == "collecting"
+
+
+class _HeldExecutor:
+    """A background writer that runs nothing until told (a slow or busy one)."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def submit(self, fn, *args):
+        fut = cf.Future()
+        self.jobs.append((fut, fn, args))
+        return fut
+
+    def run_all(self):
+        for fut, fn, args in self.jobs:
+            if not fut.done():
+                fut.set_result(fn(*args))
+
+
+def test_the_latest_estimate_reaches_the_model_file(tall, tmp_path):
+    """Estimates that come while a model write runs are not lost: the newest is written when that
+    write is done, and whatever the file still misses when the session ends is written by
+    ``finish`` (a fast run used to end with the 1 s estimate in the file and none listed)."""
+    pool = _HeldExecutor()
+    live = LiveKinematics(LiveKinematicsSettings(height_m=1.90, scaling_seconds=4.0), IKSettings(), tmp_path, "t",
+                          executor=pool, log=lambda m: None)
+    msgs = _messages(tall.keypoints)
+    half = len(msgs) // 2
+    _run(live, msgs[:half])
+    assert len(pool.jobs) == 1  # the first estimate on >= 1 s of data; the later ones wait for it
+    assert live.scaler(7).estimate.usable_s >= 3.0
+    pool.run_all()
+    _run(live, msgs[half:half + 1])  # the next frame sees it done and writes the newest
+    assert len(pool.jobs) == 2 and pool.jobs[1][2][1] == live.scaler(7).estimate.factors
+    _run(live, msgs[half + 1:])
+    path = tmp_path / "t_person7_scaled.osim"
+    assert live.scaled_models[7] == str(path)  # from the first write
+    assert pelvis_factor_in(path) != pytest.approx(live.scaler(7).estimate.params["pelvis"], abs=1e-6)
+    live.finish()  # the session ends with the second write never run
+    assert pelvis_factor_in(path) == pytest.approx(live.scaler(7).estimate.params["pelvis"], abs=1e-6)
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_a_model_file_is_replaced_whole(tmp_path):
+    """A write that fails (or a writer killed) halfway leaves the previous model file as it was."""
+    from rtkin.kinematics.scaling import write_model
+
+    path = tmp_path / "m.osim"
+    path.write_text("previous")
+
+    class HalfWritten:
+        def printToXML(self, p):
+            with open(p, "w") as f:
+                f.write("<OpenSimDocument")
+            return False
+
+    with pytest.raises(RuntimeError):
+        write_model(HalfWritten(), path)
+    assert path.read_text() == "previous" and not list(tmp_path.glob(".*.part"))

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from rtkin.core.calibration import write_calib_toml
 from rtkin.io.recording import RecordingReader
@@ -121,6 +122,46 @@ scaling = false
     served = sum(v["outputs"] for k, v in result.reports.items() if k.startswith("ik:"))
     assert served >= n - 5  # the subject is in (nearly) every frame; each gets joint angles
     assert result.reports["recorder"]["inputs"] == 6 * n
+
+
+def test_a_fast_run_ends_with_its_latest_scaling_in_the_model_file(tmp_path, capfd):
+    """Played as fast as possible, a session's refinements come faster than the background writer
+    writes them: at the end the model file holds the last estimate (not the first one written),
+    is listed in the summary, and no half-written file is left."""
+    import re
+
+    n = 360
+    calib = _openpose_session(tmp_path / "pose", n, n_cams=4)
+    cfg = load_config(_write(tmp_path, f"""
+[run]
+name = "scaled"
+output_dir = "{tmp_path / 'out'}"
+[rig]
+calibration = "{calib}"
+[source]
+kind = "openpose"
+realtime = false
+[source.openpose]
+root = "{tmp_path / 'pose'}"
+[ik]
+scaling = true
+scaling_seconds = 3.0
+{_transport(tmp_path)}"""))
+    runner = Runner(cfg, log=lambda *a: None)
+    result = runner.run()
+    assert not result.errors, result.errors
+    from rtkin.demo import finish_run
+
+    summary = finish_run(runner, result, log=lambda *a: None, report=False)
+    path = tmp_path / "out" / "scaled_person0_scaled.osim"
+    assert summary["scaled"] == [str(path)]
+    logged = re.findall(r"person 0 scaling at [\d.]+ s of usable data: \w+, stature [\d.]+ m, pelvis ([\d.]+)",
+                        capfd.readouterr().err)
+    assert len(logged) >= 4
+    from osim_checks import pelvis_factor_in
+
+    assert pelvis_factor_in(path) == pytest.approx(float(logged[-1]), abs=6e-4)
+    assert not list(path.parent.glob(".*.part"))
 
 
 def test_a_second_ctrl_c_stops_everything_at_once(tmp_path):

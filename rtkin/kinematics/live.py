@@ -166,7 +166,9 @@ class LiveKinematics:
         self.generic = model_path_for(solver)
         self.scaling = dataclasses.replace(scaling, refine_at_s=settings.schedule())
         self._people: dict[int, _Person] = {}
-        self._writes: dict[int, tuple] = {}
+        self._writes: dict[int, tuple] = {}  # person -> (future, path, estimate) of the write running
+        self._due: dict[int, ScaleEstimate] = {}  # person -> the estimate their file should hold
+        self._on_disk: dict[int, ScaleEstimate] = {}  # person -> the estimate their file holds
         self.scaled_models: dict[int, str] = {}
         self._height_model = None
         self._height_factors: dict[str, float] | None = None
@@ -319,10 +321,15 @@ class LiveKinematics:
 
     # ------------------------------------------------------------------ writing the .osim
     def _write(self, pid: int, est: ScaleEstimate) -> None:
+        """Have ``est`` written to the person's model file: now in the background, or, while an
+        older write runs, as soon as it is done (:meth:`_collect_writes`)."""
+        self._due[pid] = est
+        if pid not in self._writes:
+            self._submit(pid, est)
+
+    def _submit(self, pid: int, est: ScaleEstimate) -> None:
         from rtkin.kinematics.scaling import background_executor
 
-        if pid in self._writes and not self._writes[pid][0].done():
-            return  # the next refinement writes again
         pool = self.executor
         if pool is None:
             if self._pool is None:
@@ -332,10 +339,10 @@ class LiveKinematics:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         fut = pool.submit(_write_model, str(self.generic), est.factors, str(path), self.settings.mass_kg or None,
                           self.solver.skeleton)
-        self._writes[pid] = (fut, path)
+        self._writes[pid] = (fut, path, est)
 
     def _collect_writes(self) -> None:
-        for pid, (fut, path) in list(self._writes.items()):
+        for pid, (fut, path, est) in list(self._writes.items()):
             if not fut.done():
                 continue
             del self._writes[pid]
@@ -344,19 +351,50 @@ class LiveKinematics:
             except Exception as e:  # noqa: BLE001 - reported; the live model is unaffected
                 self.log(f"rtkin: person {pid}: writing the scaled model failed: {type(e).__name__}: {e}")
                 continue
-            if self.scaled_models.get(pid) != str(path):
-                self.log(f"rtkin: person {pid} scaled model written: {path}")
-            self.scaled_models[pid] = str(path)
+            self._written(pid, path, est)
+            if self._due[pid] is not est:  # a newer estimate came while this one was written
+                self._submit(pid, self._due[pid])
+
+    def _written(self, pid: int, path: Path, est: ScaleEstimate) -> None:
+        self._on_disk[pid] = est
+        if self.scaled_models.get(pid) != str(path):
+            self.log(f"rtkin: person {pid} scaled model written: {path}")
+        self.scaled_models[pid] = str(path)
+
+    def finish(self) -> None:
+        """The session ends: each person's latest estimate that is not in their model file yet is
+        written now, in this process (~0.1-0.3 s each). Call it once the background writer is
+        stopped (a write it had running is abandoned: the file is replaced whole, never left half
+        written, see :func:`rtkin.kinematics.scaling.write_model`)."""
+        self._collect_writes()
+        self._writes.clear()
+        for pid, est in self._due.items():
+            path = self._model_name(pid)
+            for stray in path.parent.glob(f".{path.name}.*.part"):  # of a writer killed mid-file
+                stray.unlink(missing_ok=True)
+            if self._on_disk.get(pid) is est:
+                continue
+            try:
+                _write_model(str(self.generic), est.factors, str(path), self.settings.mass_kg or None,
+                             self.solver.skeleton)
+            except Exception as e:  # noqa: BLE001 - reported; the angles are already out
+                self.log(f"rtkin: person {pid}: writing the scaled model failed: {type(e).__name__}: {e}")
+                continue
+            self._written(pid, path, est)
 
     def close(self, wait: bool = True) -> None:
-        """Wait for pending model writes (``wait``) and stop the pool started on demand."""
+        """``wait``: let the model writes finish, then write what they missed (:meth:`finish`);
+        stop the pool started on demand."""
         if wait:
-            for fut, _ in list(self._writes.values()):
-                try:
-                    fut.result(timeout=120)
-                except Exception:  # noqa: BLE001 - reported by _collect_writes
-                    pass
-            self._collect_writes()
+            deadline = time.monotonic() + 120.0
+            while self._writes and time.monotonic() < deadline:
+                for fut, _, _ in list(self._writes.values()):
+                    try:
+                        fut.result(timeout=max(0.0, deadline - time.monotonic()))
+                    except Exception:  # noqa: BLE001 - reported by _collect_writes
+                        pass
+                self._collect_writes()
+            self.finish()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=not wait)
             self._pool = None

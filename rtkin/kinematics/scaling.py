@@ -555,11 +555,18 @@ def scaled_model(generic_path: str | Path | None, factors: Mapping[str, float], 
 
 
 def write_model(model, out_path: str | Path) -> Path:
-    """Write ``model`` (from :func:`scaled_model`) to ``out_path`` (.osim), creating its folder."""
+    """Write ``model`` (from :func:`scaled_model`) to ``out_path`` (.osim), creating its folder.
+    The file is replaced whole: written beside it first (``.<name>.<pid>.part``), then renamed, so
+    a process killed while writing leaves the previous file, not half of a new one."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not model.printToXML(str(out)):
-        raise RuntimeError(f"could not write {out}")
+    part = out.with_name(f".{out.name}.{os.getpid()}.part")
+    try:
+        if not model.printToXML(str(part)):
+            raise RuntimeError(f"could not write {out}")
+        os.replace(part, out)
+    finally:
+        part.unlink(missing_ok=True)
     return out
 
 

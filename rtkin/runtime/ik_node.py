@@ -123,11 +123,19 @@ class _IKNode:
         finally:
             if self.person is not None:
                 self.leases.release(self.worker, self.person)
-            report(self.ctx, f"ik:{self.worker}#{self.incarnation}", self._final())
-            if self.pool is not None:  # a scaling job still running was never used: do not wait for it
+            if self.pool is not None:  # a model write still running is not waited for: finish() writes
+                # the latest estimate itself (the processes are taken first: shutdown forgets them)
+                procs = list((getattr(self.pool, "_processes", None) or {}).values())
                 self.pool.shutdown(wait=False, cancel_futures=True)
-                for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+                for proc in procs:
                     proc.kill()
+                    proc.join(1.0)
+            try:
+                self.stage.finish()
+            except Exception as e:  # noqa: BLE001 - the angles are out; the report must still go
+                print(f"rtkin: ik worker {self.worker}: writing the scaled models failed: {type(e).__name__}: {e}",
+                      file=sys.stderr, flush=True)
+            report(self.ctx, f"ik:{self.worker}#{self.incarnation}", self._final())
             self.rx.close()
             self.tx.close()
             self.zctx.term()
