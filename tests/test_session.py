@@ -90,14 +90,13 @@ def _openpose_session(root: Path, n_frames: int, n_cams: int = 6) -> Path:
     return calib
 
 
-def test_as_fast_as_possible_every_frame_comes_out(tmp_path):
-    """An OpenPose folder of 6 cameras played as fast as possible: one Skeleton3D per frame, none
-    lost to a high-water mark, joint angles for every frame with the subject."""
-    n = 300
-    calib = _openpose_session(tmp_path / "pose", n)
-    cfg = load_config(_write(tmp_path, f"""
+def _fast_openpose_run(tmp_path, name: str, n: int, n_cams: int, ik: str):
+    """The config of an OpenPose session (:func:`_openpose_session`) played as fast as possible,
+    with ``ik`` as its ``[ik]`` table's body."""
+    calib = _openpose_session(tmp_path / "pose", n, n_cams=n_cams)
+    return load_config(_write(tmp_path, f"""
 [run]
-name = "fast"
+name = "{name}"
 output_dir = "{tmp_path / 'out'}"
 [rig]
 calibration = "{calib}"
@@ -107,8 +106,15 @@ realtime = false
 [source.openpose]
 root = "{tmp_path / 'pose'}"
 [ik]
-scaling = false
+{ik}
 {_transport(tmp_path)}"""))
+
+
+def test_as_fast_as_possible_every_frame_comes_out(tmp_path):
+    """An OpenPose folder of 6 cameras played as fast as possible: one Skeleton3D per frame, none
+    lost to a high-water mark, joint angles for every frame with the subject."""
+    n = 300
+    cfg = _fast_openpose_run(tmp_path, "fast", n, 6, "scaling = false")
     runner = Runner(cfg, log=lambda *a: None)
     result = runner.run()
     assert not result.errors, result.errors
@@ -130,23 +136,7 @@ def test_a_fast_run_ends_with_its_latest_scaling_in_the_model_file(tmp_path, cap
     is listed in the summary, and no half-written file is left."""
     import re
 
-    n = 360
-    calib = _openpose_session(tmp_path / "pose", n, n_cams=4)
-    cfg = load_config(_write(tmp_path, f"""
-[run]
-name = "scaled"
-output_dir = "{tmp_path / 'out'}"
-[rig]
-calibration = "{calib}"
-[source]
-kind = "openpose"
-realtime = false
-[source.openpose]
-root = "{tmp_path / 'pose'}"
-[ik]
-scaling = true
-scaling_seconds = 3.0
-{_transport(tmp_path)}"""))
+    cfg = _fast_openpose_run(tmp_path, "scaled", 360, 4, "scaling = true\nscaling_seconds = 3.0")
     runner = Runner(cfg, log=lambda *a: None)
     result = runner.run()
     assert not result.errors, result.errors
