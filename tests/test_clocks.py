@@ -128,3 +128,22 @@ def test_clock_checks_can_be_disabled():
     assert sync.counters.clock == 0
     with pytest.raises(ValueError):
         ClockSettings(future_ms=0)
+
+
+def test_a_slow_start_is_not_taken_for_a_drifting_clock():
+    """A camera's first frames arrive late (a host still connecting, a first frame's warm-up:
+    +26 ms for the first 0.3 s), then on time. Its clock did not move: nothing is corrected and it
+    stays in every FrameSet. (Its baseline was its very first lag: the transient's end looked like
+    a 26 ms drift, the correction moved its capture times 26 ms early, and at 30 Hz on a real
+    two-host rig nearly all its frames were then late.)"""
+    events = []
+    for recv, f in _events(6):
+        if f.camera == "cam01" and f.frame_index < 18:
+            recv += 26 * MS
+        events.append((recv, f))
+    events.sort(key=lambda e: e[0])
+    sync, out = _run(events)
+    assert sync.clocks.status()["cameras"][0]["delta_ms"] == 0 and sync.clocks.drift_corrections == 0
+    later = [fs for _, fs in out if fs.slot_index >= 30]
+    assert all(fs.frame("cam01") is not None for fs in later)
+    assert max(abs(fs.frame("cam01").capture_ns - fs.slot_ns) for fs in later) < P // 2

@@ -18,7 +18,11 @@ checked against its own recent envelope, and a newly seen camera against the oth
 - *drift*: a camera whose envelope moves more than ``drift_ms`` away from its baseline, beyond
   what the other cameras' envelopes moved (a busy sync delays every camera alike), gets its
   correction nudged by that amount: a clock 1 % fast moves 10 ms/s and is corrected about once a
-  second. On one host the cameras share a monotonic clock and none of this triggers.
+  second. A move faster than a clock drifts (``max_drift``, since the baseline was last set) and
+  within ``future_ms`` is a change of latency, not of clock: the baseline moves, the capture
+  times stay (a host's first frames arrive late while it connects: taken for a drift, the end of
+  that delay shifted the camera's times by tens of ms, and on a two-host rig nearly all its
+  frames were then late). On one host the cameras share a monotonic clock and none of this triggers.
 
 *hold*: when the sync itself is behind (it read a large batch at once), every lag is inflated by
 its own backlog, which says nothing about the cameras' clocks: frames are then checked only
@@ -51,6 +55,8 @@ class ClockSettings:
         agree_ms: faulty frames "agree" when their lags lie within this range, ms.
         drift_ms: a camera's envelope this far from its baseline (beyond the others' move) is
             corrected, ms.
+        max_drift: the fastest a camera clock drifts (s per s); a faster move of the envelope,
+            up to ``future_ms``, is a latency change (the baseline follows; no correction).
     """
 
     enabled: bool = True
@@ -61,10 +67,11 @@ class ClockSettings:
     realign_ms: float = 300.0
     agree_ms: float = 60.0
     drift_ms: float = 5.0
+    max_drift: float = 0.02
 
     def __post_init__(self) -> None:
         vals = (self.future_ms, self.past_ms, self.join_ms, self.window_ms, self.realign_ms, self.agree_ms,
-                self.drift_ms)
+                self.drift_ms, self.max_drift)
         if not all(v > 0 for v in vals):
             raise ValueError("sync.clock: every duration must be > 0 ms")
         if not self.drift_ms < self.future_ms:
@@ -72,7 +79,7 @@ class ClockSettings:
 
 
 class _Camera:
-    __slots__ = ("delta", "env", "accepted", "base", "faults", "realigned")
+    __slots__ = ("delta", "env", "accepted", "base", "based", "faults", "realigned")
 
     def __init__(self) -> None:
         self.delta = 0  # ns added to the camera's capture times
@@ -81,6 +88,7 @@ class _Camera:
         self.env: deque[tuple[int, int]] = deque()
         self.accepted = 0  # frames accepted since the camera joined or was re-aligned
         self.base: int | None = None  # corrected lag when the camera joined (ns)
+        self.based = 0  # recv_ns when the envelope was last at its baseline (joined, corrected)
         self.faults: deque[tuple[int, int]] = deque()  # (recv_ns, raw lag ns) of rejected frames
         self.realigned = 0
 
@@ -155,8 +163,8 @@ class CameraClocks:
         cam.faults.clear()
         cam.add(recv_ns, lag)
         if cam.base is None:
-            cam.base = lag
-        self._drift(c, cam)
+            cam.base, cam.based = lag, recv_ns
+        self._drift(c, cam, recv_ns)
         return capture_ns + cam.delta
 
     def status(self) -> dict:
@@ -199,6 +207,7 @@ class CameraClocks:
             else:
                 target = self._others(c) or 0  # nobody to align with: onto the receive clock
             cam.delta = min(lags) - target
+            cam.based = recv_ns
             cam.env.clear()
             cam.accepted = 0
             cam.faults.clear()
@@ -215,14 +224,21 @@ class CameraClocks:
         m = len(moves) // 2
         return moves[m] if len(moves) % 2 else (moves[m - 1] + moves[m]) // 2
 
-    def _drift(self, c: int, cam: _Camera) -> None:
+    def _drift(self, c: int, cam: _Camera, now_ns: int) -> None:
         """Nudge ``delta`` when this camera's envelope left its baseline by more than ``drift_ms``
-        beyond the other cameras' common move."""
+        beyond the other cameras' common move, at most as fast as a clock drifts; a faster (and
+        small) move is a latency change: the baseline follows."""
         common = self._common_shift(c)
         if common is None or cam.accepted < 3:
             return
+        s = self.settings
         d = cam.envelope() - cam.base - common
-        if abs(d) > self.settings.drift_ms * 1e6:
+        if abs(d) > s.drift_ms * 1e6:
+            if abs(d) <= s.future_ms * 1e6 and abs(d) > s.max_drift * (now_ns - cam.based) + s.drift_ms * 1e6:
+                cam.base += d  # faster than a clock drifts: the latency changed, the clock did not
+                cam.based = now_ns
+                return
+            cam.based = now_ns
             self.drift_corrections += 1
             cam.delta += d  # lag = recv - capture - delta: this moves the envelope back
             for i, (t, l) in enumerate(cam.env):
