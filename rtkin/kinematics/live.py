@@ -327,10 +327,10 @@ class LiveKinematics:
         if pid not in self._writes:
             self._submit(pid, est)
 
-    def _submit(self, pid: int, est: ScaleEstimate) -> None:
+    def _submit(self, pid: int, est: ScaleEstimate, pool=None) -> None:
         from rtkin.kinematics.scaling import background_executor
 
-        pool = self.executor
+        pool = pool or self.executor
         if pool is None:
             if self._pool is None:
                 self._pool = background_executor()
@@ -366,21 +366,18 @@ class LiveKinematics:
         written now, in this process (~0.1-0.3 s each). Call it once the background writer is
         stopped (a write it had running is abandoned: the file is replaced whole, never left half
         written, see :func:`rtkin.kinematics.scaling.write_model`)."""
+        from rtkin.kinematics.scaling import InlineExecutor
+
         self._collect_writes()
         self._writes.clear()
+        now = InlineExecutor()
         for pid, est in self._due.items():
             path = self._model_name(pid)
             for stray in path.parent.glob(f".{path.name}.*.part"):  # of a writer killed mid-file
                 stray.unlink(missing_ok=True)
-            if self._on_disk.get(pid) is est:
-                continue
-            try:
-                _write_model(str(self.generic), est.factors, str(path), self.settings.mass_kg or None,
-                             self.solver.skeleton)
-            except Exception as e:  # noqa: BLE001 - reported; the angles are already out
-                self.log(f"rtkin: person {pid}: writing the scaled model failed: {type(e).__name__}: {e}")
-                continue
-            self._written(pid, path, est)
+            if self._on_disk.get(pid) is not est:
+                self._submit(pid, est, now)
+        self._collect_writes()
 
     def close(self, wait: bool = True) -> None:
         """``wait``: let the model writes finish, then write what they missed (:meth:`finish`);

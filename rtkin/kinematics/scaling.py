@@ -33,6 +33,7 @@ Units: metres, seconds, degrees where named ``_deg``, pixels where named ``_px``
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import math
 import os
 import tempfile
@@ -703,7 +704,6 @@ def background_executor(warm: bool = False):
     """A one-process pool for background scaling jobs, at low priority (niceness
     ``BACKGROUND_NICE``, set before it imports anything heavy): it yields the CPU to the live
     stages. ``warm``: start the process now (and wait for it) instead of at the first job."""
-    import concurrent.futures as cf
     import multiprocessing as mp
 
     from rtkin.core.priority import background_init
@@ -713,6 +713,19 @@ def background_executor(warm: bool = False):
     if warm:
         pool.submit(os.getpid).result(timeout=120)
     return pool
+
+
+class InlineExecutor(cf.Executor):
+    """Runs a submitted job at once, in this process: the background pool's deterministic stand-in
+    (offline simulation), and the last write of a session whose pool is stopped."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        fut: cf.Future = cf.Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - handed to the caller through the future
+            fut.set_exception(e)
+        return fut
 
 
 def _scale_job(frames: np.ndarray, skeleton: str, settings: ScalingSettings, out_path) -> tuple:

@@ -10,7 +10,6 @@ the file does not depend on the machine's speed.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -18,23 +17,12 @@ from pathlib import Path
 from rtkin.core.calibration import write_calib_toml
 from rtkin.io.recording import INPUT, OUTPUT, RecordingWriter
 from rtkin.kinematics.live import LiveKinematics
+from rtkin.kinematics.scaling import InlineExecutor
 from rtkin.reconstruct.pipeline import Pipeline
 from rtkin.runtime.config import RunConfig, RunSettings, RigSettings, SourceSettings
 from rtkin.sim import virtual
 
 __all__ = ["record_views", "live_config"]
-
-
-class _InlineExecutor(cf.Executor):
-    """Runs a submitted job at once (deterministic stand-in for the background scaling pool)."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        fut: cf.Future = cf.Future()
-        try:
-            fut.set_result(fn(*args, **kwargs))
-        except Exception as e:  # noqa: BLE001 - handed to the caller through the future
-            fut.set_exception(e)
-        return fut
 
 
 def live_config(views: virtual.Views, name: str = "session", **ik) -> RunConfig:
@@ -70,7 +58,7 @@ def record_views(path: str | Path, views: virtual.Views, cfg: RunConfig | None =
                 "skeleton": cfg.rig.skeleton}
     pipe = Pipeline(rig, cfg.rig.skeleton, cfg.sync, cfg.reconstruction, clock_ns=None)
     kin = (LiveKinematics(cfg.ik.live(), dataclasses.replace(cfg.ik.solver, skeleton=cfg.rig.skeleton), path.parent,
-                          name=path.stem, executor=_InlineExecutor(), log=lambda s: None) if angles else None)
+                          name=path.stem, executor=InlineExecutor(), log=lambda s: None) if angles else None)
     writer = RecordingWriter(path, meta, flush_interval_s=1.0)
 
     def outputs(sks, recv):
