@@ -32,17 +32,14 @@ from rtkin.core.messages import AngleFlag, JointAngles, Skeleton3D
 from rtkin.kinematics.ik import IKSettings
 from rtkin.kinematics.ik_stage import IKStage
 from rtkin.kinematics.model import apply_scale, model_path_for, template_model
-from rtkin.kinematics.progressive import (PARAMETERS, ProgressiveScaler, ProgressiveScalingSettings, ScaleEstimate,
-                                          length_jacobian, stature_factor, stature_jacobian, to_body_factors)
+from rtkin.kinematics.progressive import (PARAMETERS, REFINE_AT_S, ProgressiveScaler, ProgressiveScalingSettings,
+                                          ScaleEstimate, length_jacobian, stature_factor, stature_jacobian,
+                                          to_body_factors)
 
 __all__ = ["LiveKinematicsSettings", "LiveKinematics", "scaling_state"]
 
 #: a refinement not in use this long after its data is stepped faster, s
 CATCH_UP_S = 0.4
-#: seconds of usable data of the refinements before ``scaling_seconds``: early and often at
-#: first (each moves the model at most ``max_step``; held-out scenes, height given: mean error
-#: over the first 2 s 2.3-2.5 -> 1.8-2.2 deg against refinements at 1 s and 3 s only)
-REFINE_AT_S = (0.25, 0.5, 1.0, 3.0)
 _SETTLED_S = 1.0  # the scaled model file is written from the refinement at this much usable data on
 
 
@@ -55,8 +52,8 @@ class LiveKinematicsSettings:
         scaling: scale the model to each person live (see the module doc); the scaled model is
             saved in the output folder.
         scaling_seconds: usable data by which the scaling should be complete, s: refinements at
-            0.25, 0.5, 1 and 3 s (:data:`REFINE_AT_S`) and this, then every 5 s until the
-            factors stop changing.
+            0.25, 0.5, 1 and 3 s (:data:`rtkin.kinematics.progressive.REFINE_AT_S`) and this, then
+            every 5 s until the factors stop changing.
         until_scaled: ``"generic"`` (joint angles from the first frame, on the height-scaled or
             generic model, flagged HEIGHT_ONLY / UNSCALED) or ``"wait"`` (no joint angles until
             the first per-segment refinement is in use; the frames are solved meanwhile, for the
