@@ -547,9 +547,10 @@ def scale_model(generic_path: str | Path | None, factors: Mapping[str, float], o
 
 
 def scaled_model(generic_path: str | Path | None, factors: Mapping[str, float], mass_kg: float | None = None,
-                 skeleton: str = "HALPE_26"):
-    """The model :func:`scale_model` writes, in memory (an ``opensim.Model`` the caller owns)."""
-    model = template_model(Path(generic_path or assets.model_path()), _skeleton(skeleton)).clone()
+                 skeleton: str = "HALPE_26", extra_marker_set: str | Path = ""):
+    """The model :func:`scale_model` writes, in memory (an ``opensim.Model`` the caller owns);
+    with ``extra_marker_set``'s markers too (e.g. the augmented ones), scaled with their bodies."""
+    model = template_model(Path(generic_path or assets.model_path()), _skeleton(skeleton), extra_marker_set).clone()
     scale_tool_manual(model, factors, mass_kg)
     model.setName(f"{model.getName()}_scaled")
     return model

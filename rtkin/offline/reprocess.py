@@ -388,7 +388,7 @@ def _ik(cfg, settings: ReprocessSettings, model_path: Path | None, model, factor
     ``model_path``: the scaled model :func:`_scale` wrote by ``factors`` and ``model`` the same in
     memory (None, None: the generic model)."""
     from rtkin.kinematics.ik_stage import IKStage
-    from rtkin.kinematics.model import model_path_for, scale_tool_manual, template_model
+    from rtkin.kinematics.scaling import scaled_model
 
     T = X.shape[0]
     finite = np.isfinite(X).all(-1)
@@ -409,8 +409,8 @@ def _ik(cfg, settings: ReprocessSettings, model_path: Path | None, model, factor
     if model is not None and solver.extra_marker_set:
         # the augmented markers too, scaled with their bodies (as a live switch scales them):
         # the same scaling of the template with the IK's own markers
-        model = template_model(model_path_for(solver), get_skeleton(solver.skeleton), solver.extra_marker_set).clone()
-        scale_tool_manual(model, factors, cfg.ik.mass_kg or None)
+        model = scaled_model(solver.model or None, factors, cfg.ik.mass_kg or None, solver.skeleton,
+                             solver.extra_marker_set)
     # (no ~40 ms load of the written .osim: the model in memory is the one written)
 
     def stage():
